@@ -1,0 +1,226 @@
+"""The Agent base class: subscriptions declared in one place, typed handlers, a publish helper.
+
+An agent gets a bus, a clock, settings and a logger injected through :class:`AgentContext`, so its
+logic runs unchanged on RabbitMQ (paper, live) and on the in-memory bus (backtests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, cast
+
+from core.clock import Clock
+from core.errors import MessageRejected
+from core.logging import CURRENT_MESSAGE
+from core.messages import Command, CommandAck, Envelope, Payload
+from core.ports import Bus, QueueSpec
+from core.routing import COMMANDS, queue_name, routing_key
+from core.settings import Settings
+from infrastructure.observability import metrics
+from tradeswarm import __version__
+
+TypedHandler = Callable[[Any, Envelope], Awaitable[None]]
+"""``async def on_x(self, payload: X, envelope: Envelope) -> None`` (bound)."""
+
+COMMAND_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
+"""An agent instance's command queue is deleted by the broker a day after its last consumer left."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One durable queue of an agent: what it binds and which handler takes each message type.
+
+    The queue is named ``<agent kind>.<purpose>[.p<partition>]``. A message of a type with no handler
+    is dead-lettered (it means a binding and the handlers disagree).
+    """
+
+    purpose: str
+    patterns: tuple[str, ...]
+    handlers: Mapping[type[Payload], TypedHandler]
+    prefetch: int | None = None
+    partition: int | None = None
+    single_active_consumer: bool = False
+
+
+@dataclass(slots=True)
+class AgentContext:
+    """What an agent gets injected."""
+
+    bus: Bus
+    clock: Clock
+    settings: Settings
+    agent_id: str
+    log: Any
+    instrument: bool = True
+    """Export Prometheus metrics per message (the backtester may turn it off for speed)."""
+
+
+@dataclass(slots=True)
+class AgentCounters:
+    """Plain counters reported in heartbeats."""
+
+    processed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    published: int = 0
+
+
+class Agent:
+    """Base of every agent. Subclasses set :attr:`kind`, declare :meth:`subscriptions` and write
+    handlers ``async def on_x(self, payload, envelope)``.
+
+    Lifecycle: :meth:`start` runs :meth:`on_start` (warm-up, reconciliation) and only then
+    subscribes, so nothing is consumed before the agent is ready; :meth:`stop` runs :meth:`on_stop`.
+    """
+
+    kind: ClassVar[str] = ""
+    version: ClassVar[str] = __version__
+
+    paused: bool = False
+    """Set by agents that obey PAUSE (no new entries); reported in heartbeats."""
+    halted: bool = False
+    """Set by agents that obey HALT (the kill switch); reported in heartbeats."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        if not self.kind:
+            raise TypeError(f"{type(self).__name__} must set the class attribute 'kind'")
+        self.ctx = ctx
+        self.log = ctx.log.bind(agent=self.kind, agent_id=ctx.agent_id)
+        self.counters = AgentCounters()
+        self.started = False
+        self._metric_cache: dict[tuple[str, str], Any] = {}
+
+    # -- to override ---------------------------------------------------------------------------
+
+    def subscriptions(self) -> Sequence[Subscription]:
+        """Every queue this agent consumes, with its bindings and handlers (the one place)."""
+        return ()
+
+    async def on_start(self) -> None:
+        """Called before consuming starts (warm-up from history, reconciliation)."""
+
+    async def on_stop(self) -> None:
+        """Called after consuming stopped and in-flight messages were handled (close resources)."""
+
+    async def on_command(self, command: Command, envelope: Envelope) -> str | None:
+        """Obey an orchestrator command; return a detail to acknowledge it, None to ignore it."""
+        return None
+
+    # -- runtime -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run :meth:`on_start`, then subscribe every declared queue (and the command queue)."""
+        await self.on_start()
+        settings = self.ctx.settings
+        for sub in self.subscriptions():
+            spec = QueueSpec(
+                name=queue_name(self.kind, sub.purpose, sub.partition),
+                patterns=sub.patterns,
+                prefetch=sub.prefetch or settings.rabbitmq_prefetch,
+                delivery_limit=settings.rabbitmq_delivery_limit,
+                single_active_consumer=sub.single_active_consumer,
+            )
+            await self.ctx.bus.subscribe(spec, self._dispatcher(sub))
+        if type(self).on_command is not Agent.on_command:
+            spec = QueueSpec(
+                name=queue_name(self.kind, f"commands.{self.ctx.agent_id}"),
+                patterns=(COMMANDS.key(target="all"), COMMANDS.key(target=self.kind)),
+                prefetch=1,
+                delivery_limit=settings.rabbitmq_delivery_limit,
+                arguments={"x-expires": COMMAND_QUEUE_EXPIRES_MS},
+            )
+            await self.ctx.bus.subscribe(
+                spec, self._dispatcher(Subscription("commands", spec.patterns, {Command: self._handle_command}))
+            )
+        self.started = True
+        self.log.info("agent started", subscriptions=[s.purpose for s in self.subscriptions()])
+
+    async def stop(self) -> None:
+        """Run :meth:`on_stop` (the host closes the bus first, so no message is in hand)."""
+        self.started = False
+        await self.on_stop()
+
+    async def publish(
+        self,
+        payload: Payload,
+        *,
+        cause: Envelope | None = None,
+        ts_event: datetime | None = None,
+    ) -> Envelope:
+        """Wrap ``payload`` (linked to ``cause``), publish it with its routing key, count it.
+
+        ``ts_event`` defaults to the cause's market time, so market time flows down the pipeline.
+        """
+        if ts_event is None and cause is not None:
+            ts_event = cause.ts_event
+        envelope = Envelope.wrap(
+            payload, source=self.ctx.agent_id, clock=self.ctx.clock, ts_event=ts_event, cause=cause
+        )
+        key = routing_key(payload)
+        await self.ctx.bus.publish(envelope, key)
+        self.counters.published += 1
+        if self.ctx.instrument:
+            metrics.MESSAGES_PUBLISHED.labels(self.kind, envelope.type, key.split(".", 1)[0]).inc()
+        return envelope
+
+    async def _handle_command(self, command: Command, envelope: Envelope) -> None:
+        detail = await self.on_command(command, envelope)
+        if detail is None:
+            return
+        ack = CommandAck(
+            command_id=command.command_id,
+            kind=command.kind,
+            agent_id=self.ctx.agent_id,
+            agent_kind=self.kind,
+            ok=True,
+            detail=detail,
+        )
+        await self.publish(ack, cause=envelope)
+        self.log.info("command acknowledged", command=command.kind.value, detail=detail)
+
+    def _dispatcher(self, sub: Subscription) -> Callable[[Envelope], Awaitable[None]]:
+        handlers = dict(sub.handlers)
+        counters = self.counters
+        kind = self.kind
+        instrument = self.ctx.instrument
+
+        async def dispatch(envelope: Envelope) -> None:
+            handler = handlers.get(type(envelope.payload))
+            if handler is None:
+                counters.rejected += 1
+                raise MessageRejected(f"{kind} has no handler for {envelope.type} on queue purpose {sub.purpose!r}")
+            token = CURRENT_MESSAGE.set(cast(Any, envelope))
+            started = time.perf_counter() if instrument else 0.0
+            try:
+                await handler(envelope.payload, envelope)
+            except MessageRejected:
+                counters.rejected += 1
+                raise
+            except Exception:
+                counters.failed += 1
+                if instrument:
+                    metrics.MESSAGES_FAILED.labels(kind, envelope.type).inc()
+                self.log.exception("handler failed", message_type=envelope.type)
+                raise
+            finally:
+                CURRENT_MESSAGE.reset(token)
+            counters.processed += 1
+            if instrument:
+                self._observe(envelope.type, time.perf_counter() - started)
+
+        return dispatch
+
+    def _observe(self, message_type: str, seconds: float) -> None:
+        cached = self._metric_cache.get((message_type, "h"))
+        if cached is None:
+            cached = (
+                metrics.MESSAGES_CONSUMED.labels(self.kind, message_type),
+                metrics.HANDLER_SECONDS.labels(self.kind, message_type),
+            )
+            self._metric_cache[(message_type, "h")] = cached
+        consumed, latency = cached
+        consumed.inc()
+        latency.observe(seconds)

@@ -1,0 +1,73 @@
+"""Identifiers: time-ordered message ids and deterministic, content-derived ids.
+
+Message ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds then random bits, so they sort by
+creation time and index well. Content ids are UUIDv5 over a canonical string of their parts, so the
+same intent seen twice (a replayed candle, a restarted agent) always gets the same id, which is
+what makes deduplication and client order ids work.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+NAMESPACE = uuid.UUID("6f1c1e52-6b0e-4d2b-9a53-2f7f6c1d8b11")
+"""The UUIDv5 namespace of every tradeswarm content id."""
+
+_rng = random.Random(os.urandom(32))  # noqa: S311 - ids need uniqueness, not secrecy
+_last_ms = 0
+_counter = 0
+
+
+def _reseed() -> None:
+    _rng.seed(os.urandom(32))
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def uuid7(now_ms: Callable[[], int] | None = None) -> uuid.UUID:
+    """Return a new UUIDv7; ids made in one process are strictly increasing.
+
+    Within one millisecond a 12-bit counter (seeded randomly each millisecond) keeps the order
+    monotonic; 62 random bits follow. The generator is reseeded in forked children, so processes
+    never share a sequence. Not for secrets: ids need uniqueness, not unpredictability.
+    """
+    global _last_ms, _counter  # noqa: PLW0603 - the generator's state is process-wide by design
+    ms = now_ms() if now_ms is not None else time.time_ns() // 1_000_000
+    if ms > _last_ms:
+        _last_ms = ms
+        _counter = _rng.getrandbits(10)
+    else:
+        _counter += 1
+        if _counter > 0xFFF:
+            _last_ms += 1
+            _counter = 0
+    value = (_last_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _counter << 64 | 0b10 << 62 | _rng.getrandbits(62)
+    result = object.__new__(uuid.UUID)
+    object.__setattr__(result, "int", value)
+    object.__setattr__(result, "is_safe", uuid.SafeUUID.unknown)
+    return result
+
+
+def uuid7_time_ms(value: uuid.UUID) -> int:
+    """The Unix millisecond timestamp embedded in a UUIDv7."""
+    return value.int >> 80
+
+
+def content_id(kind: str, *parts: object) -> uuid.UUID:
+    """A deterministic id for ``kind`` over ``parts`` (UUIDv5 of a canonical, unambiguous string)."""
+    canonical = "\x1f".join([kind, *(str(p) for p in parts)])
+    return uuid.uuid5(NAMESPACE, canonical)
+
+
+def client_order_id(intent_id: uuid.UUID, attempt: int = 0) -> str:
+    """The client order id of an intent: short, venue-safe (``[A-Za-z0-9-]``, <= 32 chars), stable.
+
+    ``attempt`` distinguishes a deliberate replacement order (never a retry of the same order).
+    """
+    base = f"ts{intent_id.hex[:26]}"
+    return base if attempt == 0 else f"{base}-{attempt}"

@@ -1,0 +1,80 @@
+"""Ports: the Protocols agents depend on. Adapters in ``infrastructure`` implement them.
+
+Agents get a :class:`Bus` (and the :class:`~core.clock.Clock`) injected and never know whether it is
+RabbitMQ or the in-memory twin: one code path for backtest, paper and live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from core.messages.base import Envelope
+
+Handler = Callable[[Envelope], Awaitable[None]]
+"""An async message handler. Returning normally acks; raising retries (then dead-letters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be processed, with why and where it came from."""
+
+    queue: str
+    routing_key: str
+    body: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A durable queue: its name, binding patterns, prefetch and delivery limit."""
+
+    name: str
+    patterns: tuple[str, ...]
+    prefetch: int = 64
+    delivery_limit: int | None = None
+    single_active_consumer: bool = False
+    arguments: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Bus(Protocol):
+    """The message bus port: topic publish, queue subscribe, graceful close.
+
+    Semantics shared by every adapter (checked by ``tests/contract``):
+
+    * topic routing: ``*`` matches exactly one word, ``#`` zero or more words;
+    * ``publish`` of a message that matches no queue raises
+      :class:`~core.errors.UnroutableMessage` (mandatory publishing), it is never dropped;
+    * a queue delivers its messages in publish order to its handler;
+    * a message that fails decoding/validation goes to the queue's dead-letter queue with a reason;
+    * a handler exception retries the message up to the delivery limit, then dead-letters it;
+    * a message is acknowledged only after its handler returned.
+    """
+
+    async def start(self) -> None:
+        """Connect and declare the shared topology. Idempotent."""
+        ...
+
+    async def publish(self, envelope: Envelope, routing_key: str | None = None) -> None:
+        """Publish one message (routing key derived from the payload when not given); returns once
+        the message is safely accepted (broker confirm for RabbitMQ)."""
+        ...
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        """Publish already-encoded bytes as they are (bridges, replays, tests of bad input)."""
+        ...
+
+    async def subscribe(self, spec: QueueSpec, handler: Handler) -> None:
+        """Declare ``spec``'s queue (with its dead-letter queue), bind its patterns, and start
+        delivering its messages to ``handler``."""
+        ...
+
+    async def dead_letters(self, queue: str) -> Sequence[DeadLetter]:
+        """Read (without removing) the dead letters of ``queue``: for operators and tests."""
+        ...
+
+    async def close(self) -> None:
+        """Stop consuming, let in-flight handlers finish and ack, then disconnect. Idempotent."""
+        ...

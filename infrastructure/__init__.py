@@ -1,0 +1,1 @@
+"""Adapters: messaging (RabbitMQ, in-memory), databases, the exchange gateway, observability."""

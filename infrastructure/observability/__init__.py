@@ -1,0 +1,1 @@
+"""Observability: the metric catalogue (prometheus-client) and the per-agent HTTP endpoint."""

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Make sure the local services the tests talk to are installed and running on loopback:
+# RabbitMQ (5672), PostgreSQL (5432), InfluxDB 1.x (8086), plus the `promtool`/`prometheus`
+# binaries the deployment tests run. Idempotent; starts only what is down. Needs root for apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -ne 0 ]; then sudo "$@"; else "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
+}
+
+# --- packages the tests need that a fresh machine may lack --------------------------------------
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
+command -v kubectl >/dev/null 2>&1 || echo "services: kubectl is not installed (k8s render tests will fail)" >&2
+
+# --- RabbitMQ -------------------------------------------------------------------------------------
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  echo "services: starting RabbitMQ"
+  as_root rabbitmq-server -detached
+fi
+for _ in $(seq 1 120); do
+  rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+  sleep 1
+done
+rabbitmqctl -q await_startup >/dev/null
+echo "services: RabbitMQ is up"
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "services: starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+fi
+for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+pg_isready -h 127.0.0.1 -p 5432 -q
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'tradeswarm'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE tradeswarm"
+echo "services: PostgreSQL is up"
+
+# --- InfluxDB 1.x ---------------------------------------------------------------------------------
+bash scripts/install_influxdb.sh

@@ -1,0 +1,1 @@
+"""Strategy plugins and the consensus (signal-fusion) engine. Pure: no I/O."""
