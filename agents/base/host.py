@@ -21,24 +21,20 @@ from agents.base.registry import AgentBuilder, load_builder
 from core.clock import Clock, WallClock
 from core.errors import UnroutableMessage
 from core.logging import configure_logging, get_logger
-from core.messages import Heartbeat, JsonCodec
+from core.messages import Heartbeat
 from core.ports import Bus
 from core.settings import Settings, load_settings
 from infrastructure.observability import metrics
 
-BusFactory = Callable[[Settings, str], Bus]
+BusFactory = Callable[[Settings, str, str], Bus]
+"""Makes the bus of one agent process from (settings, agent id, agent kind)."""
 
 
-def rabbitmq_bus(settings: Settings, agent_id: str) -> Bus:
+def rabbitmq_bus(settings: Settings, agent_id: str, agent_kind: str) -> Bus:
     """The production bus: RabbitMQ at ``settings.rabbitmq_url``."""
     from infrastructure.messaging.rabbitmq import RabbitMQBus
 
-    return RabbitMQBus(
-        settings.rabbitmq_url.get_secret_value(),
-        connection_name=agent_id,
-        delivery_limit=settings.rabbitmq_delivery_limit,
-        codec=JsonCodec(max_message_bytes=settings.max_message_bytes),
-    )
+    return RabbitMQBus.from_settings(settings, agent_id=agent_id, agent_kind=agent_kind)
 
 
 class AgentHost:
@@ -59,7 +55,7 @@ class AgentHost:
         self.clock = clock or WallClock()
         self.host = socket.gethostname()
         self.agent_id = settings.resolved_agent_id(kind, self.host)
-        self.bus = bus_factory(settings, self.agent_id)
+        self.bus = bus_factory(settings, self.agent_id, kind)
         self.log = get_logger("tradeswarm.host", agent=kind, agent_id=self.agent_id)
         self.agent: Agent | None = None
         self.http = HealthServer(settings.http_host, settings.http_port, ready=self.is_ready, healthy=self.is_healthy)
@@ -69,8 +65,8 @@ class AgentHost:
         self._stop = asyncio.Event()
 
     def is_ready(self) -> bool:
-        """Consuming and heartbeating."""
-        return self._ready
+        """Consuming, heartbeating, and connected to the broker."""
+        return self._ready and bool(getattr(self.bus, "connected", True))
 
     def is_healthy(self) -> bool:
         """The process works (the event loop answers and nothing fatal happened)."""
