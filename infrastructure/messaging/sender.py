@@ -1,0 +1,85 @@
+"""The broker-verified sender of the message in hand, and the check the executor applies to it.
+
+RabbitMQ refuses a message whose ``user_id`` property differs from the user of the connection that
+published it (``PRECONDITION_FAILED``), so ``user_id`` is a sender identity the broker vouches for,
+unlike the envelope's ``source`` which anyone can write. The RabbitMQ bus publishes every message
+with its connection's user as ``user_id`` and, while a handler runs, exposes the ``user_id`` of the
+delivery through :data:`CURRENT_DELIVERY`. The in-memory bus has no users: there it stays ``None``
+(nothing to verify inside one process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import MessageRejected
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the broker verified about the message being handled."""
+
+    user_id: str | None
+    """The AMQP ``user_id`` property (checked by the broker), None when the publisher set none."""
+
+
+CURRENT_DELIVERY: ContextVar[Delivery | None] = ContextVar("tradeswarm_current_delivery", default=None)
+"""Set by a bus that can verify senders (RabbitMQ) while a handler runs; None otherwise."""
+
+
+def verified_sender() -> Delivery | None:
+    """The delivery facts of the message in hand (None on a bus without sender verification)."""
+    return CURRENT_DELIVERY.get()
+
+
+def require_sender(trusted: Collection[str], what: str = "message") -> None:
+    """Raise :class:`MessageRejected` unless the broker-verified sender is one of ``trusted``.
+
+    On a bus without sender verification (in-memory: backtests, one process) it passes.
+    """
+    delivery = CURRENT_DELIVERY.get()
+    if delivery is None:
+        return
+    if delivery.user_id is None:
+        raise MessageRejected(f"{what} has no broker-verified sender (no user_id): refused")
+    if delivery.user_id not in trusted:
+        raise MessageRejected(
+            f"{what} sent by broker user {delivery.user_id!r}, not by a trusted sender ({', '.join(sorted(trusted))})"
+        )
+
+
+class OrderSenderSettings(BaseSettings):
+    """Who may send approved orders to the executor (environment prefix ``TRADESWARM_EXECUTION_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADESWARM_EXECUTION_", extra="ignore", frozen=True)
+
+    trusted_order_senders: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["compliance", "compliance_live"],
+        description="Broker users allowed to send approved orders (the compliance agent's users).",
+    )
+
+    @field_validator("trusted_order_senders", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def trusted_order_senders(rabbitmq_url: str) -> frozenset[str]:
+    """The configured trusted senders plus the executor's own broker user.
+
+    When every agent shares one broker user (a development broker with ``guest``), the broker
+    cannot tell senders apart, so that shared user is trusted; with one user per agent (the
+    definitions in ``docker/rabbitmq/definitions.json``) only compliance's users are.
+    """
+    own = urlsplit(rabbitmq_url).username
+    configured = set(OrderSenderSettings().trusted_order_senders)
+    return frozenset(configured | ({unquote(own)} if own else set()))
