@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv services test test-unit lint format bench contracts clean
+.PHONY: help venv services test test-unit lint format bench contracts generated clean run
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ venv: $(STAMP) ## Create/refresh the virtual environment (.venv) with every depe
 
 services: ## Start RabbitMQ, PostgreSQL and InfluxDB on loopback if they are down
 	@bash scripts/ensure_services.sh
+
+run: venv ## Every agent in one process on sample data, with a live view and a session report (no service needed)
+	$(BIN)/tradeswarm run
 
 test: venv services ## Run the whole test suite (unit, contract, integration) against real services
 	@$(BIN)/pytest -q; rc=$$?; \
@@ -41,9 +44,14 @@ format: venv ## Apply ruff's fixes and formatting
 
 bench: venv services ## Run the benchmarks (they print figures and ratios)
 	$(BIN)/python bench/bus_bench.py
+	$(BIN)/python bench/backtest_bench.py --candles 200000
 
 contracts: venv ## Regenerate docs/contracts/asyncapi.json from the models
 	$(BIN)/tradeswarm contracts export
+
+generated: venv ## Regenerate docs/openapi.json and docker/rabbitmq/definitions.json from the code
+	$(BIN)/python -m infrastructure.api.openapi
+	$(BIN)/tradeswarm broker export
 
 clean: ## Remove caches (keeps the venv)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -22,6 +22,16 @@ _last_ms = 0
 _counter = 0
 
 
+# uuid7() runs for every message: the UUID is assembled through its slots (no __init__ parsing)
+# and the hot callables are bound once (_rng is reseeded in place, so _bits stays valid)
+_bits = _rng.getrandbits
+_time_ns = time.time_ns
+_new_uuid = object.__new__
+_set_uuid_int = uuid.UUID.__dict__["int"].__set__
+_set_uuid_safe = uuid.UUID.__dict__["is_safe"].__set__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
 def _reseed() -> None:
     _rng.seed(os.urandom(32))
 
@@ -37,19 +47,19 @@ def uuid7(now_ms: Callable[[], int] | None = None) -> uuid.UUID:
     never share a sequence. Not for secrets: ids need uniqueness, not unpredictability.
     """
     global _last_ms, _counter  # noqa: PLW0603 - the generator's state is process-wide by design
-    ms = now_ms() if now_ms is not None else time.time_ns() // 1_000_000
+    ms = now_ms() if now_ms is not None else _time_ns() // 1_000_000
     if ms > _last_ms:
         _last_ms = ms
-        _counter = _rng.getrandbits(10)
+        _counter = _bits(10)
     else:
         _counter += 1
         if _counter > 0xFFF:
             _last_ms += 1
             _counter = 0
-    value = (_last_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _counter << 64 | 0b10 << 62 | _rng.getrandbits(62)
-    result = object.__new__(uuid.UUID)
-    object.__setattr__(result, "int", value)
-    object.__setattr__(result, "is_safe", uuid.SafeUUID.unknown)
+    value = (_last_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _counter << 64 | 0b10 << 62 | _bits(62)
+    result: uuid.UUID = _new_uuid(uuid.UUID)
+    _set_uuid_int(result, value)
+    _set_uuid_safe(result, _UNKNOWN_SAFETY)
     return result
 
 

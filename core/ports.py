@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from core.messages.base import Envelope
+from core.messages.market import Candle
 
 Handler = Callable[[Envelope], Awaitable[None]]
 """An async message handler. Returning normally acks; raising retries (then dead-letters)."""
@@ -77,4 +79,20 @@ class Bus(Protocol):
 
     async def close(self) -> None:
         """Stop consuming, let in-flight handlers finish and ack, then disconnect. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class HistoryProvider(Protocol):
+    """Recent closed candles of one series, for warming up indicators before going live.
+
+    Implemented over the tick store (InfluxDB) or the exchange gateway; tests and backtests pass a
+    replay of real candles. Returns at most ``limit`` CLOSED candles, oldest first, all ending at
+    or before ``end`` when it is given (so a replayed history never overlaps the live feed).
+    """
+
+    async def recent_candles(
+        self, venue: str, symbol: str, timeframe: str, limit: int, end: datetime | None = None
+    ) -> Sequence[Candle]:
+        """Up to ``limit`` most recent closed candles, oldest first."""
         ...

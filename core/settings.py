@@ -2,7 +2,9 @@
 
 Every variable is listed in ``.env.example``. Secrets are ``SecretStr``: they never appear in a
 repr, a log line or an error message. ``mode`` is checked against the rest: paper and backtest
-hold no exchange keys at all; live needs keys AND an explicit confirmation flag.
+hold no exchange keys at all; every live process needs the explicit confirmation flag, and keys
+come in pairs. Only the processes that talk to the venue (execution) hold keys and require them:
+see :meth:`Settings.require_exchange_keys`.
 
 Agent-specific settings live beside each agent (``agents/<name>/settings.py``) with their own
 prefix (``TRADESWARM_RISK_``...), so this class stays the shared part.
@@ -112,8 +114,8 @@ class Settings(BaseSettings):
         has_key = bool(self.exchange_api_key and self.exchange_api_key.get_secret_value())
         has_secret = bool(self.exchange_api_secret and self.exchange_api_secret.get_secret_value())
         if self.mode is Mode.LIVE:
-            if not (has_key and has_secret):
-                raise ValueError("live mode needs TRADESWARM_EXCHANGE_API_KEY and TRADESWARM_EXCHANGE_API_SECRET")
+            if has_key != has_secret:
+                raise ValueError("TRADESWARM_EXCHANGE_API_KEY and TRADESWARM_EXCHANGE_API_SECRET come together")
             if not self.live_trading_confirmed:
                 raise ValueError("live mode needs TRADESWARM_LIVE_TRADING_CONFIRMED=true as an explicit opt-in")
         elif has_key or has_secret:
@@ -123,6 +125,21 @@ class Settings(BaseSettings):
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
         return self
+
+    def require_exchange_keys(self) -> tuple[str, str]:
+        """The exchange key and secret of a live process that places orders.
+
+        Raises :class:`ConfigurationError` when this is not a confirmed live process with both.
+        """
+        key = self.exchange_api_key.get_secret_value() if self.exchange_api_key else ""
+        secret = self.exchange_api_secret.get_secret_value() if self.exchange_api_secret else ""
+        if self.mode is not Mode.LIVE or not self.live_trading_confirmed:
+            raise ConfigurationError("exchange keys are only used in confirmed live mode")
+        if not (key and secret):
+            raise ConfigurationError(
+                "live mode needs TRADESWARM_EXCHANGE_API_KEY and TRADESWARM_EXCHANGE_API_SECRET in the execution agent"
+            )
+        return key, secret
 
     def resolved_agent_id(self, kind: str, host: str) -> str:
         """The configured agent id, or ``<kind>-<host>`` made safe for routing keys."""

@@ -15,7 +15,7 @@ apt_install() {
 
 # --- packages the tests need that a fresh machine may lack --------------------------------------
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
-command -v kubectl >/dev/null 2>&1 || echo "services: kubectl is not installed (k8s render tests will fail)" >&2
+command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client  # kubectl (with kustomize) for the k8s render tests
 
 # --- RabbitMQ -------------------------------------------------------------------------------------
 if ! rabbitmqctl -q status >/dev/null 2>&1; then

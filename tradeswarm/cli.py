@@ -15,6 +15,11 @@ import typer
 from agents.base.registry import AGENT_NAMES
 from core.errors import TradeswarmError
 from tradeswarm import __version__
+from tradeswarm.cli_backtest import register as register_backtest_commands
+from tradeswarm.cli_broker import broker_app
+from tradeswarm.cli_compliance import compliance_app
+from tradeswarm.cli_data import data_app
+from tradeswarm.cli_stack import stack_app
 
 CONTRACT_PATH = Path("docs/contracts/asyncapi.json")
 
@@ -32,6 +37,11 @@ app = typer.Typer(
 )
 contracts_app = typer.Typer(help="The message contracts as an AsyncAPI document.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(data_app, name="data")
+app.add_typer(stack_app, name="stack")
+app.add_typer(broker_app, name="broker")
+app.add_typer(compliance_app, name="compliance")
+register_backtest_commands(app)  # backtest, optimize, run
 
 
 @app.command()

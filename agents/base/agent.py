@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from core.clock import Clock
 from core.errors import MessageRejected
@@ -186,14 +186,19 @@ class Agent:
         counters = self.counters
         kind = self.kind
         instrument = self.ctx.instrument
+        # bound once: this closure runs for every delivery
+        handler_for = handlers.get
+        set_current: Callable[[Any], Any] = CURRENT_MESSAGE.set  # holds the envelope (typing.cast is a call)
+        reset_current = CURRENT_MESSAGE.reset
+        perf_counter = time.perf_counter
 
         async def dispatch(envelope: Envelope) -> None:
-            handler = handlers.get(type(envelope.payload))
+            handler = handler_for(type(envelope.payload))
             if handler is None:
                 counters.rejected += 1
                 raise MessageRejected(f"{kind} has no handler for {envelope.type} on queue purpose {sub.purpose!r}")
-            token = CURRENT_MESSAGE.set(cast(Any, envelope))
-            started = time.perf_counter() if instrument else 0.0
+            token = set_current(envelope)
+            started = perf_counter() if instrument else 0.0
             try:
                 await handler(envelope.payload, envelope)
             except MessageRejected:
@@ -206,10 +211,10 @@ class Agent:
                 self.log.exception("handler failed", message_type=envelope.type)
                 raise
             finally:
-                CURRENT_MESSAGE.reset(token)
+                reset_current(token)
             counters.processed += 1
             if instrument:
-                self._observe(envelope.type, time.perf_counter() - started)
+                self._observe(envelope.type, perf_counter() - started)
 
         return dispatch
 

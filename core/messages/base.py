@@ -135,15 +135,17 @@ class Envelope(BaseModel):
         so the envelope is constructed directly: a payload is validated once, where it is made.
         ``cause`` links the new message to the one that caused it (same correlation id).
         """
-        if not AGENT_ID_RE.match(source):
-            raise ValueError(f"invalid agent id {source!r}")
+        if source not in _CHECKED_SOURCES:
+            if not AGENT_ID_RE.match(source):
+                raise ValueError(f"invalid agent id {source!r}")
+            if len(_CHECKED_SOURCES) < _CHECKED_SOURCES_MAX:
+                _CHECKED_SOURCES.add(source)
         now = clock.now()
         message_id = uuid7()
         payload_type = type(payload)
-        envelope = _new_envelope(cls)
-        object.__setattr__(
+        envelope: Envelope = _object_new(cls)
+        _set_dict(
             envelope,
-            "__dict__",
             {
                 "message_id": message_id,
                 "type": payload_type.TYPE,
@@ -156,6 +158,9 @@ class Envelope(BaseModel):
                 "payload": payload,
             },
         )
+        _set_fields_set(envelope, set(_ENVELOPE_FIELDS))
+        _set_extra(envelope, None)
+        _set_private(envelope, None)
         return envelope
 
     def log_context(self) -> dict[str, Any]:
@@ -170,11 +175,14 @@ class Envelope(BaseModel):
 
 _ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
 
+_CHECKED_SOURCES: set[str] = set()
+"""Agent ids :meth:`Envelope.wrap` already checked (a process has a handful; bounded anyway)."""
+_CHECKED_SOURCES_MAX = 1024
 
-def _new_envelope(cls: type[Envelope]) -> Envelope:
-    """An empty envelope instance whose ``__dict__`` the caller fills (pydantic's own layout)."""
-    envelope = object.__new__(cls)
-    object.__setattr__(envelope, "__pydantic_fields_set__", set(_ENVELOPE_FIELDS))
-    object.__setattr__(envelope, "__pydantic_extra__", None)
-    object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope
+# pydantic's own instance layout, written through its slot descriptors (what ``object.__setattr__``
+# does, minus the attribute lookup): ``wrap`` runs for every message
+_object_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__

@@ -198,7 +198,8 @@ class InMemoryBus:
                 if envelope is None:
                     self._dead_letter(queue, key, body or b"", reason or "rejected")
                     continue
-                handler = queue.pick()
+                handlers = queue.handlers
+                handler = handlers[0] if len(handlers) == 1 else queue.pick()
                 try:
                     await handler(envelope)
                 except MessageRejected as exc:

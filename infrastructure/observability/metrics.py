@@ -196,3 +196,53 @@ TICKSTORE_POINTS = counter(
 TICKSTORE_WRITE_FAILURES = counter(
     "tradeswarm_tickstore_write_failures", "Failed tick-store write attempts (each retry counts).", ("measurement",)
 )
+
+# --- order path: risk, compliance, execution (issue 5) ----------------------------------------
+RISK_ALERTS = counter(
+    "tradeswarm_risk_alerts", "Risk alerts raised, by severity and code (risk).", ("severity", "code")
+)
+COMPLIANCE_HALTED = gauge("tradeswarm_compliance_halted", "1 while the kill switch is engaged (compliance).", ())
+AUDIT_RECORDS = counter("tradeswarm_audit_records", "Audit trail records appended, by kind (compliance).", ("kind",))
+ORDER_UPDATES = counter(
+    "tradeswarm_order_updates",
+    "Order state changes recorded, by venue and new status (execution).",
+    ("venue", "status"),
+)
+EXECUTION_FILL_RATIO = histogram(
+    "tradeswarm_execution_fill_ratio",
+    "Filled / ordered quantity of orders that reached a final state (execution).",
+    ("venue",),
+    buckets=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0),
+)
+EXECUTION_FILL_LATENCY = histogram(
+    "tradeswarm_execution_fill_latency_seconds",
+    "Order accepted to first fill, in clock seconds (market time in backtests) (execution).",
+    ("venue",),
+    buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+)
+DB_RETRIES = counter(
+    "tradeswarm_db_retries", "PostgreSQL operations retried after a connection failure, by operation.", ("operation",)
+)
+
+# --- signals: technical analysis and strategy (issue 4) -------------------------------------
+CANDLES_SKIPPED = counter(
+    "tradeswarm_ta_candles_skipped",
+    "Candles the technical analysis agent did not use, by reason (duplicate, out_of_order, max_series).",
+    ("reason",),
+)
+STRATEGY_ERRORS = counter(
+    "tradeswarm_strategy_errors", "Strategy votes dropped because the strategy raised, by strategy.", ("strategy",)
+)
+CONSENSUS_DECISIONS = counter(
+    "tradeswarm_consensus_decisions",
+    "Consensus decisions made, by outcome and method (strategy).",
+    ("outcome", "method"),
+)
+
+# --- control plane: orchestrator (issue 7) -----------------------------------------------------
+ORCHESTRATOR_AGENTS = gauge(
+    "tradeswarm_orchestrator_agents", "Agents known to the orchestrator, by state (up, degraded, down).", ("state",)
+)
+ORCHESTRATOR_COMMANDS = counter(
+    "tradeswarm_orchestrator_commands", "Control commands issued by the orchestrator, by kind.", ("kind",)
+)

@@ -13,6 +13,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.base.host import AgentHost
@@ -42,7 +43,13 @@ class CountingAgent(Agent):
 
 
 async def test_host_serves_probes_metrics_and_heartbeats(rabbit_url: str) -> None:
-    settings = Settings(rabbitmq_url=rabbit_url, http_port=0, heartbeat_interval_s=0.2, heartbeat_timeout_s=2, agent_id="counting-1")  # type: ignore[arg-type]
+    settings = Settings(
+        rabbitmq_url=SecretStr(rabbit_url),
+        http_port=0,
+        heartbeat_interval_s=0.2,
+        heartbeat_timeout_s=2,
+        agent_id="counting-1",
+    )
     observer = RabbitMQBus(rabbit_url, connection_name="observer")
     await observer.start()
     beats: list[Heartbeat] = []
@@ -74,7 +81,9 @@ async def test_host_serves_probes_metrics_and_heartbeats(rabbit_url: str) -> Non
             assert 'tradeswarm_agent_ready{agent="counting_test",agent_id="counting-1"} 1.0' in text
         await eventually(lambda: any(b.processed == 5 for b in beats), timeout=10)
         beat = beats[-1]
-        assert beat.agent_id == "counting-1" and beat.agent_kind == "counting_test" and beat.ready
+        assert beat.agent_id == "counting-1"
+        assert beat.agent_kind == "counting_test"
+        assert beat.ready
     finally:
         host.request_stop()
         assert await asyncio.wait_for(run, timeout=30) == 0
@@ -93,10 +102,18 @@ async def _queue_depth(url: str, queue: str) -> int:
 
 
 async def test_sigterm_finishes_the_message_in_hand_acks_it_and_exits(rabbit_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "TRADESWARM_RABBITMQ_URL": rabbit_url, "TRADESWARM_HTTP_PORT": "0", "TRADESWARM_AGENT_ID": "slow-1"}
-    proc = subprocess.Popen(  # noqa: ASYNC220 - a real OS process is the point of this test
-        [sys.executable, "-m", "tests.runtime.slow_agent", str(tmp_path)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    env = {
+        **os.environ,
+        "TRADESWARM_RABBITMQ_URL": rabbit_url,
+        "TRADESWARM_HTTP_PORT": "0",
+        "TRADESWARM_AGENT_ID": "slow-1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.runtime.slow_agent", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     publisher = RabbitMQBus(rabbit_url, connection_name="publisher")
     await publisher.start()
@@ -109,7 +126,7 @@ async def test_sigterm_finishes_the_message_in_hand_acks_it_and_exits(rabbit_url
             except aio_pika.exceptions.ChannelNotFoundEntity:
                 await asyncio.sleep(0.1)
         await publisher.publish(candle_envelope(7))
-        await eventually(lambda: (tmp_path / "start-7").exists(), timeout=30)
+        await eventually((tmp_path / "start-7").exists, timeout=30)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
         output = proc.stdout.read().decode() if proc.stdout else ""

@@ -119,7 +119,7 @@ def test_settings_defaults_and_mode_rules(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigurationError, match="no exchange keys"):
         load_settings()
     monkeypatch.setenv("TRADESWARM_MODE", "live")
-    with pytest.raises(ConfigurationError, match="API_SECRET"):
+    with pytest.raises(ConfigurationError, match="come together"):
         load_settings()
     monkeypatch.setenv("TRADESWARM_EXCHANGE_API_SECRET", "s-456")
     with pytest.raises(ConfigurationError, match="LIVE_TRADING_CONFIRMED"):
@@ -129,6 +129,12 @@ def test_settings_defaults_and_mode_rules(monkeypatch: pytest.MonkeyPatch) -> No
     assert live.mode is Mode.LIVE
     assert "k-123" not in repr(live)
     assert "s-456" not in str(live.model_dump())
+    assert live.require_exchange_keys() == ("k-123", "s-456")
+    monkeypatch.delenv("TRADESWARM_EXCHANGE_API_KEY")
+    monkeypatch.delenv("TRADESWARM_EXCHANGE_API_SECRET")
+    keyless = load_settings()  # a live strategy agent holds no keys
+    with pytest.raises(ConfigurationError, match="execution agent"):
+        keyless.require_exchange_keys()
     monkeypatch.setenv("TRADESWARM_SYMBOLS", "BTCUSDT")
     with pytest.raises(ConfigurationError, match="TRADESWARM_SYMBOLS"):
         load_settings()

@@ -1,0 +1,213 @@
+"""The execution agent: the only agent that places orders.
+
+Queues: ``execution.orders`` (approved ``OrderRequest`` s) and ``execution.market`` (candles and
+top of book: the paper venue fills on them; marks for the positions). Before consuming anything,
+:meth:`on_start` rebuilds the portfolio from the stored fills and reconciles every open order with
+the venue. Publishes order updates, fills, position updates and periodic portfolio snapshots.
+HALT (kill switch) refuses new orders and cancels open ones until RESUME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from agents.base import Agent, AgentContext, Subscription
+from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
+from agents.execution.settings import ExecutionSettings
+from core.clock import Clock
+from core.domain import CommandKind, Mode
+from core.errors import ConfigurationError, UnroutableMessage
+from core.messages import BookTop, Candle, Command, Envelope, OrderRequest, Payload
+from core.routing import BOOK, CANDLES, ORDERS_APPROVED
+from core.trading.fillmodel import FillModel
+from core.trading.stores import ExecutionStore, InMemoryExecutionStore
+from core.trading.venue import VenuePort
+
+
+def crash_hook(point_to_crash: str) -> CrashHook:
+    """A hook that SIGKILLs this process at ``point_to_crash`` (crash-safety tests only)."""
+
+    def hook(point: str) -> None:
+        if point == point_to_crash:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+class ExecutionAgent(Agent):
+    """See the module docstring."""
+
+    kind = "execution"
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        venue: VenuePort,
+        store: ExecutionStore | None = None,
+        settings: ExecutionSettings | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.exec_settings = settings or ExecutionSettings()
+        s = self.exec_settings
+        self.engine = ExecutionEngine(
+            venue,
+            store or InMemoryExecutionStore(),
+            ctx.clock,
+            account=s.account,
+            initial_cash=s.initial_cash,
+            crash_hook=crash_hook(s.crash_at) if s.crash_at else no_crash,
+        )
+        self._last_snapshot: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._snapshot_every = timedelta(seconds=s.snapshot_interval_s)
+        """Each queue has its own consumer task: engine calls are serialised so that a fill computed
+        from the in-memory position is stored before the next one is computed."""
+        self._poller: asyncio.Task[None] | None = None
+        self.resources: list[Any] = []
+        """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
+
+    def subscriptions(self) -> Sequence[Subscription]:
+        """Approved orders and market data."""
+        return [
+            Subscription("orders", (ORDERS_APPROVED.all(),), {OrderRequest: self.on_order}),
+            Subscription("market", (CANDLES.all(), BOOK.all()), {Candle: self.on_candle, BookTop: self.on_book}),
+        ]
+
+    async def on_start(self) -> None:
+        """Rebuild and reconcile before consuming; start polling a live venue."""
+        events = await self.engine.start()
+        await self._publish_all(events, None)
+        self.log.info("reconciled with the venue", open_orders=len(self.engine.open), events=len(events))
+        if self.exec_settings.venue == "live":
+            self._poller = asyncio.create_task(self._poll_loop(), name="venue-poll")
+
+    async def on_stop(self) -> None:
+        """Stop polling and close the venue."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self.engine.venue.close()
+        for resource in self.resources:
+            await resource.close()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                changes = await self.engine.venue.poll()
+                async with self._lock:
+                    events = await self.engine.apply_changes(changes)
+                await self._publish_all(events, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("venue poll failed")
+                await asyncio.sleep(1.0)
+
+    async def _publish_all(self, events: Sequence[Payload], cause: Envelope | None) -> None:
+        """Publish state changes; they are already persisted, so one nobody listens to is logged, not raised."""
+        for payload in events:
+            try:
+                await self.publish(payload, cause=cause)
+            except UnroutableMessage:
+                self.log.warning("no consumer bound for an execution event", message_type=payload.TYPE)
+
+    async def on_order(self, order: OrderRequest, envelope: Envelope) -> None:
+        """Place an approved order (idempotent by client order id)."""
+        async with self._lock:
+            events = await self.engine.handle_order(order)
+        await self._publish_all(events, envelope)
+
+    async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
+        """Let the venue fill on this candle; publish a snapshot when one is due."""
+        async with self._lock:
+            events = await self.engine.on_candle(candle)
+        if events:  # most candles change nothing
+            await self._publish_all(events, envelope)
+        now = self.ctx.clock.now()
+        due = self._last_snapshot is None or now - self._last_snapshot >= self._snapshot_every
+        if due:
+            self._last_snapshot = now
+            async with self._lock:
+                snapshot = await self.engine.snapshot(now)
+            await self._publish_all([snapshot], envelope)
+
+    async def on_book(self, book: BookTop, envelope: Envelope) -> None:
+        """Spread for the paper venue."""
+        async with self._lock:
+            await self.engine.on_book(book)
+
+    async def on_command(self, command: Command, envelope: Envelope) -> str | None:
+        """HALT: refuse new orders and cancel open ones; RESUME: accept again."""
+        if command.kind is CommandKind.HALT:
+            async with self._lock:
+                events = await self.engine.halt()
+            await self._publish_all(events, envelope)
+            self.halted = True
+            return "halted: open orders cancelled, new orders refused"
+        if command.kind is CommandKind.RESUME:
+            self.engine.resume()
+            self.halted = False
+            return "resumed"
+        return None
+
+
+def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
+    """The paper venue configured by ``settings``."""
+    from infrastructure.venues.paper import PaperVenue
+
+    model = FillModel(
+        maker_fee_bps=settings.maker_fee_bps,
+        taker_fee_bps=settings.taker_fee_bps,
+        slippage_bps=settings.slippage_bps,
+        spread_bps=settings.spread_bps,
+        participation=settings.participation,
+    )
+    return PaperVenue(
+        clock,
+        model,
+        name=settings.paper_venue_name,
+        latency=timedelta(milliseconds=settings.latency_ms),
+        journal_path=settings.paper_journal,
+    )
+
+
+async def build(ctx: AgentContext) -> Agent:
+    """The execution agent from the environment: paper venue (default) or the live gateway."""
+    settings = ExecutionSettings()
+    venue: VenuePort
+    if settings.venue == "live":
+        if ctx.settings.mode is not Mode.LIVE:
+            raise ConfigurationError(
+                "TRADESWARM_EXECUTION_VENUE=live needs TRADESWARM_MODE=live (with keys and confirmation)"
+            )
+        from infrastructure.venues.live import live_venue
+
+        venue = await live_venue(
+            ctx.settings,
+            submit_timeout_s=settings.submit_timeout_s,
+            allow_unverified_key_permissions=settings.allow_unverified_key_permissions,
+        )
+    else:
+        venue = paper_venue(settings, ctx.clock)
+    store: ExecutionStore
+    if settings.store == "postgres":
+        from infrastructure.database.timescale import Database, PostgresExecutionStore, apply_migrations
+
+        db = Database(ctx.settings.postgres_dsn.get_secret_value())
+        await db.connect()
+        await apply_migrations(db)
+        store = PostgresExecutionStore(db, settings.account)
+        resources: list[Any] = [db]
+    else:
+        store = InMemoryExecutionStore()
+        resources = []
+    agent = ExecutionAgent(ctx, venue, store, settings)
+    agent.resources.extend(resources)
+    return agent

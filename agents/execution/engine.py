@@ -1,0 +1,385 @@
+"""The execution engine: outbox, venue calls, reconciliation, fills, positions. No bus code.
+
+Every method returns the payloads the agent must publish, in order. Invariants:
+
+* an order row (``PENDING_NEW``) is persisted before the venue sees the order (outbox);
+* an order found ``PENDING_NEW`` again (redelivery, restart) is looked up at the venue by client
+  order id before anything is sent; an order in any later state is never sent again;
+* a submission that times out is looked up; it is re-sent only after the venue says it has no
+  such order (and the venue refuses duplicate client order ids anyway);
+* a fill is stored together with the position it produces in one transaction and applied to the
+  in-memory portfolio only afterwards; fills are keyed by ``(venue, fill id)``, so a fill reported
+  twice is stored and counted once, and the portfolio always equals the sum of stored fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import structlog
+
+from core.clock import Clock
+from core.domain import OrderStatus, Side
+from core.errors import TemporaryError
+from core.messages.base import Payload
+from core.messages.market import BookTop, Candle
+from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
+from core.trading.portfolio import Portfolio
+from core.trading.stores import ExecutionStore, OrderRecord
+from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
+from infrastructure.observability import metrics
+
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+CrashHook = Callable[[str], None]
+
+
+def no_crash(point: str) -> None:
+    """The default crash hook: does nothing."""
+
+
+class ExecutionEngine:
+    """See the module docstring. Call :meth:`start` (rebuild + reconcile) before anything else."""
+
+    def __init__(
+        self,
+        venue: VenuePort,
+        store: ExecutionStore,
+        clock: Clock,
+        *,
+        account: str = "paper",
+        initial_cash: Decimal = Decimal(10_000),
+        crash_hook: CrashHook = no_crash,
+    ) -> None:
+        self.venue = venue
+        self.store = store
+        self.clock = clock
+        self.account = account
+        self.portfolio = Portfolio(initial_cash, account)
+        self.crash = crash_hook
+        self.halted = False
+        self.open: dict[str, OrderRecord] = {}
+        self._first_fill_seen: set[str] = set()
+        self._per_order: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        """Stored fills per client order id: (quantity, notional, fee) — for aggregate-only venues."""
+        self.log = structlog.get_logger("execution")
+
+    # --- start ---------------------------------------------------------------------------------
+    async def start(self) -> list[Payload]:
+        """Rebuild the portfolio from stored fills, then reconcile every open order with the venue."""
+        for fill in await self.store.fills(self.account):
+            self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
+            self.portfolio.apply_fill(
+                self._fill_key(fill.venue, fill.fill_id),
+                fill.venue,
+                fill.symbol,
+                fill.side,
+                fill.quantity,
+                fill.price,
+                fill.fee,
+            )
+        events: list[Payload] = []
+        for rec in await self.store.open_orders():
+            self.open[rec.client_order_id] = rec
+        for rec in list(self.open.values()):
+            events += await self._reconcile(rec)
+        return events
+
+    async def _reconcile(self, rec: OrderRecord) -> list[Payload]:
+        vo = await self.venue.lookup(rec.client_order_id, rec.request.symbol)
+        if vo is not None:
+            return await self._sync(rec, vo)
+        if rec.status is OrderStatus.PENDING_NEW:
+            if self.clock.now() >= rec.request.expires_at or self.halted:
+                return await self._finish(
+                    rec, OrderStatus.REJECTED, "expired before it was sent" if not self.halted else "kill_switch"
+                )
+            return await self._send(rec)
+        self.log.warning("order_unknown_at_venue", client_order_id=rec.client_order_id, status=rec.status.value)
+        return []
+
+    # --- new orders ----------------------------------------------------------------------------
+    async def handle_order(self, request: OrderRequest) -> list[Payload]:
+        """An approved order: persist (outbox), then send; idempotent by client order id."""
+        coid = request.client_order_id
+        rec = self.open.get(coid) or await self.store.get_order(coid)
+        events: list[Payload] = []
+        if rec is None:
+            now = self.clock.now()
+            request, problem = self._reduce_only(request)
+            rec = OrderRecord(request, OrderStatus.PENDING_NEW, now, now)
+            if not await self.store.insert_order(rec):
+                existing = await self.store.get_order(coid)
+                if existing is None:
+                    raise TemporaryError(f"order {coid} neither inserted nor found")
+                rec = existing
+            else:
+                self.open[coid] = rec
+                events.append(self._update(rec, None))
+                self.crash("after_persist")
+                if self.halted:
+                    return events + await self._finish(rec, OrderStatus.REJECTED, "kill_switch")
+                if now >= request.expires_at:
+                    return events + await self._finish(rec, OrderStatus.REJECTED, "stale_order")
+                if problem is not None:
+                    return events + await self._finish(rec, OrderStatus.REJECTED, problem)
+                return events + await self._send(rec)
+        if rec.status is not OrderStatus.PENDING_NEW:
+            return events  # already sent: a redelivery never creates a second order
+        self.open[coid] = rec
+        return events + await self._reconcile(rec)
+
+    def _reduce_only(self, request: OrderRequest) -> tuple[OrderRequest, str | None]:
+        """Hold an exit to what execution's own position allows (execution's book is authoritative).
+
+        Other agents learn the position from fills on another queue, so across processes an exit can
+        be decided on a stale view (e.g. after a protective stop already closed the position). A
+        reduce-only order never opens or flips a position here: it is rejected when nothing is left
+        to reduce (after the other open reduce-only orders) and capped to what is left otherwise.
+        """
+        if not request.reduce_only:
+            return request, None
+        held = self.portfolio.position(request.venue, request.symbol).quantity
+        if held == 0 or (held > 0) != (request.side is Side.SELL):
+            return request, "reduce_only_nothing_to_reduce"
+        reducible = abs(held) - sum(
+            (
+                o.request.quantity - o.filled_quantity
+                for o in self.open.values()
+                if o.request.reduce_only
+                and o.request.venue == request.venue
+                and o.request.symbol == request.symbol
+                and o.request.side is request.side
+                and o.status.is_open
+            ),
+            Decimal(0),
+        )
+        if reducible <= 0:
+            return request, "reduce_only_nothing_to_reduce"
+        if request.quantity > reducible:
+            self.log.warning("reduce_only_capped", client_order_id=request.client_order_id, quantity=str(reducible))
+            return request.model_copy(update={"quantity": reducible}), None
+        return request, None
+
+    async def _send(self, rec: OrderRecord) -> list[Payload]:
+        request = rec.request
+        found: VenueOrder | None
+        try:
+            found = await self.venue.submit(request)
+        except VenueTimeout:
+            found = await self.venue.lookup(request.client_order_id, request.symbol)
+            if found is None:
+                raise TemporaryError(
+                    f"submission of {request.client_order_id} timed out and the venue does not know it yet"
+                ) from None
+            self.log.info("submit_timeout_found_at_venue", client_order_id=request.client_order_id)
+        except DuplicateClientOrderId:
+            found = await self.venue.lookup(request.client_order_id, request.symbol)
+            if found is None:
+                raise
+        vo = found
+        metrics.ORDERS_SUBMITTED.labels(request.venue, request.symbol, request.side.value).inc()
+        return await self._sync(rec, vo)
+
+    # --- venue news ----------------------------------------------------------------------------
+    async def on_candle(self, candle: Candle) -> list[Payload]:
+        """Mark positions, let a simulated venue fill on this candle, expire stale open orders."""
+        self.portfolio.mark(candle.venue, candle.symbol, candle.close)
+        events: list[Payload] = []
+        for vo in await self.venue.on_candle(candle):
+            events += await self._apply(vo)
+        if self.open:
+            now = self.clock.now()
+            for rec in [
+                r for r in self.open.values() if r.request.expires_at <= now and r.status is not OrderStatus.PENDING_NEW
+            ]:
+                cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
+                if cancelled is not None:
+                    events += await self._sync(rec, cancelled)
+        return events
+
+    async def on_book(self, book: BookTop) -> None:
+        """Top of book for the simulated venue's spread."""
+        await self.venue.on_book(book)
+
+    async def poll(self) -> list[Payload]:
+        """Order changes a live venue reported."""
+        return await self.apply_changes(await self.venue.poll())
+
+    async def apply_changes(self, changes: Sequence[VenueOrder]) -> list[Payload]:
+        """Bring our records up to orders the venue reported as changed."""
+        events: list[Payload] = []
+        for vo in changes:
+            events += await self._apply(vo)
+        return events
+
+    async def _apply(self, vo: VenueOrder) -> list[Payload]:
+        rec = self.open.get(vo.client_order_id) or await self.store.get_order(vo.client_order_id)
+        events: list[Payload] = []
+        if rec is None:
+            if vo.request is None:
+                self.log.warning("venue_order_unknown", client_order_id=vo.client_order_id)
+                return []
+            now = self.clock.now()
+            rec = OrderRecord(vo.request, OrderStatus.PENDING_NEW, now, now, reason=vo.reason)
+            if await self.store.insert_order(rec):
+                events.append(self._update(rec, None))
+            else:
+                rec = await self.store.get_order(vo.client_order_id) or rec
+        return events + await self._sync(rec, vo)
+
+    async def _sync(self, rec: OrderRecord, vo: VenueOrder) -> list[Payload]:
+        """Bring our record up to the venue's state: store new fills, then the new order state."""
+        request = rec.request
+        events: list[Payload] = []
+        venue_fills = vo.fills or self._derived_fills(rec, vo)
+        new_fills = [f for f in venue_fills if not self.portfolio.has_fill(self._fill_key(request.venue, f.fill_id))]
+        if new_fills:
+            self.crash("before_fill_store")
+        for vf in new_fills:
+            fill = Fill(
+                fill_id=vf.fill_id,
+                client_order_id=request.client_order_id,
+                venue_order_id=vo.venue_order_id,
+                intent_id=request.intent_id,
+                venue=request.venue,
+                symbol=request.symbol,
+                side=request.side,
+                price=vf.price,
+                quantity=vf.quantity,
+                fee=vf.fee,
+                fee_currency=vf.fee_currency,
+                liquidity="maker" if vf.liquidity == "maker" else "taker",
+                ts=vf.ts,
+            )
+            key = self._fill_key(fill.venue, fill.fill_id)
+            position = self.portfolio.preview_fill(
+                fill.venue, fill.symbol, fill.side, fill.quantity, fill.price, fill.fee
+            )
+            await self.store.record_fill(fill, position, self.account)
+            self.portfolio.commit(key, fill.side, fill.quantity, fill.price, fill.fee, position)
+            self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
+            events += [fill, position.to_update()]
+            self._fill_metrics(rec, fill)
+        status = vo.status
+        filled = vo.filled_quantity
+        changed = status is not rec.status or filled != rec.filled_quantity or vo.venue_order_id != rec.venue_order_id
+        if not changed:
+            return events
+        if status is not rec.status and not can_transition(rec.status, status):
+            self.log.warning(
+                "illegal_venue_transition",
+                client_order_id=rec.client_order_id,
+                current=rec.status.value,
+                venue=status.value,
+            )
+            return events
+        new = rec.evolve(
+            status=status,
+            filled_quantity=filled,
+            average_price=vo.average_price,
+            venue_order_id=vo.venue_order_id,
+            updated_at=self.clock.now(),
+            reason=vo.reason or rec.reason,
+        )
+        await self.store.update_order(new)
+        events.append(self._update(new, rec.status if rec.status is not status else None))
+        self._track(new)
+        return events
+
+    def _count(self, coid: str, quantity: Decimal, price: Decimal, fee: Decimal) -> None:
+        qty, notional, fees = self._per_order.get(coid, (ZERO, ZERO, ZERO))
+        self._per_order[coid] = (qty + quantity, notional + quantity * price, fees + fee)
+
+    def _derived_fills(self, rec: OrderRecord, vo: VenueOrder) -> tuple[VenueFill, ...]:
+        """One fill for the increase of an aggregate-only venue's filled amount (id = cumulative amount)."""
+        qty, notional, fees = self._per_order.get(rec.client_order_id, (ZERO, ZERO, ZERO))
+        delta = vo.filled_quantity - qty
+        if delta <= ZERO or vo.average_price is None:
+            return ()
+        price = (vo.average_price * vo.filled_quantity - notional) / delta
+        if price <= ZERO:
+            price = vo.average_price
+        fee = max((vo.fee or ZERO) - fees, ZERO)
+        fill_id = f"{vo.venue_order_id or rec.client_order_id}-c{vo.filled_quantity.normalize()}"
+        return (VenueFill(fill_id, price, delta, fee, "", "taker", self.clock.now()),)
+
+    async def _finish(self, rec: OrderRecord, status: OrderStatus, reason: str) -> list[Payload]:
+        new = rec.evolve(status=status, reason=reason, updated_at=self.clock.now())
+        await self.store.update_order(new)
+        self._track(new)
+        if status is OrderStatus.REJECTED:
+            metrics.ORDERS_REJECTED.labels(rec.request.venue, reason[:40]).inc()
+        return [self._update(new, rec.status)]
+
+    def _track(self, rec: OrderRecord) -> None:
+        metrics.ORDER_UPDATES.labels(rec.request.venue, rec.status.value).inc()
+        if rec.status.is_terminal:
+            self.open.pop(rec.client_order_id, None)
+            self._first_fill_seen.discard(rec.client_order_id)
+            if rec.status is not OrderStatus.REJECTED:
+                metrics.EXECUTION_FILL_RATIO.labels(rec.request.venue).observe(
+                    float(rec.filled_quantity / rec.request.quantity)
+                )
+        else:
+            self.open[rec.client_order_id] = rec
+
+    def _fill_metrics(self, rec: OrderRecord, fill: Fill) -> None:
+        ref = rec.request.reference_price
+        adverse = (fill.price - ref) / ref * BPS * (1 if fill.side is Side.BUY else -1)
+        metrics.SLIPPAGE_BPS.labels(fill.venue, fill.symbol).observe(float(adverse))
+        metrics.FILLS.labels(fill.venue, fill.symbol, fill.side.value).inc()
+        metrics.FILLED_NOTIONAL.labels(fill.venue, fill.symbol, fill.side.value).inc(float(fill.price * fill.quantity))
+        metrics.FEES_PAID.labels(fill.venue, fill.symbol).inc(float(fill.fee))
+        if rec.client_order_id not in self._first_fill_seen:
+            self._first_fill_seen.add(rec.client_order_id)
+            latency = (fill.ts - rec.created_at).total_seconds()
+            metrics.EXECUTION_FILL_LATENCY.labels(fill.venue).observe(max(latency, 0.0))
+
+    def _update(self, rec: OrderRecord, previous: OrderStatus | None) -> OrderUpdate:
+        r = rec.request
+        return OrderUpdate(
+            client_order_id=r.client_order_id,
+            venue_order_id=rec.venue_order_id,
+            intent_id=r.intent_id,
+            venue=r.venue,
+            symbol=r.symbol,
+            side=r.side,
+            order_type=r.order_type,
+            status=rec.status,
+            previous_status=previous,
+            quantity=r.quantity,
+            filled_quantity=rec.filled_quantity,
+            average_price=rec.average_price,
+            reason=rec.reason[:2000],
+        )
+
+    @staticmethod
+    def _fill_key(venue: str, fill_id: str) -> str:
+        return f"{venue}\x1f{fill_id}"
+
+    # --- control -------------------------------------------------------------------------------
+    async def halt(self) -> list[Payload]:
+        """Kill switch: refuse new orders and cancel every open order."""
+        self.halted = True
+        events: list[Payload] = []
+        for rec in list(self.open.values()):
+            if rec.status is OrderStatus.PENDING_NEW:
+                events += await self._finish(rec, OrderStatus.REJECTED, "kill_switch")
+                continue
+            vo = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
+            if vo is not None:
+                events += await self._sync(rec, vo)
+        return events
+
+    def resume(self) -> None:
+        """Accept new orders again."""
+        self.halted = False
+
+    async def snapshot(self, now: datetime | None = None) -> PortfolioSnapshot:
+        """The account now; also stored."""
+        snap = self.portfolio.snapshot(now or self.clock.now())
+        await self.store.save_snapshot(snap)
+        return snap

@@ -1,0 +1,327 @@
+"""The orchestrator agent: agent registry from heartbeats, DOWN detection, commands and their
+acknowledgements, and the live state behind the REST API (it implements the API's ControlPlane).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Protocol
+from uuid import UUID
+
+from agents.base import Agent, AgentContext, Subscription
+from agents.orchestrator.commands import CommandBook, TradingMode
+from agents.orchestrator.market import LatestSnapshots
+from agents.orchestrator.registry import AgentRegistry, AgentState, Transition, system_status
+from agents.orchestrator.settings import OrchestratorSettings
+from agents.orchestrator.views import agent_view, command_view, snapshot_view
+from core import routing
+from core.domain import CommandKind, Severity
+from core.errors import UnroutableMessage
+from core.messages import AgentStatus, Command, CommandAck, Envelope, Heartbeat, IndicatorSnapshot, RiskAlert
+from infrastructure.api.ports import CommandRefused
+from infrastructure.api.schemas import AgentView, CommandView, HealthView, SeriesView, SnapshotView
+from infrastructure.observability import metrics
+
+AGENT_DOWN_CODE = "agent_down"
+AGENT_RECOVERED_CODE = "agent_recovered"
+AGENT_RESTARTED_CODE = "agent_restarted"
+
+
+class Service(Protocol):
+    """Something started with the agent and stopped with it (the API server, a DB pool)."""
+
+    async def start(self) -> object:
+        """Start."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop."""
+        ...
+
+
+class OrchestratorAgent(Agent):
+    """Watches heartbeats, marks silent agents DOWN, issues commands and tracks their acks."""
+
+    kind = "orchestrator"
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        settings: OrchestratorSettings | None = None,
+        services: Sequence[Service] = (),
+    ) -> None:
+        super().__init__(ctx)
+        self.settings = settings or OrchestratorSettings()
+        self.registry = AgentRegistry()
+        self.book = CommandBook(
+            {
+                CommandKind.HALT: self.settings.halt_ack_kinds,
+                CommandKind.RESUME: self.settings.halt_ack_kinds,
+                CommandKind.PAUSE: self.settings.pause_ack_kinds,
+                CommandKind.FLATTEN: self.settings.flatten_ack_kinds,
+            },
+            keep=self.settings.commands_kept,
+        )
+        self.snapshots = LatestSnapshots(self.settings.latest_snapshots)
+        self.services = list(services)
+        self._monitor: asyncio.Task[None] | None = None
+        self._started_services: list[Service] = []
+
+    @property
+    def timeout(self) -> timedelta:
+        """How long an agent may be silent before it is DOWN."""
+        return timedelta(seconds=self.ctx.settings.heartbeat_timeout_s)
+
+    def subscriptions(self) -> list[Subscription]:
+        """Heartbeats and acknowledgements of every agent, indicator snapshots for the API."""
+        return [
+            Subscription("heartbeats", (routing.HEARTBEATS.all(),), {Heartbeat: self.on_heartbeat}, prefetch=256),
+            Subscription("acks", (routing.COMMAND_ACKS.all(),), {CommandAck: self.on_ack}),
+            Subscription(
+                "indicators", (routing.INDICATORS.all(),), {IndicatorSnapshot: self.on_snapshot}, prefetch=256
+            ),
+        ]
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        """Start the services (API server) and the periodic DOWN check."""
+        for service in self.services:
+            await service.start()
+            self._started_services.append(service)
+        self._monitor = asyncio.create_task(self._watch(), name="orchestrator-monitor")
+
+    async def on_stop(self) -> None:
+        """Stop the DOWN check and the services."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        for service in reversed(self._started_services):
+            try:
+                await service.stop()
+            except Exception:
+                self.log.exception("service stop failed", service=type(service).__name__)
+        self._started_services.clear()
+
+    async def _watch(self) -> None:
+        interval = self.settings.check_interval_s or self.ctx.settings.heartbeat_interval_s / 2
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("heartbeat check failed")
+
+    async def check(self) -> list[Transition]:
+        """Mark silent agents DOWN now; announce each (AgentStatus + critical RiskAlert)."""
+        transitions = self.registry.mark_down(self.ctx.clock.now(), self.timeout)
+        for transition in transitions:
+            await self._announce(transition)
+        self._export_gauges()
+        return transitions
+
+    # ------------------------------------------------------------------------------ handlers
+
+    async def on_heartbeat(self, heartbeat: Heartbeat, envelope: Envelope) -> None:
+        """Update the registry; announce an agent that appeared or came back.
+
+        The heartbeat counts as seen when it is received: senders' clocks are not comparable with
+        ours (an agent of a replay runs on market time), so ``ts_init`` is not used.
+        """
+        now = self.ctx.clock.now()
+        transition = self.registry.observe(heartbeat, now, now, self.timeout)
+        if transition is None:
+            return
+        await self._announce(transition)
+        self._export_gauges()
+        if transition.previous is None and not self.book.recent(1):
+            self.book.adopt(heartbeat.halted, heartbeat.paused)
+        if transition.previous is None or transition.restarted or transition.previous is AgentState.DOWN:
+            await self._reassert(heartbeat)
+
+    async def _reassert(self, heartbeat: Heartbeat) -> None:
+        """Halt (pause) again an agent that (re)appears while the swarm is halted (paused).
+
+        Agents keep HALT in memory: a restarted process starts trading again unless told. The command
+        goes to its kind (instances already halted just acknowledge again).
+        """
+        mode = self.book.mode
+        kind = {TradingMode.HALTED: CommandKind.HALT, TradingMode.PAUSED: CommandKind.PAUSE}.get(mode)
+        if kind is None or heartbeat.agent_kind not in self.book.required_kinds(kind):
+            return
+        if heartbeat.halted and kind is CommandKind.HALT:
+            return
+        if heartbeat.paused and kind is CommandKind.PAUSE:
+            return
+        try:
+            await self.issue(
+                kind.value,
+                target=heartbeat.agent_kind,
+                reason=f"re-asserted: {heartbeat.agent_id} started while trading is {mode.value}",
+                issued_by="orchestrator",
+            )
+        except CommandRefused as exc:
+            self.log.error("could not re-assert the trading mode", agent_id=heartbeat.agent_id, error=str(exc))
+
+    async def on_ack(self, ack: CommandAck, envelope: Envelope) -> None:
+        """Record an acknowledgement."""
+        record = self.book.acknowledge(ack, self.ctx.clock.now())
+        if record is None:
+            self.log.info("ack for an unknown command", command_id=str(ack.command_id), agent_id=ack.agent_id)
+            return
+        view = command_view(record, self.registry.records())
+        self.log.info(
+            "command acknowledged",
+            command=ack.kind.value,
+            agent_id=ack.agent_id,
+            ok=ack.ok,
+            state=view.state,
+            awaiting=view.awaiting,
+        )
+
+    async def on_snapshot(self, snapshot: IndicatorSnapshot, envelope: Envelope) -> None:
+        """Keep the latest snapshots for ``/market``."""
+        self.snapshots.add(snapshot)
+
+    # ------------------------------------------------------------------------------ announcing
+
+    async def _announce(self, transition: Transition) -> None:
+        record = transition.record
+        status = AgentStatus(
+            agent_id=record.agent_id,
+            agent_kind=record.kind,
+            state=record.state.value,
+            last_seen=record.last_seen,
+            detail=transition.detail,
+        )
+        await self._publish_quietly(status)
+        log = self.log.bind(agent_id=record.agent_id, agent_kind=record.kind, state=record.state.value)
+        if record.state is AgentState.DOWN:
+            log.error("agent down", detail=transition.detail)
+            alert = RiskAlert(
+                severity=Severity.CRITICAL,
+                code=AGENT_DOWN_CODE,
+                message=f"agent {record.agent_id} ({record.kind}) is DOWN: {transition.detail}",
+                value=(self.ctx.clock.now() - record.last_seen).total_seconds(),
+                limit=self.timeout.total_seconds(),
+            )
+            await self._publish_quietly(alert)
+        elif transition.restarted:
+            log.warning("agent restarted", detail=transition.detail, restarts=record.restarts)
+            alert = RiskAlert(
+                severity=Severity.WARNING,
+                code=AGENT_RESTARTED_CODE,
+                message=f"agent {record.agent_id} ({record.kind}) restarted: a new process since {record.started_at}",
+                value=float(record.restarts),
+            )
+            await self._publish_quietly(alert)
+        elif transition.previous is AgentState.DOWN:
+            log.warning("agent recovered", detail=transition.detail)
+            alert = RiskAlert(
+                severity=Severity.INFO,
+                code=AGENT_RECOVERED_CODE,
+                message=f"agent {record.agent_id} ({record.kind}) is back: {transition.detail}",
+            )
+            await self._publish_quietly(alert)
+        else:
+            log.info("agent state", detail=transition.detail)
+
+    async def _publish_quietly(self, payload: AgentStatus | RiskAlert) -> None:
+        """Statuses and alerts are informative: nobody listening is not an error."""
+        try:
+            await self.publish(payload)
+        except UnroutableMessage:
+            self.log.debug("no queue bound for", message_type=payload.TYPE)
+
+    def _export_gauges(self) -> None:
+        if not self.ctx.instrument:
+            return
+        counts = dict.fromkeys(AgentState, 0)
+        for record in self.registry.records():
+            counts[record.state] += 1
+        for state, count in counts.items():
+            metrics.ORCHESTRATOR_AGENTS.labels(state.value).set(count)
+
+    # ------------------------------------------------------------------------------ ControlPlane
+
+    def health(self) -> HealthView:
+        """The swarm's status and the trading mode."""
+        records = self.registry.records()
+        halt = self.book.last(CommandKind.HALT, target="all")
+        return HealthView(
+            status=system_status(records).value,
+            trading=self.book.mode.value,
+            mode=self.ctx.settings.mode.value,
+            now=self.ctx.clock.now(),
+            agents_up=sum(1 for r in records if r.state is AgentState.UP),
+            agents_down=sum(1 for r in records if r.state is AgentState.DOWN),
+            agents_total=len(records),
+            down=[r.agent_id for r in records if r.state is AgentState.DOWN],
+            last_halt=command_view(halt, records) if halt is not None else None,
+        )
+
+    def agents(self) -> list[AgentView]:
+        """Every known agent."""
+        return [agent_view(r) for r in self.registry.records()]
+
+    def market_series(self) -> list[SeriesView]:
+        """The series with snapshots in memory."""
+        series = []
+        for venue, symbol, timeframe in self.snapshots.symbols():
+            items = self.snapshots.latest(
+                symbol, timeframe=timeframe, venue=venue, limit=self.settings.latest_snapshots
+            )
+            series.append(
+                SeriesView(
+                    venue=venue,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    snapshots=len(items),
+                    last_close_time=items[-1].close_time if items else None,
+                )
+            )
+        return series
+
+    def market_latest(self, symbol: str, timeframe: str | None, venue: str | None, limit: int) -> list[SnapshotView]:
+        """The latest snapshots of ``symbol`` (matched in its escaped form, ``BTC-USDT``)."""
+        for v, s, tf in self.snapshots.symbols():
+            if routing.escape(s) == routing.escape(symbol) and timeframe in (None, tf) and venue in (None, v):
+                return [snapshot_view(x) for x in self.snapshots.latest(s, timeframe=tf, venue=v, limit=limit)]
+        return []
+
+    async def issue(self, kind: str, *, target: str = "all", reason: str = "", issued_by: str = "api") -> CommandView:
+        """Publish a command to ``target`` and start collecting its acknowledgements."""
+        try:
+            command_kind = CommandKind(kind)
+        except ValueError:
+            raise CommandRefused(f"unknown command {kind!r}") from None
+        command = Command(command_id=uuid.uuid4(), kind=command_kind, target=target, reason=reason, issued_by=issued_by)
+        previous_mode = self.book.mode
+        record = self.book.issue(command, self.ctx.clock.now())
+        try:
+            await self.publish(command)
+        except UnroutableMessage:
+            self.book.retract(command.command_id, previous_mode)
+            raise CommandRefused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
+        self.log.warning("command issued", command=kind, target=target, reason=reason, issued_by=issued_by)
+        if self.ctx.instrument:
+            metrics.ORCHESTRATOR_COMMANDS.labels(kind).inc()
+        return command_view(record, self.registry.records())
+
+    def command(self, command_id: UUID) -> CommandView | None:
+        """A command's progress."""
+        record = self.book.get(command_id)
+        return command_view(record, self.registry.records()) if record is not None else None
+
+    def commands(self, limit: int) -> list[CommandView]:
+        """Recent commands, newest first."""
+        records = self.registry.records()
+        return [command_view(r, records) for r in self.book.recent(limit)]

@@ -1,0 +1,58 @@
+"""Orchestrator settings (environment prefix ``TRADESWARM_ORCHESTRATOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_HALT_ACK_KINDS = ("strategy", "risk", "compliance", "execution")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class OrchestratorSettings(BaseSettings):
+    """Where the REST API listens, which agents must acknowledge each command, cache sizes."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADESWARM_ORCHESTRATOR_", extra="ignore", frozen=True)
+
+    api_enabled: bool = Field(default=True, description="Serve the REST API from the orchestrator process.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port of the REST API; 0 = any free port.")
+    halt_ack_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_HALT_ACK_KINDS),
+        description="Agent kinds that must acknowledge HALT (and RESUME) before it is reported complete.",
+    )
+    pause_ack_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["strategy"],
+        description="Agent kinds that must acknowledge PAUSE before it is reported complete.",
+    )
+    flatten_ack_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["risk"],
+        description="Agent kinds that must acknowledge FLATTEN before it is reported complete.",
+    )
+    check_interval_s: float | None = Field(
+        default=None, gt=0, le=60, description="How often heartbeats are checked; default: heartbeat interval / 2."
+    )
+    latest_snapshots: int = Field(default=200, ge=1, le=10_000, description="Indicator snapshots kept per series.")
+    commands_kept: int = Field(default=200, ge=1, le=10_000, description="Commands remembered for the API.")
+    backtest_runner: str = Field(
+        default="infrastructure.api.backtests:engine_runner",
+        pattern=r"^$|^[a-z_][a-z0-9_.]*:[a-z_][a-z0-9_]*$",
+        description="module:factory of the backtest runner (factory(data_dir) -> runner); empty = none.",
+    )
+    backtest_data_dir: Path = Field(
+        default=Path("data/samples"), description="Candle files (<venue>_<BASE>-<QUOTE>_<tf>.csv) for API backtests."
+    )
+    backtest_workers: int = Field(default=1, ge=1, le=8, description="Backtest jobs run at the same time.")
+
+    @field_validator("halt_ack_kinds", "pause_ack_kinds", "flatten_ack_kinds", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)

@@ -1,0 +1,82 @@
+"""``build(ctx)``: the orchestrator with its REST API, its database read model and backtest jobs."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import cast
+
+from agents.base import Agent, AgentContext
+from agents.orchestrator.agent import OrchestratorAgent
+from agents.orchestrator.settings import OrchestratorSettings
+from infrastructure.api.app import create_app
+from infrastructure.api.jobs import BacktestJobs
+from infrastructure.api.ports import BacktestRunner
+from infrastructure.api.queries import PostgresReadModel
+from infrastructure.api.server import ApiServer
+from infrastructure.database.timescale.pool import Database
+
+
+class DatabaseService:
+    """Opens the read pool with the agent and closes it after (the API's PostgreSQL access)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(self) -> None:
+        """Connect (retrying while PostgreSQL is unreachable)."""
+        await self.db.connect()
+
+    async def stop(self) -> None:
+        """Close the pool."""
+        await self.db.close()
+
+
+class JobsService:
+    """Cancels running backtest jobs at shutdown."""
+
+    def __init__(self, jobs: BacktestJobs) -> None:
+        self.jobs = jobs
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self) -> None:
+        """Cancel the running jobs."""
+        await self.jobs.close()
+
+
+def load_backtest_runner(spec: str, data_dir: Path) -> BacktestRunner | None:
+    """The runner named by ``module:factory`` (None for an empty spec or a build without it).
+
+    Resolved by name at run time: the backtester runs every agent in-process, and the orchestrator
+    must not depend on the other agents' code.
+    """
+    if not spec:
+        return None
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    factory = getattr(module, factory_name)
+    return cast(BacktestRunner, factory(data_dir))
+
+
+async def build(ctx: AgentContext) -> Agent:
+    """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API."""
+    settings = OrchestratorSettings()
+    agent = OrchestratorAgent(ctx, settings)
+    if not settings.api_enabled:
+        return agent
+    db = Database(ctx.settings.postgres_dsn.get_secret_value(), min_size=1, max_size=4)
+    runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
+    jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
+    app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token)
+    agent.services.append(DatabaseService(db))
+    if jobs is not None:
+        agent.services.append(JobsService(jobs))
+    agent.services.append(ApiServer(app, settings.api_host, settings.api_port))
+    return agent

@@ -1,0 +1,392 @@
+"""The risk engine: portfolio view, sizing, limits, trading state. Pure (no I/O, no clock calls).
+
+The agent feeds it candles (marks, ATR, VaR), fills, order updates and compliance decisions, and
+asks it to decide on intents. Approved quantities are *reserved* until the order ends (filled,
+cancelled, rejected) so a flood of intents cannot together exceed a limit before fills arrive.
+Every path that cannot decide rejects (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from agents.risk.settings import RiskSettings
+from agents.risk.sizing import AtrTracker, TradeStats, fixed_fraction, half_kelly_fraction, round_down, volatility_size
+from agents.risk.var import ReturnWindow, VarFigures
+from core.domain import DecisionVerdict, Direction, OrderStatus, Severity, Side, TradingState
+from core.messages.control import RiskAlert
+from core.messages.decisions import RiskDecision
+from core.messages.orders import Fill
+from core.messages.signals import TradeIntent
+from core.trading.portfolio import ZERO, Portfolio
+
+BPS = Decimal(10_000)
+
+
+_BREAKER_MARGIN = Decimal("1e-9")
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Quantity approved for an intent but not yet filled or ended."""
+
+    venue: str
+    symbol: str
+    side: Side
+    remaining: Decimal
+    price: Decimal
+    expires_at: datetime
+
+    @property
+    def signed(self) -> Decimal:
+        """Signed remaining quantity."""
+        return self.remaining if self.side is Side.BUY else -self.remaining
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What :meth:`RiskEngine.decide` produced: the decision and any alerts."""
+
+    decision: RiskDecision
+    alerts: list[RiskAlert]
+
+
+class RiskEngine:
+    """Decides on trade intents against the portfolio and the configured limits."""
+
+    def __init__(
+        self, settings: RiskSettings, portfolio: Portfolio | None = None, decision_cache: int = 100_000
+    ) -> None:
+        self.settings = settings
+        self.portfolio = portfolio or Portfolio(settings.initial_cash, settings.account)
+        self.state = TradingState.ACTIVE
+        self.reservations: dict[UUID, Reservation] = {}
+        self.last_price: dict[tuple[str, str], Decimal] = {}
+        self.atr: dict[tuple[str, str], AtrTracker] = {}
+        self.stats = TradeStats()
+        self.returns = ReturnWindow(settings.var_window)
+        self.var: VarFigures | None = None
+        self._decided: OrderedDict[UUID, RiskDecision] = OrderedDict()
+        self._decision_cache = decision_cache
+        self._day: date | None = None
+        self._day_start_equity = settings.initial_cash
+        self._daily_limit = settings.daily_loss_limit_pct
+        self._daily_floor = settings.initial_cash * (1 - settings.daily_loss_limit_pct)
+        self._max_drawdown = float(settings.max_drawdown_pct)
+        self._breaker_peak: Decimal | None = None
+        self._breaker_floor = ZERO
+        self._var_every = settings.var_every
+        self._track_atr = settings.sizing == "volatility"
+        self._daily_loss_hit = False
+        self._marks = 0
+        self._var_alerted = False
+
+    # --- inputs --------------------------------------------------------------------------------
+    def on_candle(
+        self, venue: str, symbol: str, ts: datetime, high: Decimal, low: Decimal, close: Decimal
+    ) -> list[RiskAlert]:
+        """Mark to market, update ATR (volatility sizing only), daily PnL, drawdown and VaR; returns
+        alerts raised."""
+        key = (venue, symbol)
+        self.last_price[key] = close
+        if self._track_atr:
+            tracker = self.atr.get(key)
+            if tracker is None:
+                tracker = self.atr[key] = AtrTracker(self.settings.atr_period)
+            tracker.update(high, low, close)
+        self.portfolio.mark(venue, symbol, close)
+        return self._after_mark(ts)
+
+    def _after_mark(self, ts: datetime) -> list[RiskAlert]:
+        alerts: list[RiskAlert] = []
+        portfolio = self.portfolio
+        equity = portfolio.equity
+        day = ts.date()
+        if day != self._day:
+            self._day = day
+            self._day_start_equity = equity
+            self._daily_floor = equity * (1 - self._daily_limit)
+            self._daily_loss_hit = False
+        if not self._daily_loss_hit and equity <= self._daily_floor:
+            self._daily_loss_hit = True
+            alerts.append(
+                self._alert(
+                    Severity.WARNING,
+                    "daily_loss_limit",
+                    "daily loss limit reached: no new entries today",
+                    float(self._day_start_equity - equity),
+                    float(self._day_start_equity * self.settings.daily_loss_limit_pct),
+                )
+            )
+        if (
+            self.state is TradingState.ACTIVE
+            and equity < portfolio.peak_equity
+            and not self._surely_above_breaker(equity, portfolio.peak_equity)
+            and portfolio.drawdown_at(equity) >= self._max_drawdown
+        ):
+            self.state = TradingState.REDUCING
+            alerts.append(
+                self._alert(
+                    Severity.CRITICAL,
+                    "max_drawdown",
+                    "drawdown circuit breaker: exits only",
+                    portfolio.drawdown_at(equity),
+                    float(self.settings.max_drawdown_pct),
+                )
+            )
+        self.returns.add_equity(float(equity))
+        self._marks += 1
+        if self._marks % self._var_every == 0:
+            self.var = self.returns.figures()
+            over = self.var.var99 > self.settings.var_limit_pct
+            if over and not self._var_alerted:
+                alerts.append(
+                    self._alert(
+                        Severity.WARNING,
+                        "var_limit",
+                        "99% historical VaR above its limit",
+                        self.var.var99,
+                        self.settings.var_limit_pct,
+                    )
+                )
+            self._var_alerted = over
+        return alerts
+
+    def _surely_above_breaker(self, equity: Decimal, peak: Decimal) -> bool:
+        """Whether ``equity`` is clearly (by 1e-9 of the peak) above the drawdown breaker's level.
+
+        The exact drawdown (a 28-digit Decimal division) costs ~2 us and would run on every candle
+        below the peak; this comparison against a floor cached per peak settles almost all of them,
+        and only candles within 1e-9 of the level (or a non-positive peak) take the exact test.
+        """
+        if peak <= ZERO:
+            return False
+        if peak is not self._breaker_peak:
+            self._breaker_peak = peak
+            self._breaker_floor = peak * (1 - self.settings.max_drawdown_pct + _BREAKER_MARGIN)
+        return equity > self._breaker_floor
+
+    @property
+    def daily_loss_floor(self) -> Decimal:
+        """Equity below which no new entry is allowed today."""
+        return self._daily_floor
+
+    def _daily_loss_reached(self, equity: Decimal) -> bool:
+        return equity <= self._daily_floor
+
+    def on_fill(self, fill: Fill) -> None:
+        """Apply a fill to the portfolio (once per fill id) and consume the intent's reservation."""
+        before = self.portfolio.position(fill.venue, fill.symbol)
+        new = self.portfolio.apply_fill(
+            fill.fill_id, fill.venue, fill.symbol, fill.side, fill.quantity, fill.price, fill.fee
+        )
+        if new is None:
+            return
+        self.last_price.setdefault((fill.venue, fill.symbol), fill.price)
+        if new.realized_pnl != before.realized_pnl:
+            self.stats.record(new.realized_pnl - before.realized_pnl)
+        res = self.reservations.get(fill.intent_id)
+        if res is not None:
+            res.remaining -= fill.quantity
+            if res.remaining <= ZERO:
+                del self.reservations[fill.intent_id]
+
+    def on_order_status(self, intent_id: UUID, status: OrderStatus) -> None:
+        """Release the reservation of an order that can no longer fill."""
+        if status.is_terminal:
+            self.reservations.pop(intent_id, None)
+
+    def on_compliance_reject(self, intent_id: UUID) -> None:
+        """Compliance blocked an approved intent: release its reservation."""
+        self.reservations.pop(intent_id, None)
+
+    def set_state(self, state: TradingState) -> None:
+        """Set the trading state (commands); resuming resets the drawdown peak to current equity."""
+        if state is TradingState.ACTIVE and self.state is not TradingState.ACTIVE:
+            self.portfolio.peak_equity = self.portfolio.equity
+        self.state = state
+
+    def expire_reservations(self, now: datetime) -> None:
+        """Drop reservations nobody reported on long after their intent expired."""
+        grace = timedelta(seconds=self.settings.reservation_ttl_s)
+        for intent_id in [i for i, r in self.reservations.items() if r.expires_at + grace < now]:
+            del self.reservations[intent_id]
+
+    # --- the decision --------------------------------------------------------------------------
+    def decide(self, intent: TradeIntent, now: datetime) -> Verdict:
+        """Approve, adjust or reject ``intent`` at time ``now``. The same intent gets the same answer."""
+        cached = self._decided.get(intent.intent_id)
+        if cached is not None:
+            return Verdict(cached, [])
+        self.expire_reservations(now)
+        decision = self._decide(intent, now)
+        self._decided[intent.intent_id] = decision
+        if len(self._decided) > self._decision_cache:
+            self._decided.popitem(last=False)
+        if decision.approved and decision.quantity is not None:
+            self.reservations[intent.intent_id] = Reservation(
+                intent.venue, intent.symbol, decision.side, decision.quantity, intent.reference_price, intent.expires_at
+            )
+        return Verdict(decision, [])
+
+    def _reject(self, intent: TradeIntent, reason: str, detail: str = "", side: Side | None = None) -> RiskDecision:
+        return RiskDecision(
+            intent_id=intent.intent_id,
+            verdict=DecisionVerdict.REJECT,
+            reason=reason,
+            detail=detail,
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=side or intent.side,
+            direction=intent.direction,
+            reference_price=intent.reference_price,
+            expires_at=intent.expires_at,
+        )
+
+    def _decide(self, intent: TradeIntent, now: datetime) -> RiskDecision:
+        s = self.settings
+        if now >= intent.expires_at:
+            return self._reject(intent, "stale_intent", f"expired at {intent.expires_at.isoformat()}")
+        if self.state is TradingState.HALTED:
+            return self._reject(intent, "trading_halted")
+        key = (intent.venue, intent.symbol)
+        pos = self.portfolio.position(*key)
+        reserved = sum((r.signed for r in self.reservations.values() if (r.venue, r.symbol) == key), ZERO)
+        projected = pos.quantity + reserved
+        price = intent.reference_price
+
+        is_exit = intent.direction in (Direction.EXIT, Direction.FLAT)
+        if not is_exit and intent.side is Side.SELL and not s.allow_short:
+            if projected <= ZERO:
+                return self._reject(intent, "short_not_allowed")
+            is_exit = True  # a short signal while long closes the long (spot: reduce only)
+        if not is_exit and intent.side is Side.BUY and projected < ZERO:
+            is_exit = True  # a long signal while short covers the short
+        if is_exit:
+            # close what is held net of exits already pending; pending entries are not sold ahead
+            pending_exits = sum(
+                (
+                    r.signed
+                    for r in self.reservations.values()
+                    if (r.venue, r.symbol) == key and (r.signed > ZERO) != (pos.quantity > ZERO)
+                ),
+                ZERO,
+            )
+            return self._exit(intent, pos.quantity + pending_exits if pos.quantity != ZERO else ZERO)
+
+        if self.state is TradingState.REDUCING:
+            return self._reject(intent, "reducing_only", "drawdown breaker or command: exits only")
+        equity = self.portfolio.equity
+        if equity <= ZERO:
+            return self._reject(intent, "no_equity")
+        if self._daily_loss_hit or self._daily_loss_reached(equity):
+            self._daily_loss_hit = True
+            return self._reject(intent, "daily_loss_limit")
+        if Decimal(str(self.portfolio.drawdown)) >= s.max_drawdown_pct:
+            self.state = TradingState.REDUCING
+            return self._reject(intent, "drawdown_breaker")
+        open_symbols = {k for k, p in self.portfolio.positions.items() if p.is_open}
+        open_symbols |= {(r.venue, r.symbol) for r in self.reservations.values()}
+        if key not in open_symbols and len(open_symbols) >= s.max_open_positions:
+            return self._reject(intent, "max_open_positions", f"{len(open_symbols)} open")
+
+        # sizing
+        stop_loss = intent.stop_loss
+        atr = self.atr.get(key)
+        if s.sizing == "fixed_fraction":
+            requested = fixed_fraction(equity, price, s.fixed_fraction, s.fee_reserve_bps)
+        elif s.sizing == "volatility":
+            if atr is None or atr.value is None:
+                return self._reject(intent, "no_volatility", "ATR not warmed up")
+            requested = volatility_size(equity, atr.value, s.atr_multiple, s.risk_per_trade)
+            if stop_loss is None and s.use_atr_stops:
+                distance = atr.value * s.atr_multiple
+                level = price - distance if intent.side is Side.BUY else price + distance
+                stop_loss = level if level > ZERO else None
+        else:
+            win_rate, payoff = self.stats.estimate(s.kelly_win_rate, s.kelly_payoff, s.kelly_min_trades)
+            fraction = half_kelly_fraction(win_rate, payoff, s.kelly_cap)
+            if fraction <= ZERO:
+                return self._reject(intent, "no_edge", f"kelly win_rate={win_rate:.3f} payoff={payoff:.3f}")
+            requested = fixed_fraction(equity, price, fraction, s.fee_reserve_bps)
+        requested = round_down(requested, s.quantity_step)
+        if requested < s.min_quantity:
+            return self._reject(intent, "below_min_quantity", f"sized {requested}")
+
+        # limits: each caps the quantity; the reason of the tightest cap is reported
+        qty, reason = requested, "approved"
+        sign = Decimal(1) if intent.side is Side.BUY else Decimal(-1)
+        max_pos_qty = s.max_position_pct * equity / price - abs(projected)
+        if qty > max_pos_qty:
+            qty, reason = max_pos_qty, "max_position"
+        reserved_notional = sum((r.remaining * r.price for r in self.reservations.values() if self._increases(r)), ZERO)
+        gross_room = (s.max_gross_exposure_pct * equity - self.portfolio.gross_exposure - reserved_notional) / price
+        if qty > gross_room:
+            qty, reason = gross_room, "max_gross_exposure"
+        if sign > 0:
+            reserved_cash = sum((r.remaining * r.price for r in self.reservations.values() if r.side is Side.BUY), ZERO)
+            fee_factor = 1 + s.fee_reserve_bps / BPS
+            cash_room = (self.portfolio.cash - reserved_cash) / (price * fee_factor)
+            if qty > cash_room:
+                qty, reason = cash_room, "insufficient_cash"
+        qty = round_down(qty, s.quantity_step)
+        if qty < s.min_quantity:
+            return self._reject(intent, reason if reason != "approved" else "below_min_quantity", f"room {qty}")
+        take_profit = intent.take_profit
+        if stop_loss is None and s.stop_loss_pct is not None:
+            level = price * (1 - s.stop_loss_pct) if sign > 0 else price * (1 + s.stop_loss_pct)
+            stop_loss = level if level > ZERO else None
+        if take_profit is None and s.take_profit_pct is not None:
+            level = price * (1 + s.take_profit_pct) if sign > 0 else price * (1 - s.take_profit_pct)
+            take_profit = level if level > ZERO else None
+        return RiskDecision(
+            intent_id=intent.intent_id,
+            verdict=DecisionVerdict.APPROVE if qty == requested else DecisionVerdict.ADJUST,
+            reason=reason,
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            direction=intent.direction,
+            quantity=qty,
+            requested_quantity=requested,
+            reference_price=price,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            trailing_stop_pct=s.trailing_stop_pct,
+            expires_at=intent.expires_at,
+        )
+
+    def _increases(self, r: Reservation) -> bool:
+        pos = self.portfolio.position(r.venue, r.symbol).quantity
+        return pos == ZERO or (pos > ZERO) == (r.side is Side.BUY)
+
+    def _exit(self, intent: TradeIntent, projected: Decimal) -> RiskDecision:
+        """Close what is held (net of exits already approved); never flips the position."""
+        if projected == ZERO:
+            return self._reject(intent, "no_position", "nothing to exit")
+        side = Side.SELL if projected > ZERO else Side.BUY
+        qty = round_down(abs(projected), self.settings.quantity_step)
+        if qty < self.settings.min_quantity:
+            return self._reject(intent, "no_position", "nothing to exit", side=side)
+        return RiskDecision(
+            intent_id=intent.intent_id,
+            verdict=DecisionVerdict.APPROVE,
+            reason="exit",
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=side,
+            direction=Direction.EXIT,
+            quantity=qty,
+            requested_quantity=qty,
+            reference_price=intent.reference_price,
+            expires_at=intent.expires_at,
+        )
+
+    def _alert(
+        self, severity: Severity, code: str, message: str, value: float | None, limit: float | None
+    ) -> RiskAlert:
+        return RiskAlert(severity=severity, code=code, message=message, value=value, limit=limit)

@@ -1,0 +1,255 @@
+"""The strategy agent: indicator snapshots in, consensus decisions and trade intents out.
+
+Per (venue, symbol, timeframe) series it runs the configured strategies (one instance each, so a
+strategy may keep state between snapshots), tracks the position of each symbol from fills and
+position updates, fuses the votes (:mod:`strategies.consensus`) and publishes
+
+* a :class:`ConsensusDecision` for every snapshot on which at least one strategy voted, whatever
+  the outcome (EXECUTE, MANUAL_REVIEW, REJECT), with the votes embedded and the rationale;
+* a :class:`TradeIntent` on EXECUTE, published before its decision (which carries its id).
+
+Individual :class:`StrategyVote` messages are published only with ``publish_votes`` (they are in
+the decision anyway; a message per strategy per candle would cost more than the whole pipeline's
+per-candle budget). A snapshot on which no strategy voted produces nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from agents.base import Agent, AgentContext, Subscription
+from agents.strategy.intents import build_intent, intent_side
+from agents.strategy.settings import StrategySettings
+from core.domain import CommandKind, ConsensusOutcome, Direction, Side
+from core.errors import UnroutableMessage
+from core.messages import (
+    Command,
+    ConsensusDecision,
+    Envelope,
+    Fill,
+    IndicatorSnapshot,
+    PositionUpdate,
+    StrategyVote,
+)
+from core.routing import FILLS, INDICATORS, POSITIONS
+from infrastructure.observability import metrics
+from strategies import FLAT, Position, StrategyBook, fuse
+from strategies.consensus import ConsensusResult
+
+SeriesKey = tuple[str, str, str]
+PositionKey = tuple[str, str]
+_SEEN_FILLS_LIMIT = 10_000
+
+
+@dataclass(slots=True)
+class _SeriesState:
+    book: StrategyBook
+    last_close_time: datetime | None = None
+    pending_votes: list[StrategyVote] | None = None
+    """The votes on the last snapshot while its decision has not been published (for a redelivery)."""
+
+
+class StrategyAgent(Agent):
+    """Runs strategies, fuses their votes and emits intents (see the module docstring)."""
+
+    kind = "strategy"
+
+    def __init__(self, ctx: AgentContext, settings: StrategySettings | None = None) -> None:
+        super().__init__(ctx)
+        self.strategy_settings = settings or StrategySettings()
+        self.specs = self.strategy_settings.strategy_specs()
+        self.strategy_names = tuple(spec.name for spec in self.specs)
+        self.consensus = self.strategy_settings.consensus_config()
+        self.ttl = timedelta(seconds=self.strategy_settings.intent_ttl_s)
+        self.series: dict[SeriesKey, _SeriesState] = {}
+        self.positions: dict[PositionKey, Position] = {}
+        self._seen_fills: dict[str, None] = {}
+        self.decisions = 0
+        self.intents = 0
+        self.strategy_errors: dict[str, int] = {}
+
+    def subscriptions(self) -> list[Subscription]:
+        """Snapshots of the configured symbols and timeframes; fills and positions of the configured
+        symbols (any venue: series and positions are kept per venue)."""
+        s = self.ctx.settings
+        snapshots = tuple(
+            INDICATORS.pattern(symbol=symbol, timeframe=tf) for symbol in s.symbols for tf in s.timeframes
+        )
+        positions = tuple(topic.pattern(symbol=symbol) for symbol in s.symbols for topic in (FILLS, POSITIONS))
+        return [
+            Subscription(purpose="indicators", patterns=snapshots, handlers={IndicatorSnapshot: self.on_snapshot}),
+            Subscription(
+                purpose="positions", patterns=positions, handlers={Fill: self.on_fill, PositionUpdate: self.on_position}
+            ),
+        ]
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def position(self, venue: str, symbol: str) -> Position:
+        """The position the agent knows for ``symbol`` (flat when none was reported)."""
+        return self.positions.get((venue, symbol), FLAT)
+
+    async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
+        """Apply a fill to the position (each ``fill_id`` once)."""
+        if fill.fill_id in self._seen_fills:
+            return
+        self._seen_fills[fill.fill_id] = None
+        if len(self._seen_fills) > _SEEN_FILLS_LIMIT:
+            del self._seen_fills[next(iter(self._seen_fills))]
+        key = (fill.venue, fill.symbol)
+        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+        self.positions[key] = Position(self.position(*key).quantity + signed)
+
+    async def on_position(self, update: PositionUpdate, envelope: Envelope) -> None:
+        """A position update is authoritative: it replaces what the fills added up to."""
+        self.positions[(update.venue, update.symbol)] = Position(Decimal(update.quantity))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def on_command(self, command: Command, envelope: Envelope) -> str | None:
+        """PAUSE: no new entries (exits still allowed); HALT: no intents at all; RESUME: both off."""
+        if command.kind is CommandKind.PAUSE:
+            self.paused = True
+            return "entries paused"
+        if command.kind is CommandKind.HALT:
+            self.halted = True
+            return "intents halted"
+        if command.kind is CommandKind.RESUME:
+            self.paused = False
+            self.halted = False
+            return "resumed"
+        return None
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    async def on_snapshot(self, snapshot: IndicatorSnapshot, envelope: Envelope) -> None:
+        """Run the strategies, fuse, publish the intent (on EXECUTE) and the decision."""
+        state = self._state_for(snapshot)
+        if state is None:
+            return
+        position = self.position(snapshot.venue, snapshot.symbol)
+        last = state.last_close_time
+        if last is not None and snapshot.close_time == last and state.pending_votes is not None:
+            votes = state.pending_votes  # a redelivery after a failed publish: decide on the same votes
+        elif last is not None and snapshot.close_time <= last:
+            return  # a redelivered or replayed snapshot: strategies must not see it twice
+        else:
+            state.last_close_time = snapshot.close_time
+            votes = state.book.evaluate(snapshot, position)
+            if not votes:
+                return
+            state.pending_votes = votes
+        if self.strategy_settings.publish_votes:
+            for vote in votes:
+                await self.publish(vote, cause=envelope)
+        result = fuse(votes, self.consensus)
+        result, side = self._feasible(result, position)
+        intent_id: UUID | None = None
+        if result.outcome is ConsensusOutcome.EXECUTE and side is not None:
+            intent = build_intent(
+                snapshot,
+                result,
+                side,
+                votes,
+                self.strategy_names,
+                decided_at=self.ctx.clock.now(),
+                ttl=self.ttl,
+                atr=snapshot.values.get(self.strategy_settings.atr_indicator),
+                stop_mult=self.strategy_settings.stop_atr_multiple,
+                tp_mult=self.strategy_settings.take_profit_atr_multiple,
+            )
+            await self.publish(intent, cause=envelope)
+            intent_id = intent.intent_id
+            self.intents += 1
+        try:
+            await self.publish(self._decision(snapshot, result, votes, intent_id), cause=envelope)
+        except UnroutableMessage:
+            # decisions feed the audit trail and dashboards when they run; intents always raise
+            self.log.debug("consensus decision unroutable: no consumer is bound", symbol=snapshot.symbol)
+        state.pending_votes = None
+        self.decisions += 1
+        if self.ctx.instrument:
+            metrics.CONSENSUS_DECISIONS.labels(result.outcome.value, self.consensus.method).inc()
+
+    def _feasible(self, result: ConsensusResult, position: Position) -> tuple[ConsensusResult, Side | None]:
+        """Turn an EXECUTE that cannot or must not trade into a REJECT with the reason."""
+        if result.outcome is not ConsensusOutcome.EXECUTE:
+            return result, None
+        direction = result.direction
+        reason = None
+        side = intent_side(direction, position)
+        if self.halted:
+            reason = "halted: no intents"
+        elif self.paused and direction is not Direction.EXIT:
+            reason = "paused: no new entries"
+        elif side is None:
+            reason = "nothing to exit: the position is flat"
+        elif not self.strategy_settings.allow_pyramiding and (
+            (direction is Direction.LONG and position.is_long) or (direction is Direction.SHORT and position.is_short)
+        ):
+            reason = f"already {direction.value}: pyramiding is off"
+        if reason is None:
+            return result, side
+        rejected = ConsensusResult(
+            ConsensusOutcome.REJECT, direction, result.score, result.variance, f"{reason}; {result.rationale}"
+        )
+        return rejected, None
+
+    def _decision(
+        self, snapshot: IndicatorSnapshot, result: ConsensusResult, votes: list[StrategyVote], intent_id: UUID | None
+    ) -> ConsensusDecision:
+        return ConsensusDecision(
+            venue=snapshot.venue,
+            symbol=snapshot.symbol,
+            timeframe=snapshot.timeframe,
+            method=self.consensus.method,
+            outcome=result.outcome,
+            direction=result.direction,
+            weighted_score=result.score,
+            variance=result.variance,
+            votes=tuple(votes[:64]),
+            intent_id=intent_id,
+            rationale=result.rationale[:2000],
+        )
+
+    def _state_for(self, snapshot: IndicatorSnapshot) -> _SeriesState | None:
+        key = (snapshot.venue, snapshot.symbol, snapshot.timeframe)
+        state = self.series.get(key)
+        if state is None:
+            if len(self.series) >= self.strategy_settings.max_series:
+                self.log.warning("too many series: snapshot ignored", symbol=snapshot.symbol)
+                return None
+            state = _SeriesState(
+                StrategyBook(self.specs, on_error=self._on_strategy_error, on_missing=self._on_missing)
+            )
+            self.series[key] = state
+        return state
+
+    def _on_strategy_error(self, name: str, exc: BaseException) -> None:
+        if self.ctx.instrument:
+            metrics.STRATEGY_ERRORS.labels(name).inc()
+        count = self.strategy_errors.get(name, 0) + 1
+        self.strategy_errors[name] = count
+        # the first failure with its traceback; later ones (a bug fires on every candle) without
+        self.log.error(
+            "strategy failed: vote dropped",
+            strategy=name,
+            error=repr(exc),
+            failures=count,
+            exc_info=exc if count == 1 else None,
+        )
+
+    def _on_missing(self, name: str, missing: tuple[str, ...]) -> None:
+        self.log.warning(
+            "strategy skipped: indicators missing from the snapshot (enable them in TRADESWARM_TA_*)",
+            strategy=name,
+            missing=list(missing),
+        )
+
+
+async def build(ctx: AgentContext) -> StrategyAgent:
+    """The agent with its settings from the environment (strategies validated here, at start-up)."""
+    return StrategyAgent(ctx, StrategySettings())

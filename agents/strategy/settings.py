@@ -1,0 +1,62 @@
+"""Settings of the strategy agent (environment prefix ``TRADESWARM_STRATEGY_``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from strategies.consensus import ConsensusConfig
+from strategies.registry import StrategySpec, build_specs
+
+
+class StrategySettings(BaseSettings):
+    """Which strategies run, with which parameters and weights, and how their votes are fused.
+
+    ``params`` and ``weights`` are JSON objects in the environment, for example
+    ``TRADESWARM_STRATEGY_PARAMS='{"sma_cross": {"fast": 10, "slow": 30}}'``; parameters are
+    validated against each strategy's model by :meth:`strategy_specs` at start-up.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADESWARM_STRATEGY_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    strategies: Annotated[tuple[str, ...], NoDecode] = ("sma_cross",)
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    weights: dict[str, float] = Field(default_factory=dict)
+    method: Literal["weighted", "bayesian"] = "weighted"
+    threshold: float = Field(default=75.0, ge=0, le=100, description="Score at or above which a consensus executes.")
+    variance_limit: float = Field(default=40.0, ge=0, description="Score variance above which a human reviews.")
+    intent_ttl_s: float = Field(default=60.0, gt=0, le=30 * 86_400, description="Seconds an intent stays valid.")
+    stop_atr_multiple: float = Field(default=2.0, ge=0, le=100, description="Stop-loss hint in ATRs; 0 = none.")
+    take_profit_atr_multiple: float = Field(
+        default=3.0, ge=0, le=100, description="Take-profit hint in ATRs; 0 = none."
+    )
+    atr_indicator: str = Field(default="atr_14", pattern=r"^[a-z0-9_]{1,64}$")
+    publish_votes: bool = Field(
+        default=False, description="Also publish every StrategyVote (they are always in the decision)."
+    )
+    allow_pyramiding: bool = Field(default=False, description="Allow an entry in the direction already held.")
+    max_series: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def strategy_specs(self) -> list[StrategySpec]:
+        """The configured strategies with validated parameters (raises ``ConfigurationError``)."""
+        return build_specs(self.strategies, self.params, self.weights)
+
+    def consensus_config(self) -> ConsensusConfig:
+        """The fusion rules."""
+        return ConsensusConfig(
+            method=self.method,
+            threshold=self.threshold,
+            variance_limit=self.variance_limit,
+            weights=dict(self.weights),
+        )

@@ -1,0 +1,223 @@
+"""The technical analysis agent: closed candles in, one :class:`IndicatorSnapshot` per candle out.
+
+State is kept per (venue, symbol, timeframe) series of the configured symbols and timeframes.
+Before consuming, each series of the configured exchange is warmed up from a
+:class:`~core.ports.HistoryProvider` (the tick store; a replay in tests and backtests), so
+snapshots flow from the first live candle. A repeated or older candle (a redelivery, a replay
+overlap) is ignored: the handler is idempotent and an indicator never sees the same candle twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from agents.base import Agent, AgentContext, Subscription
+from agents.technical_analysis.engine import IndicatorEngine, IndicatorResult
+from agents.technical_analysis.history import TickStoreHistory
+from agents.technical_analysis.settings import TechnicalAnalysisSettings
+from agents.technical_analysis.snapshot import build_snapshot
+from core.domain import timeframe_to_timedelta
+from core.errors import UnroutableMessage
+from core.messages import Candle, Envelope, IndicatorSnapshot
+from core.ports import HistoryProvider
+from core.routing import CANDLES
+from infrastructure.observability import metrics
+
+SeriesKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class Series:
+    """One series' engine and the open time of the last candle it used."""
+
+    engine: IndicatorEngine
+    step: timedelta | None
+    last_open_time: datetime | None = None
+    published: int = 0
+    gaps: int = 0
+    warmup_candles: int = 0
+    unpublished: IndicatorSnapshot | None = None
+    """The last candle's snapshot while its publish has not succeeded (re-sent on redelivery)."""
+    needs: tuple[bool, bool, bool, bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        inputs = self.engine.inputs
+        self.needs = ("open" in inputs, "high" in inputs, "low" in inputs, "volume" in inputs)
+
+
+class TechnicalAnalysisAgent(Agent):
+    """Turns closed candles into indicator snapshots (see the module docstring)."""
+
+    kind = "technical_analysis"
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        settings: TechnicalAnalysisSettings | None = None,
+        history: HistoryProvider | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.ta_settings = settings or TechnicalAnalysisSettings()
+        self.history = history
+        self.series: dict[SeriesKey, Series] = {}
+
+    def subscriptions(self) -> list[Subscription]:
+        """The candles of the configured symbols and timeframes, from any venue (the exchange, or
+        the replay / synthetic source of a backtest); series are kept per venue."""
+        s = self.ctx.settings
+        patterns = tuple(CANDLES.pattern(symbol=symbol, timeframe=tf) for symbol in s.symbols for tf in s.timeframes)
+        return [Subscription(purpose="candles", patterns=patterns, handlers={Candle: self.on_candle})]
+
+    async def on_start(self) -> None:
+        """Warm every configured series up from history (when a provider is configured)."""
+        if self.history is None or self.ta_settings.history_candles == 0:
+            self.log.info("no history provider: indicators warm up from the live feed")
+            return
+        s = self.ctx.settings
+        now = self.ctx.clock.now()
+        timeout = self.ta_settings.history_timeout_s
+        for symbol in s.symbols:
+            for tf in s.timeframes:
+                try:
+                    candles = await asyncio.wait_for(
+                        self.history.recent_candles(s.exchange, symbol, tf, self.ta_settings.history_candles, end=now),
+                        timeout,
+                    )
+                except Exception as exc:  # noqa: BLE001 - history is an optimisation: fall back to the live feed
+                    self.log.warning(
+                        "history unavailable: warming up from the live feed",
+                        symbol=symbol,
+                        timeframe=tf,
+                        error=str(exc) or type(exc).__name__,
+                    )
+                    continue
+                used = sum(1 for candle in candles if self.warm_up(candle))
+                series = self.series.get((s.exchange, symbol, tf))
+                self.log.info(
+                    "series warmed up from history",
+                    symbol=symbol,
+                    timeframe=tf,
+                    candles=used,
+                    warm=bool(series and series.engine.warm),
+                )
+
+    async def on_stop(self) -> None:
+        """Close the history provider when it holds a connection."""
+        close = getattr(self.history, "close", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:  # noqa: BLE001 - shutting down: log and go on
+                self.log.warning("history provider did not close cleanly", error=str(exc))
+
+    def warm_up(self, candle: Candle) -> bool:
+        """Feed one historical candle without publishing; False when it was skipped."""
+        series = self._series_for(candle)
+        if series is None or not self._is_new(series, candle):
+            return False
+        self._feed(series, candle)
+        series.warmup_candles += 1
+        return True
+
+    async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
+        """Update the series' indicators and publish the snapshot once warm.
+
+        The indicators move on before the publish; if the publish fails (the handler raises and
+        the candle is redelivered), the redelivery re-sends the snapshot already computed instead
+        of feeding the candle twice.
+        """
+        series = self._series_for(candle)
+        if series is None:
+            return
+        pending = series.unpublished
+        if pending is not None and candle.open_time == series.last_open_time:
+            snapshot = pending
+        elif not self._is_new(series, candle):
+            return
+        else:
+            result = self._feed(series, candle)
+            if result is None:
+                return
+            snapshot = build_snapshot(candle, result.values, result.patterns, result.regime)
+            series.unpublished = snapshot
+        try:
+            await self.publish(snapshot, cause=envelope, ts_event=candle.close_time)
+        except UnroutableMessage:
+            # a stream nobody consumes yet (no strategy agent bound): nothing to retry or keep
+            self.log.debug("snapshot unroutable: no consumer is bound", symbol=candle.symbol)
+        else:
+            series.published += 1
+        series.unpublished = None
+
+    def _feed(self, series: Series, candle: Candle) -> IndicatorResult | None:
+        series.last_open_time = candle.open_time
+        # Decimal -> float costs ~0.3 us a field: convert only what some indicator reads
+        need_o, need_h, need_l, need_v = series.needs
+        return series.engine.update(
+            float(candle.open) if need_o else 0.0,
+            float(candle.high) if need_h else 0.0,
+            float(candle.low) if need_l else 0.0,
+            float(candle.close),
+            float(candle.volume) if need_v else 0.0,
+        )
+
+    def _series_for(self, candle: Candle) -> Series | None:
+        key = (candle.venue, candle.symbol, candle.timeframe)
+        series = self.series.get(key)
+        if series is None:
+            if len(self.series) >= self.ta_settings.max_series:
+                self._skip("max_series", candle)
+                return None
+            try:
+                step: timedelta | None = timeframe_to_timedelta(candle.timeframe)
+            except ValueError:  # calendar months have no fixed length: no gap detection
+                step = None
+            series = Series(IndicatorEngine(self.ta_settings), step)
+            self.series[key] = series
+        return series
+
+    def _is_new(self, series: Series, candle: Candle) -> bool:
+        last = series.last_open_time
+        if last is None:
+            return True
+        if candle.open_time <= last:
+            self._skip("duplicate" if candle.open_time == last else "out_of_order", candle)
+            return False
+        step = series.step
+        if step is not None and candle.open_time - last > step:
+            series.gaps += 1
+            self.log.warning(
+                "gap in candles",
+                symbol=candle.symbol,
+                timeframe=candle.timeframe,
+                previous=last.isoformat(),
+                current=candle.open_time.isoformat(),
+            )
+        return True
+
+    def _skip(self, reason: str, candle: Candle) -> None:
+        if self.ctx.instrument:
+            metrics.CANDLES_SKIPPED.labels(reason).inc()
+        self.log.debug("candle skipped", reason=reason, symbol=candle.symbol, open_time=candle.open_time.isoformat())
+
+
+async def build(ctx: AgentContext) -> TechnicalAnalysisAgent:
+    """The agent with its settings from the environment, warmed up from the tick store (InfluxDB)
+    unless ``TRADESWARM_TA_HISTORY_SOURCE=none``."""
+    settings = TechnicalAnalysisSettings()
+    history: TickStoreHistory | None = None
+    if settings.history_source == "store" and settings.history_candles > 0:
+        from infrastructure.database.influx import tick_store_from_settings
+
+        s = ctx.settings
+        store = tick_store_from_settings(
+            s.influx_api,
+            s.influx_url,
+            token=s.influx_token.get_secret_value(),
+            org=s.influx_org,
+            bucket=s.influx_bucket,
+        )
+        history = TickStoreHistory(store)
+    return TechnicalAnalysisAgent(ctx, settings, history)

@@ -1,0 +1,91 @@
+"""Run one agent as its own process on RabbitMQ under MARKET time (historical replays, parity tests).
+
+    python -m backtesting.replay_host risk
+
+It is the production host (:class:`agents.base.host.AgentHost`: the agent's own ``build``, the
+RabbitMQ bus, HTTP probes, heartbeats, graceful SIGTERM) with one difference: the clock. A replay
+of history through separate processes cannot use the wall clock (the paper venue would never fill
+an order on a candle from the past, intents would look years old), so the clock is a
+:class:`~core.clock.SimulatedClock` that moves forward to the ``ts_event`` (market time) of each
+message before its handler runs — the same time a backtest's clock shows while that message's
+consequences are handled. Agents are unchanged: no ``if backtest:`` anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from agents.base.host import AgentHost, rabbitmq_bus
+from agents.base.registry import load_builder
+from core.clock import SimulatedClock
+from core.logging import configure_logging
+from core.messages.base import Envelope
+from core.ports import Bus, DeadLetter, Handler, QueueSpec
+from core.settings import Settings, load_settings
+
+
+class MarketTimeBus:
+    """A :class:`~core.ports.Bus` that advances ``clock`` to each delivered message's market time."""
+
+    def __init__(self, inner: Bus, clock: SimulatedClock) -> None:
+        self.inner = inner
+        self.clock = clock
+
+    @property
+    def connected(self) -> bool:
+        """The inner bus's connection state (for readiness)."""
+        return bool(getattr(self.inner, "connected", True))
+
+    async def start(self) -> None:
+        """Start the inner bus."""
+        await self.inner.start()
+
+    async def publish(self, envelope: Envelope, routing_key: str | None = None) -> None:
+        """Publish through the inner bus."""
+        await self.inner.publish(envelope, routing_key)
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        """Publish bytes through the inner bus."""
+        await self.inner.publish_raw(routing_key, body)
+
+    async def subscribe(self, spec: QueueSpec, handler: Handler) -> None:
+        """Subscribe ``handler`` behind the clock advance."""
+        clock = self.clock
+
+        async def at_market_time(envelope: Envelope) -> None:
+            if envelope.ts_event > clock.now():
+                clock.advance_to(envelope.ts_event)
+            await handler(envelope)
+
+        await self.inner.subscribe(spec, at_market_time)
+
+    async def dead_letters(self, queue: str) -> Sequence[DeadLetter]:
+        """The inner bus's dead letters."""
+        return await self.inner.dead_letters(queue)
+
+    async def close(self) -> None:
+        """Close the inner bus."""
+        await self.inner.close()
+
+
+def run(name: str) -> int:
+    """Host agent ``name`` on RabbitMQ under market time; returns the exit code."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, agent=name)
+    clock = SimulatedClock()
+
+    def factory(s: Settings, agent_id: str, kind: str) -> Any:
+        return MarketTimeBus(rabbitmq_bus(s, agent_id, kind), clock)
+
+    host = AgentHost(name, load_builder(name), settings, bus_factory=factory, clock=clock)
+    return asyncio.run(host.run())
+
+
+if __name__ == "__main__":  # pragma: no cover - process entry point
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m backtesting.replay_host AGENT\n")
+        sys.exit(2)
+    sys.exit(run(sys.argv[1]))

@@ -1,0 +1,259 @@
+"""Backtest reports: ``trades.csv``, ``summary.json``, ``equity.png``, ``report.html`` and a rich table.
+
+Everything written is a deterministic function of the result (fixed decimal formatting, sorted
+JSON keys, no timestamps of the run itself in the files that tests compare), so two runs on the
+same data give byte-identical ``trades.csv`` and ``summary.json`` apart from ``elapsed_s`` and
+``bars_per_second``. The HTML report is self-contained: its charts are PNGs embedded as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from backtesting.metrics import drawdown_series
+from backtesting.trades import RoundTrip
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from backtesting.engine import BacktestResult
+
+TRADE_COLUMNS = ("symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "quantity", "fees", "pnl")
+_Q = Decimal("0.00000001")
+MAX_PLOT_POINTS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFiles:
+    """Where a report was written."""
+
+    directory: Path
+    trades_csv: Path
+    summary_json: Path
+    equity_png: Path
+    html: Path
+
+
+def _dec(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    return format(value.quantize(_Q).normalize(), "f")
+
+
+def _time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trade_rows(trips: list[RoundTrip]) -> list[list[str]]:
+    """Round trips as CSV rows (strings), in the order of :data:`TRADE_COLUMNS`."""
+    return [
+        [t.symbol, t.side, _time(t.entry_time), _dec(t.entry_price), _time(t.exit_time), _dec(t.exit_price),
+         _dec(t.quantity), _dec(t.fees), _dec(t.pnl)]
+        for t in trips
+    ]  # fmt: skip
+
+
+def write_trades_csv(path: Path, trips: list[RoundTrip]) -> None:
+    """One row per closed round trip."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TRADE_COLUMNS)
+        writer.writerows(trade_rows(trips))
+
+
+def summary_bytes(summary: dict[str, Any]) -> bytes:
+    """``summary.json`` content: sorted keys, indented, NaN-free."""
+    return orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS) + b"\n"
+
+
+def _stride(n: int) -> int:
+    return max(1, n // MAX_PLOT_POINTS)
+
+
+def _dates(times_ms: Any) -> Any:
+    return np.asarray(times_ms, dtype="datetime64[ms]")
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def equity_png(result: BacktestResult) -> bytes:
+    """Equity against buy-and-hold, with the drawdown underneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.asarray(result.times_ms)
+    e = np.asarray(result.equity)
+    b = np.asarray(result.benchmark())
+    step = _stride(t.size)
+    dates = _dates(t[::step])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax1.plot(dates, e[::step], label="strategy", color="#1f77b4", linewidth=1.2)
+    if b.size == t.size:
+        ax1.plot(dates, b[::step], label="buy & hold", color="#999999", linewidth=1.0, linestyle="--")
+    ax1.set_ylabel("equity")
+    ax1.set_title(f"{', '.join(result.config.strategies)} on {', '.join(result.series)}")
+    ax1.legend(loc="upper left")
+    ax1.grid(alpha=0.3)
+    dd = drawdown_series(e)
+    ax2.fill_between(dates, -dd[::step] * 100, 0, color="#d62728", alpha=0.4, step="post")
+    ax2.set_ylabel("drawdown %")
+    ax2.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def price_png(result: BacktestResult) -> bytes:
+    """Each symbol's close with entry (^) and exit (v) markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    symbols = result.symbols[:4]
+    fig, axes = plt.subplots(len(symbols), 1, figsize=(10, 2.6 * len(symbols)), sharex=True, squeeze=False)
+    t = np.asarray(result.times_ms)
+    step = _stride(t.size)
+    for ax, symbol in zip(axes[:, 0], symbols, strict=True):
+        closes = np.asarray(result.closes[symbol])
+        ax.plot(_dates(t[::step]), closes[::step], color="#444444", linewidth=0.9)
+        trips = [x for x in result.trips + result.open_trips if x.symbol == symbol][:2000]
+        if trips:
+            ax.scatter(
+                [np.datetime64(x.entry_time.replace(tzinfo=None), "ms") for x in trips],
+                [float(x.entry_price) for x in trips],
+                marker="^",
+                color="#2ca02c",
+                s=28,
+                label="entry",
+                zorder=3,
+            )
+            exits = [x for x in trips if x.exit_time is not None and x.exit_price is not None]
+            ax.scatter([np.datetime64(x.exit_time.replace(tzinfo=None), "ms") for x in exits if x.exit_time],
+                       [float(x.exit_price) for x in exits if x.exit_price], marker="v", color="#d62728", s=28,
+                       label="exit", zorder=3)  # fmt: skip
+            ax.legend(loc="upper left")
+        ax.set_ylabel(symbol)
+        ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+METRIC_LABELS: dict[str, tuple[str, str]] = {
+    "total_return": ("Total return", "pct"),
+    "cagr": ("CAGR", "pct"),
+    "annualised_volatility": ("Annualised volatility", "pct"),
+    "sharpe": ("Sharpe", "num"),
+    "sortino": ("Sortino", "num"),
+    "calmar": ("Calmar", "num"),
+    "max_drawdown": ("Max drawdown", "pct"),
+    "max_drawdown_duration_days": ("Max drawdown duration (days)", "num"),
+    "trades": ("Trades", "int"),
+    "win_rate": ("Win rate", "pct"),
+    "profit_factor": ("Profit factor", "num"),
+    "avg_win": ("Average win", "money"),
+    "avg_loss": ("Average loss", "money"),
+    "exposure": ("Exposure time", "pct"),
+    "fees": ("Fees paid", "money"),
+    "turnover": ("Turnover (x avg equity)", "num"),
+    "initial_equity": ("Initial equity", "money"),
+    "final_equity": ("Final equity", "money"),
+    "benchmark_return": ("Buy & hold return", "pct"),
+    "benchmark_max_drawdown": ("Buy & hold max drawdown", "pct"),
+}
+
+
+def format_metric(value: Any, kind: str) -> str:
+    """A metric for humans."""
+    if value is None:
+        return "inf" if kind == "num" else "-"
+    if kind == "pct":
+        return f"{value * 100:.2f}%"
+    if kind == "int":
+        return f"{int(value)}"
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
+    """The headline metrics as a rich table for the terminal."""
+    from rich.table import Table
+
+    m = result.metrics.as_dict()
+    table = Table(title=f"{title}: {', '.join(result.config.strategies)} on {', '.join(result.series)}",
+                  show_header=True, header_style="bold")  # fmt: skip
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, (label, kind) in METRIC_LABELS.items():
+        table.add_row(label, format_metric(m[key], kind))
+    table.add_row("Candles", f"{result.candles:,}")
+    table.add_row("Speed", f"{result.bars_per_second:,.0f} candles/s ({result.elapsed_s:.2f} s)")
+    return table
+
+
+def render_html(result: BacktestResult, equity: bytes, prices: bytes) -> str:
+    """The self-contained HTML report."""
+    m = result.metrics.as_dict()
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td class=num>{html.escape(format_metric(m[key], kind))}</td></tr>"
+        for key, (label, kind) in METRIC_LABELS.items()
+    )
+    trade_head = "".join(f"<th>{c}</th>" for c in TRADE_COLUMNS)
+    trade_body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in trade_rows(result.trips)
+    )
+    eq = base64.b64encode(equity).decode()
+    px = base64.b64encode(prices).decode()
+    title = html.escape(f"tradeswarm backtest: {', '.join(result.config.strategies)}")
+    params = html.escape(orjson.dumps(result.config.params, option=orjson.OPT_SORT_KEYS).decode())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:3px 8px;font-size:13px}}
+th{{background:#f4f4f4}}.num{{text-align:right}}img{{max-width:100%}}
+</style></head><body>
+<h1>{title}</h1>
+<p>Series: {html.escape(", ".join(result.series))} &middot; candles: {result.candles:,} &middot;
+parameters: <code>{params}</code> &middot; fees {result.config.fee_bps} bps &middot;
+slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)}</p>
+<h2>Equity and drawdown</h2><img alt="equity curve" src="data:image/png;base64,{eq}">
+<h2>Prices and trades</h2><img alt="prices with trades" src="data:image/png;base64,{px}">
+<h2>Metrics</h2><table>{rows}</table>
+<h2>Trades ({len(result.trips)} closed, {len(result.open_trips)} open at the end)</h2>
+<table><tr>{trade_head}</tr>{trade_body}</table>
+</body></html>
+"""
+
+
+def write_report(result: BacktestResult, directory: str | Path) -> ReportFiles:
+    """Write every report file into ``directory`` (created when missing)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(out, out / "trades.csv", out / "summary.json", out / "equity.png", out / "report.html")
+    write_trades_csv(files.trades_csv, result.trips)
+    files.summary_json.write_bytes(summary_bytes(result.summary()))
+    equity = equity_png(result)
+    files.equity_png.write_bytes(equity)
+    files.html.write_text(render_html(result, equity, price_png(result)))
+    return files

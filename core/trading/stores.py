@@ -1,0 +1,201 @@
+"""Persistence ports of the order path, with in-memory adapters (backtests, tests, quick start).
+
+The PostgreSQL/TimescaleDB adapters live in ``infrastructure.database.timescale``. Every write is
+idempotent: orders by client order id, fills by (venue, fill id), positions as absolute values, audit
+rows by sequence number, so a retried write after a lost acknowledgement changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+from core.domain import OrderStatus
+from core.messages.orders import Fill, OrderRequest, PortfolioSnapshot
+from core.trading.audit import AuditRecord
+from core.trading.portfolio import Position
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """An order as execution persists it: the request plus its current state."""
+
+    request: OrderRequest
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+    filled_quantity: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    venue_order_id: str | None = None
+    reason: str = ""
+
+    @property
+    def client_order_id(self) -> str:
+        """The client order id (primary key)."""
+        return self.request.client_order_id
+
+    def evolve(self, **changes: object) -> OrderRecord:
+        """A copy with ``changes``."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class ExecutionStore(Protocol):
+    """What execution persists: orders (the outbox), fills, positions, snapshots."""
+
+    async def get_order(self, client_order_id: str) -> OrderRecord | None:
+        """One order by client order id."""
+        ...
+
+    async def insert_order(self, record: OrderRecord) -> bool:
+        """Insert a new order; ``False`` when the client order id exists already."""
+        ...
+
+    async def update_order(self, record: OrderRecord) -> None:
+        """Overwrite an order's state (absolute values, so a retry is harmless)."""
+        ...
+
+    async def open_orders(self) -> Sequence[OrderRecord]:
+        """Every order not in a terminal state."""
+        ...
+
+    async def record_fill(self, fill: Fill, position: Position, account: str) -> bool:
+        """Store a fill and the position it produced in one transaction; ``False`` if the fill was
+        stored before (the position is written either way: it is an absolute value)."""
+        ...
+
+    async def fills(self, account: str) -> Sequence[Fill]:
+        """Every stored fill of ``account`` in time order (to rebuild the portfolio on start)."""
+        ...
+
+    async def positions(self, account: str) -> Sequence[Position]:
+        """The stored positions of ``account``."""
+        ...
+
+    async def save_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        """Store a portfolio snapshot (idempotent by account and time)."""
+        ...
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The append-only audit log."""
+
+    async def last(self) -> AuditRecord | None:
+        """The newest record."""
+        ...
+
+    async def append(self, record: AuditRecord) -> None:
+        """Append one record (its ``seq`` must follow the last one)."""
+        ...
+
+    async def records(self, start: datetime | None = None, end: datetime | None = None) -> Sequence[AuditRecord]:
+        """Records in sequence order, optionally within ``[start, end)``."""
+        ...
+
+    async def before(self, seq: int) -> AuditRecord | None:
+        """The record with sequence ``seq - 1`` (to verify a slice of the chain)."""
+        ...
+
+
+@runtime_checkable
+class DecisionStore(Protocol):
+    """Signals (intents) and risk/compliance decisions, for analysis and reports."""
+
+    async def record_signal(self, intent_id: UUID, ts: datetime, payload: dict[str, object]) -> None:
+        """Store an intent (idempotent by intent id)."""
+        ...
+
+    async def record_decision(
+        self, intent_id: UUID, stage: str, ts: datetime, verdict: str, reason: str, payload: dict[str, object]
+    ) -> None:
+        """Store a decision (idempotent by intent id and stage)."""
+        ...
+
+    async def approvals_since(self, start: datetime) -> Sequence[tuple[UUID, str, Decimal, datetime]]:
+        """Compliance approvals since ``start``: (intent id, symbol, notional at the reference price, time)."""
+        ...
+
+
+@dataclass
+class InMemoryExecutionStore:
+    """:class:`ExecutionStore` in a dict (survives nothing; for backtests and tests)."""
+
+    orders: dict[str, OrderRecord] = field(default_factory=dict)
+    fill_log: dict[tuple[str, str], tuple[str, Fill]] = field(default_factory=dict)
+    position_rows: dict[tuple[str, str, str], Position] = field(default_factory=dict)
+    snapshots: list[PortfolioSnapshot] = field(default_factory=list)
+    keep_snapshots: int = 1000
+
+    async def get_order(self, client_order_id: str) -> OrderRecord | None:
+        """See :class:`ExecutionStore`."""
+        return self.orders.get(client_order_id)
+
+    async def insert_order(self, record: OrderRecord) -> bool:
+        """See :class:`ExecutionStore`."""
+        if record.client_order_id in self.orders:
+            return False
+        self.orders[record.client_order_id] = record
+        return True
+
+    async def update_order(self, record: OrderRecord) -> None:
+        """See :class:`ExecutionStore`."""
+        self.orders[record.client_order_id] = record
+
+    async def open_orders(self) -> Sequence[OrderRecord]:
+        """See :class:`ExecutionStore`."""
+        return [o for o in self.orders.values() if o.status.is_open]
+
+    async def record_fill(self, fill: Fill, position: Position, account: str) -> bool:
+        """See :class:`ExecutionStore`."""
+        key = (fill.venue, fill.fill_id)
+        new = key not in self.fill_log
+        if new:
+            self.fill_log[key] = (account, fill)
+        self.position_rows[(account, position.venue, position.symbol)] = position
+        return new
+
+    async def fills(self, account: str) -> Sequence[Fill]:
+        """See :class:`ExecutionStore`."""
+        return sorted((f for a, f in self.fill_log.values() if a == account), key=lambda f: f.ts)
+
+    async def positions(self, account: str) -> Sequence[Position]:
+        """See :class:`ExecutionStore`."""
+        return [p for (a, _, _), p in self.position_rows.items() if a == account]
+
+    async def save_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        """See :class:`ExecutionStore`."""
+        self.snapshots.append(snapshot)
+        if len(self.snapshots) > self.keep_snapshots:
+            del self.snapshots[: len(self.snapshots) - self.keep_snapshots]
+
+
+@dataclass
+class InMemoryAuditStore:
+    """:class:`AuditStore` in a list."""
+
+    rows: list[AuditRecord] = field(default_factory=list)
+
+    async def last(self) -> AuditRecord | None:
+        """See :class:`AuditStore`."""
+        return self.rows[-1] if self.rows else None
+
+    async def append(self, record: AuditRecord) -> None:
+        """See :class:`AuditStore`."""
+        expected = self.rows[-1].seq + 1 if self.rows else 1
+        if record.seq != expected:
+            raise ValueError(f"audit sequence {record.seq} does not follow {expected - 1}")
+        self.rows.append(record)
+
+    async def records(self, start: datetime | None = None, end: datetime | None = None) -> Sequence[AuditRecord]:
+        """See :class:`AuditStore`."""
+        return [r for r in self.rows if (start is None or r.ts >= start) and (end is None or r.ts < end)]
+
+    async def before(self, seq: int) -> AuditRecord | None:
+        """See :class:`AuditStore`."""
+        idx = seq - 2
+        return self.rows[idx] if 0 <= idx < len(self.rows) else None

@@ -1,0 +1,82 @@
+"""The backtest runner of the API: :class:`backtesting.engine.BacktestEngine` over a candle file.
+
+The job machinery (:mod:`infrastructure.api.jobs`) takes any
+:data:`~infrastructure.api.ports.BacktestRunner`; this one reads the candles of the requested
+series from ``data_dir`` (files named ``<venue>_<BASE>-<QUOTE>_<tf>.csv``: the API never opens a
+path a client chose) and runs the same agents a backtest runs, in a worker thread with its own
+event loop so the orchestrator keeps consuming heartbeats meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.clock import utc_from_ms
+from core.errors import ConfigurationError
+from core.routing import escape
+from infrastructure.api.ports import BacktestRunner
+from infrastructure.api.schemas import BacktestRequest, BacktestResult, EquityPoint
+
+MAX_CURVE_POINTS = 2000
+"""The equity curve returned by the API is sampled down to at most this many points."""
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _scalar(value: object) -> float | int | str | None:
+    if value is None or isinstance(value, int | float | str):
+        return value
+    return str(value)
+
+
+def series_path(data_dir: Path, request: BacktestRequest) -> Path:
+    """The candle file of the requested series (CSV, then Parquet)."""
+    stem = f"{request.venue}_{escape(request.symbol)}_{request.timeframe}"
+    for suffix in (".csv", ".parquet"):
+        path = data_dir / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise ConfigurationError(f"no candle file {stem}.csv in the backtest data folder")
+
+
+def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
+    """A runner that backtests ``request`` on the file of its series in ``data_dir``.
+
+    ``request.params`` are :class:`backtesting.config.BacktestConfig` fields (strategies, params,
+    sizing, fee_bps...), validated by it.
+    """
+
+    async def run(request: BacktestRequest) -> BacktestResult:
+        from backtesting.config import BacktestConfig
+        from backtesting.data import file_source
+        from backtesting.engine import BacktestEngine
+
+        path = series_path(data_dir, request)
+        config = BacktestConfig.model_validate({**request.params, "initial_cash": request.initial_cash})
+        source = file_source(path, request.start, request.end, limit=max_candles)
+        engine = BacktestEngine(config, [source])
+        result = await asyncio.to_thread(lambda: asyncio.run(engine.run()))
+        summary = {k: _scalar(v) for k, v in result.summary().items() if not isinstance(v, dict | list)}
+        summary.update({f"metric_{k}": _scalar(v) for k, v in result.metrics.as_dict().items()})
+        n = len(result.times_ms)
+        step = max(1, -(-n // MAX_CURVE_POINTS))
+        indices = list(range(0, n, step)) + ([n - 1] if n and (n - 1) % step else [])
+        curve = [
+            EquityPoint(ts=utc_from_ms(result.times_ms[i]), equity=Decimal(str(result.equity[i]))) for i in indices
+        ]
+        trades: list[dict[str, Any]] = [
+            {k: _json_value(v) for k, v in asdict(trip).items()} for trip in [*result.trips, *result.open_trips]
+        ]
+        return BacktestResult(summary=summary, equity_curve=curve, trades=trades)
+
+    return run

@@ -1,0 +1,265 @@
+"""Response and request bodies of the REST API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class ApiModel(BaseModel):
+    """Base of every API body: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(ApiModel):
+    """Every error response: the HTTP status again and a human-readable message."""
+
+    status: int
+    message: str
+
+
+class Page(ApiModel, Generic[T]):
+    """One page of a list, newest first."""
+
+    items: list[T]
+    total: int = Field(ge=0, description="Rows matching the filters, over all pages.")
+    limit: int = Field(ge=1)
+    offset: int = Field(ge=0)
+
+
+class AgentView(ApiModel):
+    """One agent as seen through its heartbeats."""
+
+    agent_id: str
+    kind: str
+    version: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    state: Literal["up", "degraded", "down"]
+    ready: bool
+    paused: bool
+    halted: bool
+    processed: int
+    failed: int
+    dead_lettered: int
+    restarts: int
+    down_since: datetime | None = None
+
+
+class AckView(ApiModel):
+    """One acknowledgement of a command."""
+
+    agent_id: str
+    agent_kind: str
+    ok: bool
+    detail: str
+    received_at: datetime
+
+
+class CommandView(ApiModel):
+    """A command and its progress: complete once every required agent acknowledged it."""
+
+    command_id: UUID
+    kind: Literal["pause", "resume", "halt", "flatten"]
+    target: str
+    reason: str
+    issued_by: str
+    issued_at: datetime
+    state: Literal["pending", "complete", "failed"]
+    complete: bool
+    required_kinds: list[str]
+    acknowledged: list[str]
+    awaiting: list[str] = Field(description="Live agents of a required kind that have not acknowledged yet.")
+    missing_kinds: list[str] = Field(description="Required kinds from which no acknowledgement arrived yet.")
+    acks: list[AckView]
+
+
+class HealthView(ApiModel):
+    """The swarm at a glance."""
+
+    status: Literal["ok", "degraded", "down", "empty"]
+    trading: Literal["active", "paused", "halted"]
+    mode: str
+    now: datetime
+    agents_up: int
+    agents_down: int
+    agents_total: int
+    down: list[str] = Field(description="Ids of the agents reported DOWN.")
+    last_halt: CommandView | None = None
+
+
+class SeriesView(ApiModel):
+    """A market series the orchestrator has indicator snapshots for."""
+
+    venue: str
+    symbol: str
+    timeframe: str
+    snapshots: int
+    last_close_time: datetime | None
+
+
+class SnapshotView(ApiModel):
+    """One closed candle with its indicators, regime and patterns."""
+
+    venue: str
+    symbol: str
+    timeframe: str
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    indicators: dict[str, float]
+    patterns: dict[str, int]
+    regime: str
+
+
+class OrderView(ApiModel):
+    """An order as stored by the execution agent."""
+
+    client_order_id: str
+    intent_id: UUID
+    account: str
+    venue: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: Decimal
+    limit_price: Decimal | None
+    status: str
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    venue_order_id: str | None
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TradeView(ApiModel):
+    """One fill."""
+
+    fill_id: str
+    ts: datetime
+    account: str
+    venue: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: str
+    client_order_id: str
+    venue_order_id: str | None
+    intent_id: UUID
+
+
+class PositionView(ApiModel):
+    """A position of one account."""
+
+    account: str
+    venue: str
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal
+    realized_pnl: Decimal
+    fees: Decimal
+    mark_price: Decimal | None
+    updated_at: datetime
+
+
+class PortfolioView(ApiModel):
+    """The latest portfolio snapshot of one account."""
+
+    account: str
+    ts: datetime
+    cash: Decimal
+    equity: Decimal
+    peak_equity: Decimal
+    gross_exposure: Decimal
+    net_exposure: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: Decimal
+    drawdown: float
+    open_positions: int
+    trading_state: str
+
+
+class SignalView(ApiModel):
+    """A trade intent emitted by the strategy agent (with the fused votes' rationale)."""
+
+    intent_id: UUID
+    ts: datetime
+    venue: str
+    symbol: str
+    payload: dict[str, Any]
+
+
+class DecisionView(ApiModel):
+    """A risk or compliance decision with its rationale."""
+
+    intent_id: UUID
+    stage: Literal["risk", "compliance"]
+    ts: datetime
+    verdict: str
+    rationale: str
+    payload: dict[str, Any]
+
+
+class BacktestRequest(ApiModel):
+    """A backtest job: which data, which period, which parameters."""
+
+    symbol: str = Field(default="BTC/USDT", pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$")
+    timeframe: str = Field(default="1h", pattern=r"^\d{1,3}[smhdwM]$")
+    venue: str = Field(default="binance", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")
+    start: datetime | None = None
+    end: datetime | None = None
+    initial_cash: Decimal = Field(default=Decimal(10_000), gt=0)
+    params: dict[str, Any] = Field(default_factory=dict, description="Runner-specific parameters.")
+
+
+class EquityPoint(ApiModel):
+    """Equity at one instant."""
+
+    ts: datetime
+    equity: Decimal
+
+
+class BacktestResult(ApiModel):
+    """What a backtest runner returns: summary metrics, the equity curve and the trades."""
+
+    summary: dict[str, float | int | str | None]
+    equity_curve: list[EquityPoint]
+    trades: list[dict[str, Any]]
+
+
+class BacktestJobView(ApiModel):
+    """A backtest job and, once it finished, its result."""
+
+    job_id: UUID
+    state: Literal["queued", "running", "succeeded", "failed"]
+    request: BacktestRequest
+    submitted_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    result: BacktestResult | None = None
+
+
+class ControlRequest(ApiModel):
+    """Optional body of a control command."""
+
+    reason: str = Field(default="", max_length=2000)
+    target: str = Field(default="all", pattern=r"^(all|[a-z][a-z0-9_]{0,39})$")

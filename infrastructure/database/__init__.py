@@ -1,0 +1,1 @@
+"""Database adapters: TimescaleDB/PostgreSQL (asyncpg) and InfluxDB (tick store)."""

@@ -1,0 +1,167 @@
+"""The live venue: :class:`~core.trading.venue.VenuePort` over the exchange gateway port
+(:class:`core.gateway.ExchangeGateway`, implemented with ccxt in ``infrastructure.gateway``).
+
+Only built when ``TRADESWARM_MODE=live`` (which core settings accept only with API keys and
+``TRADESWARM_LIVE_TRADING_CONFIRMED=true``) and ``TRADESWARM_EXECUTION_VENUE=live``. The gateway
+reports orders in aggregate (filled amount and average price), so this adapter returns no per-trade
+fills: the execution engine turns each increase of the filled amount into one fill whose id is
+derived from the cumulative amount, which makes a re-reported state idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from core.domain import OrderStatus
+from core.errors import ConfigurationError, PermanentError, TemporaryError
+from core.gateway import ExchangeGateway
+from core.gateway import VenueOrder as GatewayOrder
+from core.messages.market import BookTop, Candle
+from core.messages.orders import OrderRequest
+from core.settings import Settings
+from core.trading.venue import DuplicateClientOrderId, VenueOrder, VenueTimeout
+
+
+def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
+    """The gateway's unified order as the execution engine's :class:`VenueOrder`."""
+    return VenueOrder(
+        client_order_id=order.client_order_id or client_order_id,
+        venue_order_id=order.order_id,
+        symbol=order.symbol,
+        status=order.status,
+        quantity=order.amount,
+        filled_quantity=order.filled,
+        average_price=order.average if order.filled > Decimal(0) else None,
+        fills=(),
+        fee=order.fee,
+    )
+
+
+class LiveVenue:
+    """A real exchange through the gateway port (see the module docstring)."""
+
+    def __init__(self, gateway: ExchangeGateway, *, submit_timeout_s: float = 10.0) -> None:
+        self.gateway = gateway
+        self.name = gateway.venue
+        self.submit_timeout_s = submit_timeout_s
+        self._updates: asyncio.Queue[VenueOrder] = asyncio.Queue()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def submit(self, order: OrderRequest) -> VenueOrder:
+        """``create_order`` with our client order id; a timeout or temporary failure -> VenueTimeout."""
+        try:
+            placed = await asyncio.wait_for(
+                self.gateway.create_order(
+                    order.symbol,
+                    order.side,
+                    order.order_type,
+                    order.quantity,
+                    order.client_order_id,
+                    price=order.limit_price,
+                    stop_price=order.stop_price,
+                    time_in_force=order.time_in_force,
+                ),
+                timeout=self.submit_timeout_s,
+            )
+        except (TimeoutError, TemporaryError) as exc:
+            raise VenueTimeout(f"create_order {order.client_order_id}: {exc}") from exc
+        except PermanentError as exc:
+            if "duplicate" in str(exc).lower():
+                raise DuplicateClientOrderId(order.client_order_id) from exc
+            return VenueOrder(
+                client_order_id=order.client_order_id,
+                venue_order_id=None,
+                symbol=order.symbol,
+                status=OrderStatus.REJECTED,
+                quantity=order.quantity,
+                filled_quantity=Decimal(0),
+                average_price=None,
+                reason=str(exc)[:500],
+            )
+        return to_venue_order(placed, order.client_order_id)
+
+    async def lookup(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """``fetch_order`` by client order id."""
+        found = await self.gateway.fetch_order_by_client_id(symbol, client_order_id)
+        return to_venue_order(found, client_order_id) if found is not None else None
+
+    async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """``cancel_order`` by client order id (``None`` when the venue does not know it)."""
+        try:
+            order = await self.gateway.cancel_order_by_client_id(symbol, client_order_id)
+        except PermanentError:
+            return await self.lookup(client_order_id, symbol)
+        return to_venue_order(order, client_order_id)
+
+    async def on_candle(self, candle: Candle) -> Sequence[VenueOrder]:
+        """A real venue fills on its own: nothing to do."""
+        return ()
+
+    async def on_book(self, book: BookTop) -> None:
+        """Nothing to do."""
+
+    async def poll(self) -> Sequence[VenueOrder]:
+        """Order updates from ``watch_orders`` (waits for the first one, then drains the queue)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="watch-orders")
+        first = await self._updates.get()
+        out = [first]
+        while not self._updates.empty():
+            out.append(self._updates.get_nowait())
+        return out
+
+    async def _watch(self) -> None:
+        async for order in self.gateway.watch_orders():
+            if order.client_order_id:
+                await self._updates.put(to_venue_order(order, order.client_order_id))
+
+    async def close(self) -> None:
+        """Stop watching; close the gateway."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watcher
+        await self.gateway.close()
+
+
+async def refuse_withdrawal_keys(gateway: Any, *, allow_unverified: bool = False) -> None:
+    """Refuse to trade with an API key that can withdraw funds (DESIGN: security).
+
+    ``gateway.withdrawal_enabled()`` answers ``True``/``False``, or ``None`` when the venue cannot
+    tell; an unverifiable key is refused too unless ``allow_unverified`` is set explicitly.
+    """
+    enabled = await gateway.withdrawal_enabled()
+    if enabled:
+        raise ConfigurationError(
+            "refusing to trade: the exchange API key has WITHDRAWAL permission; "
+            "create a key with trading permission only"
+        )
+    if enabled is None and not allow_unverified:
+        raise ConfigurationError(
+            "cannot verify that the exchange API key lacks withdrawal permission on this venue; "
+            "set TRADESWARM_EXECUTION_ALLOW_UNVERIFIED_KEY_PERMISSIONS=true only after checking it yourself"
+        )
+
+
+async def live_venue(
+    settings: Settings, *, submit_timeout_s: float = 10.0, allow_unverified_key_permissions: bool = False
+) -> LiveVenue:
+    """The live venue for ``settings`` (the ccxt gateway with the account's keys).
+
+    Only a confirmed live process gets keys (:meth:`Settings.require_exchange_keys`), and a key that
+    can withdraw is refused before any order is placed.
+    """
+    from infrastructure.gateway.ccxt_orders import CcxtOrderGateway
+
+    key, secret = settings.require_exchange_keys()
+    gateway = CcxtOrderGateway(settings.exchange, exchange_config={"apiKey": key, "secret": secret})
+    try:
+        await refuse_withdrawal_keys(gateway, allow_unverified=allow_unverified_key_permissions)
+    except BaseException:
+        await gateway.close()
+        raise
+    return LiveVenue(gateway, submit_timeout_s=submit_timeout_s)

@@ -1,0 +1,400 @@
+"""The paper venue: a simulated exchange that fills orders against the NEXT market data.
+
+Fill prices, fees, slippage and partial fills come from :class:`core.trading.fillmodel.FillModel`.
+An order fills on the first candle that was still open when the order arrived (acceptance time
+plus ``latency``) and that opens at or after the close of every candle the venue had already seen —
+at its open price in candle mode. The decision candle had closed before its order existed, so no
+order ever fills on it; with a simulated clock at the decision candle's close, the fill is the next
+candle's open. Entries carrying stop-loss / take-profit / trailing levels get a protective exit that the
+venue fires itself (from the candle after the entry fill), as a reduce-only market order.
+
+The state can be journalled to a JSON file (``journal_path``) so that a paper venue survives a
+restart of the process that hosts it — this is what lets the crash tests kill execution and check
+that the venue holds exactly one order per intent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock
+from core.domain import OrderStatus, OrderType, Side
+from core.ids import client_order_id, content_id
+from core.messages.market import BookTop, Candle
+from core.messages.orders import OrderRequest
+from core.trading.fillmodel import Bar, FillModel, half_spread_bps
+from core.trading.protective import ProtectiveLevels
+from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class _Order:
+    request: OrderRequest
+    venue_order_id: str
+    eligible_from: datetime
+    min_open: datetime | None = None
+    status: OrderStatus = OrderStatus.ACCEPTED
+    fills: list[VenueFill] = field(default_factory=list)
+    reason: str = ""
+    own: bool = False
+
+    @property
+    def filled(self) -> Decimal:
+        return sum((f.quantity for f in self.fills), ZERO)
+
+    def view(self) -> VenueOrder:
+        filled = self.filled
+        avg = sum((f.price * f.quantity for f in self.fills), ZERO) / filled if filled else None
+        return VenueOrder(
+            client_order_id=self.request.client_order_id,
+            venue_order_id=self.venue_order_id,
+            symbol=self.request.symbol,
+            status=self.status,
+            quantity=self.request.quantity,
+            filled_quantity=filled,
+            average_price=avg,
+            fills=tuple(self.fills),
+            reason=self.reason,
+            request=self.request if self.own else None,
+        )
+
+
+@dataclass(slots=True)
+class _Protection:
+    parent: str
+    intent_id: str
+    venue: str
+    symbol: str
+    quantity: Decimal
+    levels: ProtectiveLevels
+    active_from: datetime
+
+
+class PaperVenue:
+    """A :class:`~core.trading.venue.VenuePort` that simulates fills (see the module docstring)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        model: FillModel | None = None,
+        *,
+        name: str = "paper",
+        latency: timedelta = timedelta(0),
+        journal_path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.model = model or FillModel()
+        self.latency = latency
+        self.journal_path = journal_path
+        self._orders: dict[str, _Order] = {}
+        self._open: dict[str, list[str]] = {}
+        self._protections: list[_Protection] = []
+        self._net: dict[str, Decimal] = {}
+        self._last_close: dict[str, datetime] = {}
+        self._half_spread: dict[str, Decimal] = {}
+        self._seq = 0
+        if journal_path is not None and journal_path.exists():
+            self._restore(journal_path)
+
+    # --- VenuePort -----------------------------------------------------------------------------
+    async def submit(self, order: OrderRequest) -> VenueOrder:
+        """Accept an order; it fills on later market data."""
+        if order.client_order_id in self._orders:
+            raise DuplicateClientOrderId(order.client_order_id)
+        if order.order_type is OrderType.STOP_MARKET:
+            return self._reject(order, "paper venue takes market and limit orders")
+        now = self.clock.now()
+        self._seq += 1
+        rec = _Order(order, f"P{self._seq}", now + self.latency, self._last_close.get(order.symbol))
+        self._orders[order.client_order_id] = rec
+        self._open.setdefault(order.symbol, []).append(order.client_order_id)
+        self._save()
+        return rec.view()
+
+    def _reject(self, order: OrderRequest, reason: str) -> VenueOrder:
+        self._seq += 1
+        rec = _Order(order, f"P{self._seq}", self.clock.now(), status=OrderStatus.REJECTED, reason=reason)
+        self._orders[order.client_order_id] = rec
+        self._save()
+        return rec.view()
+
+    async def lookup(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """The order's state, or ``None``."""
+        rec = self._orders.get(client_order_id)
+        return rec.view() if rec is not None else None
+
+    async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """Cancel an open order."""
+        rec = self._orders.get(client_order_id)
+        if rec is None:
+            return None
+        if rec.status.is_open:
+            rec.status = OrderStatus.CANCELED
+            self._drop_open(rec)
+            self._save()
+        return rec.view()
+
+    async def on_book(self, book: BookTop) -> None:
+        """Remember the half-spread for slippage."""
+        self._half_spread[book.symbol] = half_spread_bps(book.bid, book.ask)
+
+    async def poll(self) -> Sequence[VenueOrder]:
+        """Nothing to poll: changes come from :meth:`on_candle`."""
+        return ()
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def on_candle(self, candle: Candle) -> Sequence[VenueOrder]:
+        """Fill eligible orders at this candle, then fire protective exits. Replays are ignored."""
+        symbol = candle.symbol
+        last = self._last_close.get(symbol)
+        if last is not None and candle.close_time <= last:
+            return ()
+        if not self._open.get(symbol) and not self._protections:
+            self._last_close[symbol] = candle.close_time  # nothing to fill: the fast path of backtests
+            if self.journal_path is not None:
+                self._save()
+            return ()
+        bar = Bar(candle.open, candle.high, candle.low, candle.close, candle.volume)
+        changed: list[VenueOrder] = []
+        capacity = self.model.capacity(bar)
+        for coid in list(self._open.get(symbol, ())):
+            rec = self._orders[coid]
+            if candle.close_time <= rec.eligible_from or (rec.min_open is not None and candle.open_time < rec.min_open):
+                continue  # closed before the order arrived, or the decision candle / an older one
+            remaining = rec.request.quantity - rec.filled
+            if capacity is not None:
+                remaining = min(remaining, capacity)
+            quote = self.model.quote(
+                rec.request.side,
+                rec.request.order_type,
+                remaining,
+                bar,
+                rec.request.limit_price,
+                self._half_spread.get(symbol),
+            )
+            if quote is None:
+                continue
+            if capacity is not None:
+                capacity -= quote.quantity
+            self._add_fill(rec, quote.price, quote.quantity, quote.fee, quote.liquidity, candle.open_time)
+            changed.append(rec.view())
+        changed.extend(self._protect(candle, bar))
+        self._last_close[symbol] = candle.close_time
+        self._save()
+        return changed
+
+    # --- internals -----------------------------------------------------------------------------
+    def _add_fill(self, rec: _Order, price: Decimal, qty: Decimal, fee: Decimal, liquidity: str, ts: datetime) -> None:
+        n = len(rec.fills) + 1
+        rec.fills.append(VenueFill(f"{rec.venue_order_id}-{n}", price, qty, fee, "", liquidity, ts))
+        side = rec.request.side
+        symbol = rec.request.symbol
+        self._net[symbol] = self._net.get(symbol, ZERO) + (qty if side is Side.BUY else -qty)
+        if rec.filled >= rec.request.quantity:
+            rec.status = OrderStatus.FILLED
+            self._drop_open(rec)
+        else:
+            rec.status = OrderStatus.PARTIALLY_FILLED
+        req = rec.request
+        if not req.reduce_only and (req.stop_loss or req.take_profit or req.trailing_stop_pct):
+            self._protections.append(
+                _Protection(
+                    parent=req.client_order_id,
+                    intent_id=str(req.intent_id),
+                    venue=req.venue,
+                    symbol=symbol,
+                    quantity=qty,
+                    levels=ProtectiveLevels(
+                        long=side is Side.BUY,
+                        stop_loss=req.stop_loss,
+                        take_profit=req.take_profit,
+                        trailing_pct=Decimal(str(req.trailing_stop_pct)) if req.trailing_stop_pct else None,
+                        best_price=price if req.trailing_stop_pct else None,
+                    ),
+                    active_from=ts + timedelta(microseconds=1),
+                )
+            )
+
+    def _drop_open(self, rec: _Order) -> None:
+        lst = self._open.get(rec.request.symbol)
+        if lst and rec.request.client_order_id in lst:
+            lst.remove(rec.request.client_order_id)
+
+    def _protect(self, candle: Candle, bar: Bar) -> list[VenueOrder]:
+        changed: list[VenueOrder] = []
+        keep: list[_Protection] = []
+        for prot in self._protections:
+            if prot.symbol != candle.symbol:
+                keep.append(prot)
+                continue
+            net = self._net.get(prot.symbol, ZERO)
+            held = net if prot.levels.long else -net
+            if held <= ZERO:
+                continue  # the position it protected is gone (exited by an order): drop it (OCO)
+            if candle.open_time < prot.active_from:
+                keep.append(prot)
+                continue
+            trigger = prot.levels.check(bar)
+            if trigger is None:
+                prot.levels = prot.levels.after(bar)
+                keep.append(prot)
+                continue
+            qty = min(prot.quantity, held)
+            side = Side.SELL if prot.levels.long else Side.BUY
+            child_intent = content_id("protective", prot.intent_id, prot.parent)
+            request = OrderRequest(
+                client_order_id=client_order_id(child_intent),
+                intent_id=child_intent,
+                venue=prot.venue,
+                symbol=prot.symbol,
+                side=side,
+                order_type=OrderType.MARKET,
+                quantity=qty,
+                reference_price=trigger.price,
+                reduce_only=True,
+                expires_at=candle.close_time + timedelta(days=1),
+            )
+            if request.client_order_id in self._orders:
+                continue
+            self._seq += 1
+            rec = _Order(request, f"P{self._seq}", candle.open_time, own=True, reason=trigger.reason)
+            self._orders[request.client_order_id] = rec
+            price = self.model.taker_price(side, trigger.price, self._half_spread.get(prot.symbol))
+            self._add_fill(rec, price, qty, self.model.fee(price, qty, "taker"), "taker", candle.open_time)
+            changed.append(rec.view())
+        self._protections = keep
+        return changed
+
+    # --- journal -------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.journal_path is None:
+            return
+        state = {
+            "seq": self._seq,
+            "orders": [_order_to_json(o) for o in self._orders.values()],
+            "protections": [_prot_to_json(p) for p in self._protections],
+            "net": {k: str(v) for k, v in self._net.items()},
+            "last_close": {k: v.isoformat() for k, v in self._last_close.items()},
+        }
+        tmp = self.journal_path.with_suffix(".tmp")
+        with tmp.open("w") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.journal_path)
+
+    def _restore(self, path: Path) -> None:
+        state = json.loads(path.read_text())
+        self._seq = int(state["seq"])
+        for raw in state["orders"]:
+            rec = _order_from_json(raw)
+            self._orders[rec.request.client_order_id] = rec
+            if rec.status.is_open:
+                self._open.setdefault(rec.request.symbol, []).append(rec.request.client_order_id)
+        self._protections = [_prot_from_json(p) for p in state["protections"]]
+        self._net = {k: Decimal(v) for k, v in state["net"].items()}
+        self._last_close = {k: datetime.fromisoformat(v) for k, v in state["last_close"].items()}
+
+
+def _order_to_json(o: _Order) -> dict[str, Any]:
+    return {
+        "request": o.request.model_dump(mode="json"),
+        "venue_order_id": o.venue_order_id,
+        "eligible_from": o.eligible_from.isoformat(),
+        "min_open": o.min_open.isoformat() if o.min_open else None,
+        "status": o.status.value,
+        "reason": o.reason,
+        "own": o.own,
+        "fills": [
+            {
+                "fill_id": f.fill_id,
+                "price": str(f.price),
+                "quantity": str(f.quantity),
+                "fee": str(f.fee),
+                "fee_currency": f.fee_currency,
+                "liquidity": f.liquidity,
+                "ts": f.ts.isoformat(),
+            }
+            for f in o.fills
+        ],
+    }
+
+
+def _order_from_json(raw: dict[str, Any]) -> _Order:
+    return _Order(
+        request=OrderRequest.model_validate(raw["request"]),
+        venue_order_id=raw["venue_order_id"],
+        eligible_from=datetime.fromisoformat(raw["eligible_from"]),
+        min_open=datetime.fromisoformat(raw["min_open"]) if raw.get("min_open") else None,
+        status=OrderStatus(raw["status"]),
+        reason=raw["reason"],
+        own=raw["own"],
+        fills=[
+            VenueFill(
+                f["fill_id"],
+                Decimal(f["price"]),
+                Decimal(f["quantity"]),
+                Decimal(f["fee"]),
+                f["fee_currency"],
+                f["liquidity"],
+                datetime.fromisoformat(f["ts"]),
+            )
+            for f in raw["fills"]
+        ],
+    )
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _undec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _prot_to_json(p: _Protection) -> dict[str, Any]:
+    lv = p.levels
+    return {
+        "parent": p.parent,
+        "intent_id": p.intent_id,
+        "venue": p.venue,
+        "symbol": p.symbol,
+        "quantity": str(p.quantity),
+        "active_from": p.active_from.isoformat(),
+        "long": lv.long,
+        "stop_loss": _dec(lv.stop_loss),
+        "take_profit": _dec(lv.take_profit),
+        "trailing_pct": _dec(lv.trailing_pct),
+        "best_price": _dec(lv.best_price),
+    }
+
+
+def _prot_from_json(raw: dict[str, Any]) -> _Protection:
+    levels = ProtectiveLevels(
+        long=raw["long"],
+        stop_loss=_undec(raw["stop_loss"]),
+        take_profit=_undec(raw["take_profit"]),
+        trailing_pct=_undec(raw["trailing_pct"]),
+        best_price=_undec(raw["best_price"]),
+    )
+    return _Protection(
+        raw["parent"],
+        raw["intent_id"],
+        raw["venue"],
+        raw["symbol"],
+        Decimal(raw["quantity"]),
+        levels,
+        datetime.fromisoformat(raw["active_from"]),
+    )
