@@ -2,7 +2,7 @@
 
 Integration fixtures FAIL (they never skip) when a service is missing: CI must not go green by
 skipping the tests that matter. Set ``TRADESWARM_TEST_RABBIT_URL`` / ``TRADESWARM_TEST_POSTGRES_URL``
-to point them elsewhere than the loopback defaults.
+/ ``TRADESWARM_TEST_INFLUX_URL`` to point them elsewhere than the loopback defaults.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from urllib.parse import quote
 import pytest
 
 from core.ports import Bus
+from infrastructure.database.influx import InfluxV1Store
 from infrastructure.messaging.memory import InMemoryBus
 
 RABBIT_BASE = os.environ.get("TRADESWARM_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672")
 POSTGRES_BASE = os.environ.get("TRADESWARM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+INFLUX_URL = os.environ.get("TRADESWARM_TEST_INFLUX_URL", "http://127.0.0.1:8086")
 
 
 def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -71,6 +73,24 @@ async def postgres_dsn() -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def influx_store() -> AsyncIterator[InfluxV1Store]:
+    """A started InfluxDB 1.x tick store on a database of its own (dropped afterwards)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{INFLUX_URL}/ping") as resp:
+            if resp.status != 204:
+                pytest.fail(f"InfluxDB at {INFLUX_URL} answered /ping with {resp.status}")
+    except aiohttp.ClientError as exc:
+        pytest.fail(f"InfluxDB is not reachable at {INFLUX_URL} (run scripts/install_influxdb.sh): {exc}")
+    store = InfluxV1Store(INFLUX_URL, f"ts_test_{uuid.uuid4().hex[:12]}")
+    await store.start()
+    yield store
+    await store.drop_database()
+    await store.close()
 
 
 BusFactory = Callable[[], Awaitable[Bus]]

@@ -28,6 +28,7 @@ from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
+from infrastructure.messaging.sender import require_sender, trusted_order_senders
 
 
 def crash_hook(point_to_crash: str) -> CrashHook:
@@ -64,6 +65,8 @@ class ExecutionAgent(Agent):
             crash_hook=crash_hook(s.crash_at) if s.crash_at else no_crash,
         )
         self._last_snapshot: datetime | None = None
+        self.trusted_senders = trusted_order_senders(ctx.settings.rabbitmq_url.get_secret_value())
+        """Broker users whose approved orders are executed (the broker-verified AMQP user_id)."""
         self._lock = asyncio.Lock()
         self._snapshot_every = timedelta(seconds=s.snapshot_interval_s)
         """Each queue has its own consumer task: engine calls are serialised so that a fill computed
@@ -119,7 +122,12 @@ class ExecutionAgent(Agent):
                 self.log.warning("no consumer bound for an execution event", message_type=payload.TYPE)
 
     async def on_order(self, order: OrderRequest, envelope: Envelope) -> None:
-        """Place an approved order (idempotent by client order id)."""
+        """Place an approved order (idempotent by client order id).
+
+        Only an order the broker verified as sent by compliance is executed: any other sender
+        (whatever the envelope's ``source`` claims) is dead-lettered with the reason.
+        """
+        require_sender(self.trusted_senders, "approved order")
         async with self._lock:
             events = await self.engine.handle_order(order)
         await self._publish_all(events, envelope)

@@ -252,13 +252,13 @@ def test_the_agent_refuses_to_start_with_invalid_strategy_parameters() -> None:
 
 
 @pytest.mark.integration
-async def test_warm_up_from_the_tick_store(analysis_influx_store, candles) -> None:
+async def test_warm_up_from_the_tick_store(influx_store, candles) -> None:
     """Candles stored in the real InfluxDB warm the agent up: its first live snapshots equal a
     live-only run's."""
-    await analysis_influx_store.write_candles(candles[:300])
+    await influx_store.write_candles(candles[:300])
     clock = SimulatedClock(candles[299].close_time)
     bus, (snaps,) = await _bus_with(INDICATORS)
-    history = TickStoreHistory(analysis_influx_store)
+    history = TickStoreHistory(influx_store)
     ta = TechnicalAnalysisAgent(_ctx(bus, clock), TA_SETTINGS, history=history)
     await ta.start()
     series = ta.series[("binance", "BTC/USDT", "1h")]

@@ -93,10 +93,19 @@ def prefixed_users(rabbit_vhost: str) -> Iterator[tuple[str, dict[str, str]]]:
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     doc = build_definitions(swarm_topology(), vhosts=["paper"], user_prefix=prefix)
     passwords = {u["name"]: uuid.uuid4().hex for u in doc["users"]}
-    users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, passwords=passwords, env={})
-    assert sorted(users) == sorted(passwords)
-    yield prefix, passwords
-    delete_users(users)
+    try:
+        users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, passwords=passwords, env={})
+        assert sorted(users) == sorted(passwords)
+        yield prefix, passwords
+    finally:
+        _delete_users_with(prefix)
+
+
+def _delete_users_with(prefix: str) -> None:
+    from tests.conftest import rabbitmqctl
+
+    listed = rabbitmqctl("list_users", "-q", "--no-table-headers").stdout.splitlines()
+    delete_users([line.split("\t")[0] for line in listed if line.startswith(prefix)])
 
 
 def _url(user: str, password: str, vhost: str) -> str:
@@ -185,16 +194,17 @@ def test_require_sender() -> None:
 def test_apply_without_password_creates_a_user_that_cannot_log_in(rabbit_vhost: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     doc = build_definitions(swarm_topology()[:1], vhosts=["paper"], user_prefix=prefix)
-    users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, env={})
     try:
+        users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, env={})
         from tests.conftest import rabbitmqctl
 
         out = rabbitmqctl("authenticate_user", f"{prefix}data_collection", "anything", check=False)
         assert out.returncode != 0
+        delete_users(users)
+        with pytest.raises(ConfigurationError, match="rabbitmqctl delete_user failed"):
+            delete_users(users)
     finally:
-        delete_users(users)
-    with pytest.raises(ConfigurationError, match="rabbitmqctl delete_user failed"):
-        delete_users(users)
+        _delete_users_with(prefix)
 
 
 def test_broker_cli_export_and_check(tmp_path: Any) -> None:
