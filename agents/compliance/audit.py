@@ -31,6 +31,12 @@ class AuditTrail:
             if not self._loaded:
                 await self.load()
             record = make_record(self._last, ts, kind, ref, payload)
-            await self.store.append(record)
+            try:
+                await self.store.append(record)
+            except BaseException:
+                # The write may have committed before the failure reached us: the chain's head is
+                # unknown now, so the next append continues from what the store really holds.
+                self._loaded = False
+                raise
             self._last = record
             return record

@@ -6,6 +6,8 @@ import dataclasses
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal as D
 
+import pytest
+
 from agents.compliance.audit import AuditTrail
 from agents.compliance.gate import ComplianceGate
 from agents.compliance.settings import ComplianceSettings
@@ -134,3 +136,29 @@ async def test_audit_chain_detects_tampering_insertion_and_deletion():
     rec = await resumed.append(NOW + timedelta(minutes=1), "order", "c9", {})
     assert rec.seq == 6
     assert verify_chain(store.rows) is None
+
+
+async def test_audit_append_that_committed_but_failed_does_not_wedge_the_chain():
+    """A write can commit and still fail for the caller (connection lost before the reply)."""
+
+    class CommitsThenFails(InMemoryAuditStore):
+        fail_next = False
+
+        async def append(self, record):
+            await super().append(record)
+            if self.fail_next:
+                self.fail_next = False
+                raise ConnectionError("connection lost after commit")
+
+    store = CommitsThenFails()
+    trail = AuditTrail(store)
+    t = datetime(2024, 9, 16, tzinfo=UTC)
+    await trail.append(t, "intent", "a", {"n": 1})
+    store.fail_next = True
+    with pytest.raises(ConnectionError):
+        await trail.append(t, "intent", "b", {"n": 2})
+    third = await trail.append(t, "intent", "c", {"n": 3})  # continues after what the store holds
+    records = await store.records()
+    assert [r.seq for r in records] == [records[0].seq + i for i in range(3)]
+    assert third.seq == records[-1].seq
+    assert verify_chain(records) is None
