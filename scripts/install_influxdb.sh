@@ -24,6 +24,7 @@ fi
 if ! command -v influxd >/dev/null 2>&1; then
   echo "influxdb: installing the Debian package"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=""; fi
+  $SUDO apt-get update -qq  # a fresh machine may have no package lists yet
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y influxdb
 fi
 
