@@ -14,6 +14,7 @@ Every method returns the payloads the agent must publish, in order. Invariants:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -166,6 +167,7 @@ class ExecutionEngine:
     async def _send(self, rec: OrderRecord) -> list[Payload]:
         request = rec.request
         found: VenueOrder | None
+        started = time.perf_counter()
         try:
             found = await self.venue.submit(request)
         except VenueTimeout:
@@ -180,6 +182,7 @@ class ExecutionEngine:
             if found is None:
                 raise
         vo = found
+        metrics.ORDER_LATENCY.labels(request.venue).observe(time.perf_counter() - started)
         metrics.ORDERS_SUBMITTED.labels(request.venue, request.symbol, request.side.value).inc()
         return await self._sync(rec, vo)
 

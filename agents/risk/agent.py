@@ -88,12 +88,13 @@ class RiskAgent(Agent):
             await self.publish(alert, cause=envelope)
             if self.ctx.instrument:
                 metrics.RISK_ALERTS.labels(alert.severity.value, alert.code).inc()
-        if alerts:
+        if alerts or self.ctx.instrument:
             self._export_state()
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Apply a fill to the risk view of the portfolio."""
         self.engine.on_fill(fill)
+        self._export_state()
 
     async def on_order_update(self, update: OrderUpdate, envelope: Envelope) -> None:
         """Release reservations of orders that ended."""
@@ -126,6 +127,11 @@ class RiskAgent(Agent):
         metrics.CASH.labels(p.account).set(float(p.cash))
         metrics.DRAWDOWN.labels(p.account).set(p.drawdown)
         metrics.DRAWDOWN_LIMIT.labels(p.account).set(float(self.risk_settings.max_drawdown_pct))
+        metrics.PNL_REALIZED.labels(p.account).set(float(p.realized_pnl - p.fees))
+        metrics.PNL_UNREALIZED.labels(p.account).set(float(p.unrealized_pnl))
+        for position in p.positions.values():
+            metrics.POSITION_QUANTITY.labels(p.account, position.symbol).set(float(position.quantity))
+            metrics.EXPOSURE.labels(p.account, position.symbol).set(float(position.market_value))
         for state, name in _STATE_CODE.items():
             metrics.TRADING_STATE.labels(name).set(1 if state is self.engine.state else 0)
         var = self.engine.var

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agents.compliance.agent import ComplianceAgent
 from agents.compliance.settings import ComplianceSettings
@@ -78,6 +79,10 @@ async def swarm(bus_factory, clock):
     return risk, comp, execution, probe, audit, store, probe_bus
 
 
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def publish(bus, clock, payload, source="test"):
     await bus.publish(Envelope.wrap(payload, source=source, clock=clock))
 
@@ -86,6 +91,7 @@ async def publish(bus, clock, payload, source="test"):
 async def test_intent_to_position_end_to_end(bus_factory):
     clock = SimulatedClock(C[0].open_time)
     risk, comp, execution, probe, audit, store, bus = await swarm(bus_factory, clock)
+    latency_count_before = _sample("tradeswarm_order_latency_seconds_count", venue="binance")
     for c in C[:5]:
         clock.advance_to(c.close_time)
         await publish(bus, clock, c)
@@ -116,6 +122,12 @@ async def test_intent_to_position_end_to_end(bus_factory):
     await eventually(lambda: any(u.status is OrderStatus.FILLED for u in probe.of(OrderUpdate)))
     await eventually(lambda: risk.engine.portfolio.position("binance", "BTC/USDT").quantity == decision.quantity)
     assert not risk.engine.reservations
+    # the dashboards' position, exposure and order-latency series follow the account
+    account = risk.engine.portfolio.account
+    assert _sample("tradeswarm_position_quantity", account=account, symbol="BTC/USDT") == float(decision.quantity)
+    exposure = _sample("tradeswarm_exposure", account=account, symbol="BTC/USDT")
+    assert exposure == pytest.approx(float(decision.quantity * expected_price), rel=1e-9)
+    assert _sample("tradeswarm_order_latency_seconds_count", venue="binance") == latency_count_before + 1
 
     # exit on the next candle: realised PnL and fees exactly as configured
     exit_intent = intent(C[6], Side.SELL, Direction.EXIT)
@@ -143,6 +155,11 @@ async def test_intent_to_position_end_to_end(bus_factory):
     assert pf.cash == D(10_000) + pos.realized_pnl - pf.fees
     assert len(store.orders) == 2
     assert len(store.fill_log) == 2
+    await eventually(lambda: risk.engine.portfolio.position("binance", "BTC/USDT").quantity == 0)
+    assert _sample("tradeswarm_position_quantity", account=account, symbol="BTC/USDT") == 0.0
+    net = float(pos.realized_pnl - pf.fees)
+    assert _sample("tradeswarm_pnl_realized", account=account) == pytest.approx(net, rel=1e-9)
+    assert _sample("tradeswarm_pnl_unrealized", account=account) == 0.0
 
     # audit trail: intents are not bound here but decisions, orders and fills are, chained
     await eventually(lambda: sum(1 for r in audit.rows if r.kind == "fill") == 2)
