@@ -23,8 +23,14 @@ from agents.base.registry import load_builder
 from core.clock import SimulatedClock
 from core.logging import configure_logging
 from core.messages.base import Envelope
+from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.ports import Bus, DeadLetter, Handler, QueueSpec
 from core.settings import Settings, load_settings
+
+CONTROL_PLANE = (Heartbeat, Command, CommandAck, AgentStatus, PartitionAssignment, RiskAlert)
+"""Messages stamped with the wall clock of whoever sent them (the orchestrator, the API, heartbeats):
+they do not move market time. A HALT issued now must not carry a replay's clock years ahead, where
+no candle of the replay would ever fill an order again."""
 
 
 class MarketTimeBus:
@@ -33,6 +39,7 @@ class MarketTimeBus:
     def __init__(self, inner: Bus, clock: SimulatedClock) -> None:
         self.inner = inner
         self.clock = clock
+        self._wrapped: dict[Handler, Handler] = {}
 
     @property
     def connected(self) -> bool:
@@ -56,11 +63,23 @@ class MarketTimeBus:
         clock = self.clock
 
         async def at_market_time(envelope: Envelope) -> None:
-            if envelope.ts_event > clock.now():
+            if envelope.ts_event > clock.now() and not isinstance(envelope.payload, CONTROL_PLANE):
                 clock.advance_to(envelope.ts_event)
             await handler(envelope)
 
+        self._wrapped[handler] = at_market_time
         await self.inner.subscribe(spec, at_market_time)
+
+    async def declare(self, spec: QueueSpec) -> None:
+        """Declare through the inner bus."""
+        await self.inner.declare(spec)
+
+    async def unsubscribe(self, queue: str, handler: Handler | None = None) -> None:
+        """Unsubscribe through the inner bus (``handler`` is the one given to :meth:`subscribe`)."""
+        wrapped = self._wrapped.pop(handler, None) if handler is not None else None
+        if handler is not None and wrapped is None:
+            return
+        await self.inner.unsubscribe(queue, wrapped)
 
     async def dead_letters(self, queue: str) -> Sequence[DeadLetter]:
         """The inner bus's dead letters."""

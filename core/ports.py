@@ -30,7 +30,12 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
-    """A durable queue: its name, binding patterns, prefetch and delivery limit."""
+    """A durable queue: its name, binding patterns, prefetch and delivery limit.
+
+    ``single_active_consumer``: the broker delivers to one consumer at a time (the others stand by
+    and take over, in order, when it leaves): what keeps a partition's messages in order across
+    replicas. ``patterns`` may be empty (a partition queue with no symbol: it exists, binds nothing).
+    """
 
     name: str
     patterns: tuple[str, ...]
@@ -71,6 +76,18 @@ class Bus(Protocol):
     async def subscribe(self, spec: QueueSpec, handler: Handler) -> None:
         """Declare ``spec``'s queue (with its dead-letter queue), bind its patterns, and start
         delivering its messages to ``handler``."""
+        ...
+
+    async def declare(self, spec: QueueSpec) -> None:
+        """Declare ``spec``'s queue (with its dead-letter queue) and bind its patterns without
+        consuming: its messages wait for a consumer (partition queues a replica does not own yet)."""
+        ...
+
+    async def unsubscribe(self, queue: str, handler: Handler | None = None) -> None:
+        """Stop consuming ``queue`` (only ``handler``'s consumer when given; every consumer of this
+        bus otherwise). The message in hand finishes and is acknowledged; deliveries not started go
+        back to the queue, in order, for its next consumer. The queue, its bindings and its messages
+        stay. Unknown queues are ignored."""
         ...
 
     async def dead_letters(self, queue: str) -> Sequence[DeadLetter]:

@@ -3,7 +3,8 @@
 Routing keys follow ``<domain>.<kind>.<venue>.<symbol>[.<timeframe>]`` for market and trading
 messages, with symbols escaped (``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``)
 because ``/`` and ``:`` are awkward and ``.`` is a separator. Control messages use
-``control.<kind>.<agent kind>[.<agent id>]``, alerts ``alert.<severity>.<code>``.
+``control.<kind>.<agent kind>[.<agent id>]`` (partition assignments ``control.assignment.<agent kind>``),
+alerts ``alert.<severity>.<code>``.
 
 No other module writes a routing key or an exchange/queue name as a string literal: agents build
 their subscription patterns with :data:`TOPICS` and the queue names with :func:`queue_name`.
@@ -12,12 +13,12 @@ their subscription patterns with :data:`TOPICS` and the queue names with :func:`
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.messages.base import Payload
-from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, RiskAlert
+from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, PositionUpdate
@@ -94,6 +95,7 @@ HEARTBEATS = Topic("control.heartbeat", ("agent_kind", "agent_id"))
 COMMANDS = Topic("control.command", ("target",))
 COMMAND_ACKS = Topic("control.ack", ("agent_kind", "agent_id"))
 AGENT_STATUS = Topic("control.status", ("agent_kind", "agent_id"))
+ASSIGNMENTS = Topic("control.assignment", ("agent_kind",))
 
 
 def _risk_key(p: RiskDecision) -> str:
@@ -121,6 +123,7 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     Command: lambda p: f"control.command.{p.target}",
     CommandAck: lambda p: f"control.ack.{p.agent_kind}.{p.agent_id}",
     AgentStatus: lambda p: f"control.status.{p.agent_kind}.{p.agent_id}",
+    PartitionAssignment: lambda p: f"control.assignment.{p.agent_kind}",
 }
 
 
@@ -144,6 +147,7 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     Command: (COMMANDS,),
     CommandAck: (COMMAND_ACKS,),
     AgentStatus: (AGENT_STATUS,),
+    PartitionAssignment: (ASSIGNMENTS,),
 }
 """The topic(s) each message type is published on (for the contract document and tests)."""
 
@@ -182,6 +186,14 @@ def partition_of(symbol: str, partitions: int) -> int:
     if partitions < 1:
         raise ValueError("partitions must be >= 1")
     return zlib.crc32(symbol.encode()) % partitions
+
+
+def partition_symbols(symbols: Sequence[str], partition: int, partitions: int) -> list[str]:
+    """The symbols of ``partition`` (``partition_of(symbol, partitions) == partition``), in the
+    order given; empty when no symbol falls in it (the partition queue exists all the same)."""
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} is not in 0..{partitions - 1}")
+    return [s for s in symbols if partition_of(s, partitions) == partition]
 
 
 def topic_matches(pattern: str, key: str) -> bool:

@@ -52,7 +52,16 @@ class Settings(BaseSettings):
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     rabbitmq_prefetch: int = Field(default=64, ge=1, le=10_000)
     rabbitmq_delivery_limit: int = Field(default=DEFAULT_DELIVERY_LIMIT, ge=1, le=100)
-    rabbitmq_partitions: int = Field(default=1, ge=1, le=64)
+    rabbitmq_partitions: int = Field(
+        default=1, ge=1, le=64, description="Symbol partitions of the scalable agents' queues (<kind>.<purpose>.p<i>)."
+    )
+    partition_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="With partitions > 1: how long a replica waits for the orchestrator's partition "
+        "assignment before it consumes every partition itself (single-active-consumer keeps that correct).",
+    )
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=16 * 1024 * 1024)
 
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tradeswarm")

@@ -1,5 +1,5 @@
 """The agent runtime: the :class:`Agent` base class, its context, and the process host."""
 
-from agents.base.agent import Agent, AgentContext, AgentCounters, Subscription, TypedHandler
+from agents.base.agent import Agent, AgentContext, AgentCounters, CommandFailed, Subscription, TypedHandler
 
-__all__ = ["Agent", "AgentContext", "AgentCounters", "Subscription", "TypedHandler"]
+__all__ = ["Agent", "AgentContext", "AgentCounters", "CommandFailed", "Subscription", "TypedHandler"]

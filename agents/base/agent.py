@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from agents.base.partitions import PartitionConsumer, group_by_partition
 from core.clock import Clock
 from core.errors import MessageRejected
 from core.logging import CURRENT_MESSAGE
-from core.messages import Command, CommandAck, Envelope, Payload
-from core.ports import Bus, QueueSpec
-from core.routing import COMMANDS, queue_name, routing_key
+from core.messages import Command, CommandAck, Envelope, PartitionAssignment, Payload
+from core.ports import Bus, Handler, QueueSpec
+from core.routing import ASSIGNMENTS, COMMANDS, queue_name, routing_key
 from core.settings import Settings
 from infrastructure.observability import metrics
 from tradeswarm import __version__
@@ -29,12 +30,19 @@ COMMAND_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 """An agent instance's command queue is deleted by the broker a day after its last consumer left."""
 
 
+class CommandFailed(Exception):
+    """Raised by :meth:`Agent.on_command` when the agent cannot carry a command out: the command is
+    acknowledged with ``ok=False`` and the message as detail (the orchestrator reports it failed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """One durable queue of an agent: what it binds and which handler takes each message type.
 
     The queue is named ``<agent kind>.<purpose>[.p<partition>]``. A message of a type with no handler
-    is dead-lettered (it means a binding and the handlers disagree).
+    is dead-lettered (it means a binding and the handlers disagree). With ``partition`` set (and
+    ``Settings.rabbitmq_partitions`` > 1) the queue is consumed only while this replica owns the
+    partition (:mod:`agents.base.partitions`); partition queues are single-active-consumer.
     """
 
     purpose: str
@@ -91,6 +99,8 @@ class Agent:
         self.log = ctx.log.bind(agent=self.kind, agent_id=ctx.agent_id)
         self.counters = AgentCounters()
         self.started = False
+        self.partition_consumer: PartitionConsumer | None = None
+        """Set when the agent consumes symbol partitions (``rabbitmq_partitions`` > 1)."""
         self._metric_cache: dict[tuple[str, str], Any] = {}
 
     # -- to override ---------------------------------------------------------------------------
@@ -105,16 +115,26 @@ class Agent:
     async def on_stop(self) -> None:
         """Called after consuming stopped and in-flight messages were handled (close resources)."""
 
+    async def on_partitions_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Called when this replica gains or loses symbol partitions, before it consumes the gained
+        ones (re-warm their state from history, drop the state of the lost ones)."""
+
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
-        """Obey an orchestrator command; return a detail to acknowledge it, None to ignore it."""
+        """Obey an orchestrator command; return a detail to acknowledge it, None to ignore it (or to
+        acknowledge it later with :meth:`acknowledge`); raise :class:`CommandFailed` to refuse it."""
         return None
 
     # -- runtime -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Run :meth:`on_start`, then subscribe every declared queue (and the command queue)."""
+        """Run :meth:`on_start`, then subscribe every declared queue (and the command queue).
+
+        Partition queues are left to a :class:`PartitionConsumer`, which subscribes the ones the
+        orchestrator assigns to this replica (all of them after the grace period without one).
+        """
         await self.on_start()
         settings = self.ctx.settings
+        partitioned: list[tuple[int, QueueSpec, Handler]] = []
         for sub in self.subscriptions():
             spec = QueueSpec(
                 name=queue_name(self.kind, sub.purpose, sub.partition),
@@ -123,7 +143,12 @@ class Agent:
                 delivery_limit=settings.rabbitmq_delivery_limit,
                 single_active_consumer=sub.single_active_consumer,
             )
+            if sub.partition is not None and settings.rabbitmq_partitions > 1:
+                partitioned.append((sub.partition, spec, self._dispatcher(sub)))
+                continue
             await self.ctx.bus.subscribe(spec, self._dispatcher(sub))
+        if partitioned:
+            await self._start_partitions(partitioned)
         if type(self).on_command is not Agent.on_command:
             spec = QueueSpec(
                 name=queue_name(self.kind, f"commands.{self.ctx.agent_id}"),
@@ -141,7 +166,34 @@ class Agent:
     async def stop(self) -> None:
         """Run :meth:`on_stop` (the host closes the bus first, so no message is in hand)."""
         self.started = False
+        if self.partition_consumer is not None:
+            await self.partition_consumer.stop()
         await self.on_stop()
+
+    async def _start_partitions(self, partitioned: list[tuple[int, QueueSpec, Handler]]) -> None:
+        """Subscribe this replica's assignment queue and start consuming its partitions."""
+        settings = self.ctx.settings
+        consumer = PartitionConsumer(
+            bus=self.ctx.bus,
+            kind=self.kind,
+            agent_id=self.ctx.agent_id,
+            partitions=settings.rabbitmq_partitions,
+            queues=group_by_partition(partitioned),
+            grace_s=settings.partition_grace_s,
+            log=self.log,
+            on_change=self.on_partitions_changed,
+        )
+        self.partition_consumer = consumer
+        await consumer.start()
+        spec = QueueSpec(
+            name=queue_name(self.kind, f"assignments.{self.ctx.agent_id}"),
+            patterns=(ASSIGNMENTS.key(agent_kind=self.kind),),
+            prefetch=1,
+            delivery_limit=settings.rabbitmq_delivery_limit,
+            arguments={"x-expires": COMMAND_QUEUE_EXPIRES_MS},
+        )
+        handlers: dict[type[Payload], TypedHandler] = {PartitionAssignment: consumer.on_assignment}
+        await self.ctx.bus.subscribe(spec, self._dispatcher(Subscription("assignments", spec.patterns, handlers)))
 
     async def publish(
         self,
@@ -167,19 +219,30 @@ class Agent:
         return envelope
 
     async def _handle_command(self, command: Command, envelope: Envelope) -> None:
-        detail = await self.on_command(command, envelope)
+        try:
+            detail = await self.on_command(command, envelope)
+        except CommandFailed as exc:
+            await self.acknowledge(command, str(exc), ok=False, cause=envelope)
+            return
         if detail is None:
             return
+        await self.acknowledge(command, detail, cause=envelope)
+
+    async def acknowledge(
+        self, command: Command, detail: str, *, ok: bool = True, cause: Envelope | None = None
+    ) -> None:
+        """Publish this agent's :class:`CommandAck` of ``command`` (``ok=False``: it failed)."""
         ack = CommandAck(
             command_id=command.command_id,
             kind=command.kind,
             agent_id=self.ctx.agent_id,
             agent_kind=self.kind,
-            ok=True,
-            detail=detail,
+            ok=ok,
+            detail=detail[:2000],
         )
-        await self.publish(ack, cause=envelope)
-        self.log.info("command acknowledged", command=command.kind.value, detail=detail)
+        await self.publish(ack, cause=cause)
+        log = self.log.info if ok else self.log.warning
+        log("command acknowledged", command=command.kind.value, ok=ok, detail=detail)
 
     def _dispatcher(self, sub: Subscription) -> Callable[[Envelope], Awaitable[None]]:
         handlers = dict(sub.handlers)

@@ -8,20 +8,31 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.orchestrator.commands import CommandBook, TradingMode
 from agents.orchestrator.market import LatestSnapshots
+from agents.orchestrator.partitions import PartitionPlanner
 from agents.orchestrator.registry import AgentRegistry, AgentState, Transition, system_status
 from agents.orchestrator.settings import OrchestratorSettings
 from agents.orchestrator.views import agent_view, command_view, snapshot_view
 from core import routing
 from core.domain import CommandKind, Severity
 from core.errors import UnroutableMessage
-from core.messages import AgentStatus, Command, CommandAck, Envelope, Heartbeat, IndicatorSnapshot, RiskAlert
+from core.messages import (
+    AgentStatus,
+    Command,
+    CommandAck,
+    Envelope,
+    Heartbeat,
+    IndicatorSnapshot,
+    PartitionAssignment,
+    Payload,
+    RiskAlert,
+)
 from infrastructure.api.ports import CommandRefused
 from infrastructure.api.schemas import AgentView, CommandView, HealthView, SeriesView, SnapshotView
 from infrastructure.observability import metrics
@@ -68,6 +79,12 @@ class OrchestratorAgent(Agent):
         )
         self.snapshots = LatestSnapshots(self.settings.latest_snapshots)
         self.services = list(services)
+        partitions = ctx.settings.rabbitmq_partitions
+        self.planner: PartitionPlanner | None = None
+        """Assigns symbol partitions to the live replicas of partitioned kinds (partitions > 1)."""
+        if partitions > 1:
+            self.planner = PartitionPlanner(partitions, valid_for_s=3 * self.settings.assignment_interval_s)
+        self._assigned_at: dict[str, datetime] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._started_services: list[Service] = []
 
@@ -121,12 +138,42 @@ class OrchestratorAgent(Agent):
                 self.log.exception("heartbeat check failed")
 
     async def check(self) -> list[Transition]:
-        """Mark silent agents DOWN now; announce each (AgentStatus + critical RiskAlert)."""
-        transitions = self.registry.mark_down(self.ctx.clock.now(), self.timeout)
+        """Mark silent agents DOWN now; announce each (AgentStatus + critical RiskAlert); reassign
+        the partitions of kinds that lost a replica, republish the others' when due."""
+        now = self.ctx.clock.now()
+        transitions = self.registry.mark_down(now, self.timeout)
         for transition in transitions:
             await self._announce(transition)
         self._export_gauges()
+        changed = {t.record.kind for t in transitions}
+        interval = timedelta(seconds=self.settings.assignment_interval_s)
+        for kind in self.settings.partitioned_kinds:
+            last = self._assigned_at.get(kind)
+            if kind in changed or last is None or now - last >= interval:
+                await self.assign_partitions(kind)
         return transitions
+
+    async def assign_partitions(self, kind: str) -> PartitionAssignment | None:
+        """Compute ``kind``'s partition assignment over its live (not DOWN) replicas and publish it.
+
+        Returns the assignment published, None when partitions are off, the kind is not partitioned
+        or no replica is alive (the last assignment then expires on the replicas)."""
+        if self.planner is None or kind not in self.settings.partitioned_kinds:
+            return None
+        members = [r.agent_id for r in self.registry.records() if r.kind == kind and r.state is not AgentState.DOWN]
+        assignment, changed = self.planner.plan(kind, members)
+        if assignment is None:
+            return None
+        self._assigned_at[kind] = self.ctx.clock.now()
+        if changed:
+            self.log.info(
+                "partitions assigned",
+                agent_kind=kind,
+                generation=assignment.generation,
+                owners={m: sorted(assignment.owned_by(m)) for m in sorted(set(members))},
+            )
+        await self._publish_quietly(assignment)
+        return assignment
 
     # ------------------------------------------------------------------------------ handlers
 
@@ -146,6 +193,7 @@ class OrchestratorAgent(Agent):
             self.book.adopt(heartbeat.halted, heartbeat.paused)
         if transition.previous is None or transition.restarted or transition.previous is AgentState.DOWN:
             await self._reassert(heartbeat)
+        await self.assign_partitions(heartbeat.agent_kind)
 
     async def _reassert(self, heartbeat: Heartbeat) -> None:
         """Halt (pause) again an agent that (re)appears while the swarm is halted (paused).
@@ -234,8 +282,8 @@ class OrchestratorAgent(Agent):
         else:
             log.info("agent state", detail=transition.detail)
 
-    async def _publish_quietly(self, payload: AgentStatus | RiskAlert) -> None:
-        """Statuses and alerts are informative: nobody listening is not an error."""
+    async def _publish_quietly(self, payload: Payload) -> None:
+        """Statuses, alerts and partition assignments: nobody listening is not an error."""
         try:
             await self.publish(payload)
         except UnroutableMessage:

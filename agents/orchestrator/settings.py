@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HALT_ACK_KINDS = ("strategy", "risk", "compliance", "execution")
+DEFAULT_PARTITIONED_KINDS = ("technical_analysis", "strategy")
 
 
 def _split_csv(value: object) -> object:
@@ -40,6 +41,18 @@ class OrchestratorSettings(BaseSettings):
     check_interval_s: float | None = Field(
         default=None, gt=0, le=60, description="How often heartbeats are checked; default: heartbeat interval / 2."
     )
+    partitioned_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_PARTITIONED_KINDS),
+        description="Agent kinds whose symbol partitions (TRADESWARM_RABBITMQ_PARTITIONS > 1) are assigned "
+        "to their live replicas.",
+    )
+    assignment_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How often partition assignments are republished (late joiners); they stay valid for "
+        "three intervals, after which replicas consume every partition.",
+    )
     latest_snapshots: int = Field(default=200, ge=1, le=10_000, description="Indicator snapshots kept per series.")
     commands_kept: int = Field(default=200, ge=1, le=10_000, description="Commands remembered for the API.")
     backtest_runner: str = Field(
@@ -52,7 +65,7 @@ class OrchestratorSettings(BaseSettings):
     )
     backtest_workers: int = Field(default=1, ge=1, le=8, description="Backtest jobs run at the same time.")
 
-    @field_validator("halt_ack_kinds", "pause_ack_kinds", "flatten_ack_kinds", mode="before")
+    @field_validator("halt_ack_kinds", "pause_ack_kinds", "flatten_ack_kinds", "partitioned_kinds", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -21,6 +21,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from agents.base import Agent, AgentContext, Subscription
+from agents.base.partitions import symbol_partitions
 from agents.strategy.intents import build_intent, intent_side
 from agents.strategy.settings import StrategySettings
 from core.domain import CommandKind, ConsensusOutcome, Direction, Side
@@ -34,7 +35,7 @@ from core.messages import (
     PositionUpdate,
     StrategyVote,
 )
-from core.routing import FILLS, INDICATORS, POSITIONS
+from core.routing import FILLS, INDICATORS, POSITIONS, partition_of
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
 from strategies.consensus import ConsensusResult
@@ -73,18 +74,47 @@ class StrategyAgent(Agent):
 
     def subscriptions(self) -> list[Subscription]:
         """Snapshots of the configured symbols and timeframes; fills and positions of the configured
-        symbols (any venue: series and positions are kept per venue)."""
+        symbols (any venue: series and positions are kept per venue).
+
+        Single-active-consumer, and with ``rabbitmq_partitions`` = N > 1 both queues are split into
+        symbol partitions (``strategy.indicators.p<i>``, ``strategy.positions.p<i>``): the replica
+        that owns a partition gets its symbols' snapshots and their fills and positions.
+        """
         s = self.ctx.settings
-        snapshots = tuple(
-            INDICATORS.pattern(symbol=symbol, timeframe=tf) for symbol in s.symbols for tf in s.timeframes
-        )
-        positions = tuple(topic.pattern(symbol=symbol) for symbol in s.symbols for topic in (FILLS, POSITIONS))
-        return [
-            Subscription(purpose="indicators", patterns=snapshots, handlers={IndicatorSnapshot: self.on_snapshot}),
-            Subscription(
-                purpose="positions", patterns=positions, handlers={Fill: self.on_fill, PositionUpdate: self.on_position}
-            ),
-        ]
+        subscriptions = []
+        for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions):
+            snapshots = tuple(
+                INDICATORS.pattern(symbol=symbol, timeframe=tf) for symbol in symbols for tf in s.timeframes
+            )
+            positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in (FILLS, POSITIONS))
+            subscriptions += [
+                Subscription(
+                    purpose="indicators",
+                    patterns=snapshots,
+                    handlers={IndicatorSnapshot: self.on_snapshot},
+                    partition=partition,
+                    single_active_consumer=True,
+                ),
+                Subscription(
+                    purpose="positions",
+                    patterns=positions,
+                    handlers={Fill: self.on_fill, PositionUpdate: self.on_position},
+                    partition=partition,
+                    single_active_consumer=True,
+                ),
+            ]
+        return subscriptions
+
+    async def on_partitions_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Forget the strategy state and positions of symbols whose partition moved: a regained
+        symbol starts like a fresh replica (flat until its next fill or position update) rather than
+        from state that missed what another replica handled meanwhile."""
+        s = self.ctx.settings
+        moved = {sym for sym in s.symbols if partition_of(sym, s.rabbitmq_partitions) in gained | lost}
+        for key in [k for k in self.series if k[1] in moved]:
+            del self.series[key]
+        for position in [k for k in self.positions if k[1] in moved]:
+            del self.positions[position]
 
     # -- positions -----------------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ overlap) is ignored: the handler is idempotent and an indicator never sees the s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agents.base import Agent, AgentContext, Subscription
+from agents.base.partitions import symbol_partitions
 from agents.technical_analysis.engine import IndicatorEngine, IndicatorResult
 from agents.technical_analysis.history import TickStoreHistory
 from agents.technical_analysis.settings import TechnicalAnalysisSettings
@@ -22,7 +24,7 @@ from core.domain import timeframe_to_timedelta
 from core.errors import UnroutableMessage
 from core.messages import Candle, Envelope, IndicatorSnapshot
 from core.ports import HistoryProvider
-from core.routing import CANDLES
+from core.routing import CANDLES, partition_of
 from infrastructure.observability import metrics
 
 SeriesKey = tuple[str, str, str]
@@ -65,20 +67,55 @@ class TechnicalAnalysisAgent(Agent):
 
     def subscriptions(self) -> list[Subscription]:
         """The candles of the configured symbols and timeframes, from any venue (the exchange, or
-        the replay / synthetic source of a backtest); series are kept per venue."""
+        the replay / synthetic source of a backtest); series are kept per venue.
+
+        Single-active-consumer, and with ``rabbitmq_partitions`` = N > 1 one queue per symbol
+        partition (``technical_analysis.candles.p<i>``), so replicas keep each symbol in order.
+        """
         s = self.ctx.settings
-        patterns = tuple(CANDLES.pattern(symbol=symbol, timeframe=tf) for symbol in s.symbols for tf in s.timeframes)
-        return [Subscription(purpose="candles", patterns=patterns, handlers={Candle: self.on_candle})]
+        return [
+            Subscription(
+                purpose="candles",
+                patterns=tuple(
+                    CANDLES.pattern(symbol=symbol, timeframe=tf) for symbol in symbols for tf in s.timeframes
+                ),
+                handlers={Candle: self.on_candle},
+                partition=partition,
+                single_active_consumer=True,
+            )
+            for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions)
+        ]
 
     async def on_start(self) -> None:
-        """Warm every configured series up from history (when a provider is configured)."""
+        """Warm every configured series up from history (when a provider is configured).
+
+        With symbol partitions the warm-up waits for the partitions this replica is given
+        (:meth:`on_partitions_changed`): it may never own most symbols.
+        """
+        if self.ctx.settings.rabbitmq_partitions > 1:
+            self.log.info("symbol partitions: series warm up when their partition is assigned")
+            return
+        await self._warm_up_symbols(self.ctx.settings.symbols)
+
+    async def on_partitions_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Drop the series of lost partitions; warm those of gained partitions up from history again
+        (a series handed over by another replica restarts from the history provider, as at start)."""
+        s = self.ctx.settings
+        moved = {sym for sym in s.symbols if partition_of(sym, s.rabbitmq_partitions) in gained | lost}
+        for key in [k for k in self.series if k[1] in moved]:
+            del self.series[key]
+        warm = [sym for sym in s.symbols if partition_of(sym, s.rabbitmq_partitions) in gained]
+        if warm:
+            await self._warm_up_symbols(warm)
+
+    async def _warm_up_symbols(self, symbols: Sequence[str]) -> None:
         if self.history is None or self.ta_settings.history_candles == 0:
             self.log.info("no history provider: indicators warm up from the live feed")
             return
         s = self.ctx.settings
         now = self.ctx.clock.now()
         timeout = self.ta_settings.history_timeout_s
-        for symbol in s.symbols:
+        for symbol in symbols:
             for tf in s.timeframes:
                 try:
                     candles = await asyncio.wait_for(

@@ -5,7 +5,7 @@ Importing this package registers every built-in contract in :data:`REGISTRY`.
 
 from core.messages.base import Envelope, Payload
 from core.messages.codec import DEFAULT_MAX_MESSAGE_BYTES, JsonCodec
-from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, RiskAlert
+from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import (
@@ -40,6 +40,7 @@ __all__ = [
     "MessageRegistry",
     "OrderRequest",
     "OrderUpdate",
+    "PartitionAssignment",
     "Payload",
     "PortfolioSnapshot",
     "PositionUpdate",

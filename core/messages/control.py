@@ -1,11 +1,12 @@
-"""Control-plane contracts: heartbeats, commands and their acknowledgements, agent status, alerts."""
+"""Control-plane contracts: heartbeats, commands and their acknowledgements, agent status, alerts,
+partition assignments."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.domain import CommandKind, Severity
 from core.messages.base import (
@@ -99,3 +100,34 @@ class RiskAlert(Payload):
     symbol: Symbol | None = None
     value: FiniteFloat | None = None
     limit: FiniteFloat | None = None
+
+
+@register
+class PartitionAssignment(Payload):
+    """Which live replica of a symbol-partitioned agent kind consumes which partition queue.
+
+    Published by the orchestrator on ``control.assignment.<agent kind>`` whenever the kind's live
+    replicas change, and again periodically (late joiners, lost messages). ``owners[i]`` is the
+    agent id that consumes partition ``i``; a replica consumes exactly the partitions naming it.
+    An assignment older than ``valid_for_s`` is stale: replicas then fall back to consuming every
+    partition (single-active-consumer keeps that correct, just unbalanced).
+    """
+
+    TYPE = "partition_assignment"
+
+    agent_kind: AgentKind
+    partitions: int = Field(ge=1, le=64)
+    owners: tuple[AgentId, ...] = Field(min_length=1, max_length=64)
+    generation: int = Field(ge=0)
+    """Counts the assignments the orchestrator computed for this kind (changes of membership)."""
+    valid_for_s: FiniteFloat = Field(gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_owner_per_partition(self) -> Self:
+        if len(self.owners) != self.partitions:
+            raise ValueError(f"owners names {len(self.owners)} partitions, expected {self.partitions}")
+        return self
+
+    def owned_by(self, agent_id: str) -> frozenset[int]:
+        """The partitions ``agent_id`` consumes under this assignment."""
+        return frozenset(i for i, owner in enumerate(self.owners) if owner == agent_id)

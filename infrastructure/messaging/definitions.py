@@ -13,7 +13,7 @@ One document holds the whole broker setup of the swarm (see ``docs/security.md``
 * permissions: each user may configure/write/read only the two exchanges and its own queues
   (``^<kind>\\.``), and ``topic_permissions`` limit the routing keys it may publish to the ones its
   agent owns: only compliance may publish ``order.approved.*``, only execution ``execution.*``,
-  only the orchestrator ``control.command.*``.
+  only the orchestrator ``control.command.*`` (and ``control.assignment.*``).
 
 This module is pure (no I/O); ``tradeswarm/broker.py`` discovers the agents' queues and applies it.
 """
@@ -42,7 +42,7 @@ PUBLISHES: Mapping[str, tuple[Topic, ...]] = {
     "risk": (routing.RISK_APPROVED, routing.RISK_REJECTED),
     "compliance": (routing.COMPLIANCE_DECISIONS, routing.ORDERS_APPROVED),
     "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.PORTFOLIO),
-    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS),
+    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS),
 }
 """The topics each agent kind owns: the only routing keys its user may publish (plus its own
 heartbeats and command acknowledgements, and alerts)."""

@@ -12,6 +12,8 @@
 * A handler exception is retried up to the delivery limit, then dead-lettered with the exception
   as reason; a handler raising :class:`~core.errors.MessageRejected` is dead-lettered at once.
 * A mandatory publish that matches no queue raises :class:`~core.errors.UnroutableMessage`.
+* Single-active-consumer queues deliver only to their first consumer; the next one takes over
+  when it unsubscribes. A queue without consumers keeps its messages until one subscribes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from core.messages.codec import JsonCodec
 from core.ports import DeadLetter, Handler, QueueSpec
 from core.routing import DEFAULT_DELIVERY_LIMIT, routing_key, topic_matches
 
+_Pending = tuple["_Queue", Envelope | None, str, bytes | None, str | None]
+"""(queue, envelope or None when undecodable, routing key, raw body, rejection reason)."""
+
 
 @dataclass(slots=True)
 class _Queue:
@@ -36,11 +41,14 @@ class _Queue:
     next_handler: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     delivered: int = 0
+    backlog: deque[_Pending] = field(default_factory=deque)
+    """Messages that arrived while the queue had no consumer (delivered first to the next one)."""
 
     def pick(self) -> Handler:
-        """Round-robin over competing consumers of this queue (deterministic)."""
+        """Round-robin over competing consumers of this queue (deterministic); the first consumer
+        only on a single-active-consumer queue."""
         handlers = self.handlers
-        if len(handlers) == 1:
+        if len(handlers) == 1 or self.spec.single_active_consumer:
             return handlers[0]
         handler = handlers[self.next_handler % len(handlers)]
         self.next_handler += 1
@@ -71,8 +79,11 @@ class InMemoryBus:
         self._delivery_limit = delivery_limit
         self._queues: dict[str, _Queue] = {}
         self._route_cache: dict[str, tuple[_Queue, ...]] = {}
-        self._pending: deque[tuple[_Queue, Envelope | None, str, bytes | None, str | None]] = deque()
+        self._pending: deque[_Pending] = deque()
         self._draining = False
+        self._drainer: asyncio.Task[object] | None = None
+        self._in_hand: Handler | None = None
+        self._handed: asyncio.Event | None = None
         self._started = False
         self._closed = False
         self._idle = asyncio.Event()
@@ -104,6 +115,34 @@ class InMemoryBus:
             )
         queue.handlers.append(handler)
         self._route_cache.clear()
+        if queue.backlog:
+            # kept while nobody consumed: ahead of anything published to this queue since
+            self._pending.extendleft(reversed(queue.backlog))
+            queue.backlog.clear()
+            if not self._draining:
+                await self._drain()
+
+    async def declare(self, spec: QueueSpec) -> None:
+        """Declare the queue and bind its patterns without a consumer (messages wait for one)."""
+        self._ensure_open()
+        if spec.name not in self._queues:
+            self._queues[spec.name] = _Queue(spec=spec, delivery_limit=spec.delivery_limit or self._delivery_limit)
+            self._route_cache.clear()
+
+    async def unsubscribe(self, queue: str, handler: Handler | None = None) -> None:
+        """Remove ``handler`` (every handler when None) from ``queue``; the queue and its bindings
+        stay, and its messages wait for the next consumer."""
+        found = self._queues.get(queue)
+        if found is None:
+            return
+        removed = list(found.handlers) if handler is None else [h for h in found.handlers if h is handler]
+        found.handlers[:] = [h for h in found.handlers if h not in removed]
+        # like RabbitMQ: return once the message in hand (if it is one of these consumers') is handled,
+        # unless called from a handler (the drain runs one handler at a time: it would wait for itself)
+        while self._in_hand is not None and self._in_hand in removed and asyncio.current_task() is not self._drainer:
+            self._handed = asyncio.Event()
+            await self._handed.wait()
+        self._handed = None
 
     async def publish(self, envelope: Envelope, routing_key: str | None = None) -> None:
         """Route ``envelope`` to every matching queue; drain unless called from a handler."""
@@ -190,6 +229,7 @@ class InMemoryBus:
 
     async def _drain(self) -> None:
         self._draining = True
+        self._drainer = asyncio.current_task()
         self._idle.clear()
         pending = self._pending
         try:
@@ -199,7 +239,11 @@ class InMemoryBus:
                     self._dead_letter(queue, key, body or b"", reason or "rejected")
                     continue
                 handlers = queue.handlers
+                if not handlers:
+                    queue.backlog.append((queue, envelope, key, body, reason))
+                    continue
                 handler = handlers[0] if len(handlers) == 1 else queue.pick()
+                self._in_hand = handler
                 try:
                     await handler(envelope)
                 except MessageRejected as exc:
@@ -208,6 +252,10 @@ class InMemoryBus:
                 except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
                     if not await self._retry(queue, handler, envelope, key, body, exc):
                         continue
+                finally:
+                    self._in_hand = None
+                    if self._handed is not None:
+                        self._handed.set()
                 queue.delivered += 1
         finally:
             self._draining = False

@@ -468,6 +468,34 @@ class RabbitMQBus:
             "bus_subscribed", queue=spec.name, patterns=list(spec.patterns), prefetch=spec.prefetch, limit=sub.limit
         )
 
+    async def unsubscribe(self, queue: str, handler: Handler | None = None) -> None:
+        """Stop consuming ``queue`` without breaking its order (the queue and bindings stay).
+
+        The message in hand finishes and is acked; then the subscription's channel is closed
+        WITHOUT a ``basic.cancel`` first: closing returns every unstarted delivery to the queue and
+        removes the consumer in one step, so on a single-active-consumer queue the next consumer
+        is activated with those messages first, in order (a cancel first could activate it while
+        this channel still holds earlier messages). ``handler``, when given, must be the one
+        subscribed (a bus has one consumer per queue). Unknown queues are ignored.
+        """
+        sub = self._subscriptions.get(queue)
+        if sub is None or (handler is not None and sub.handler is not handler):
+            return
+        del self._subscriptions[queue]
+        sub.stopping = True
+        sub.buffer.put_nowait(None)
+        worker = sub.worker
+        if worker is not None and worker is not asyncio.current_task():
+            done, _ = await asyncio.wait([worker], timeout=self._shutdown_grace)
+            if not done:
+                self._log.warning("bus_handler_abandoned", task=worker.get_name(), grace_s=self._shutdown_grace)
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await worker
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sub.channel.close(), timeout=5.0)
+        self._log.info("bus_unsubscribed", queue=queue)
+
     async def _work(self, sub: _Subscription) -> None:
         while True:
             message = await sub.buffer.get()

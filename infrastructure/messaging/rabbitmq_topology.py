@@ -46,15 +46,14 @@ def queue_arguments(spec: QueueSpec, default_delivery_limit: int) -> dict[str, A
 
     ``x-delivery-limit`` is always explicit (RabbitMQ 3.10 has no default: without it a poison
     message would be redelivered forever). Extra ``spec.arguments`` are merged in, but may not
-    replace the ones the bus owns.
+    replace the ones the bus owns. ``spec.patterns`` may be empty (a symbol partition with no
+    symbol still exists, so every partition can be consumed and counted the same way).
     """
     limit = spec.delivery_limit if spec.delivery_limit is not None else default_delivery_limit
     if limit < 1:
         raise ValueError(f"queue {spec.name}: delivery limit must be >= 1, got {limit}")
     if spec.prefetch < 1:
         raise ValueError(f"queue {spec.name}: prefetch must be >= 1, got {spec.prefetch}")
-    if not spec.patterns:
-        raise ValueError(f"queue {spec.name}: at least one binding pattern is required")
     clash = RESERVED_ARGUMENTS.intersection(spec.arguments)
     if clash:
         raise ValueError(f"queue {spec.name}: arguments {sorted(clash)} are set by the bus; use QueueSpec fields")

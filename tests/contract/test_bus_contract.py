@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -180,3 +181,61 @@ async def test_processed_plus_dead_lettered_equals_published(bus_factory: BusFac
     await eventually_async(all_accounted, timeout=60)
     assert len(processed) == len(set(processed))  # nothing processed twice
     assert len(await bus.dead_letters(queue)) == 9 + 6  # every 7th of 60 (0..56) + 6 malformed
+
+
+class SlowRecorder(Recorder):
+    """A recorder that takes a little time per message (so deliveries are in flight)."""
+
+    async def __call__(self, envelope: Envelope) -> None:
+        await asyncio.sleep(0.002)
+        self.seen.append(envelope)
+
+
+def _indexes(*recorders: Recorder) -> list[int]:
+    return [int(e.payload.open_time.timestamp()) for r in recorders for e in r.seen]  # type: ignore[attr-defined]
+
+
+async def test_single_active_consumer_then_unsubscribe_hands_over_in_order(bus_factory: BusFactory) -> None:
+    """Two consumers of a single-active-consumer queue: only the first gets messages; when it
+    unsubscribes mid-stream the other takes over with the rest, in order, none lost or repeated."""
+    first_bus, second_bus = await bus_factory(), await bus_factory()
+    spec = QueueSpec(_queue("sac"), (CANDLES.all(),), prefetch=16, single_active_consumer=True)
+    first, second = SlowRecorder(), SlowRecorder()
+    await first_bus.subscribe(spec, first)
+    await second_bus.subscribe(spec, second)
+    envelopes = [candle_envelope(i) for i in range(120)]
+
+    async def produce() -> None:
+        for envelope in envelopes:
+            await first_bus.publish(envelope)
+
+    producer = asyncio.create_task(produce())
+    await eventually(lambda: len(first.seen) >= 30)
+    assert second.seen == []  # standby while the first is active
+    await first_bus.unsubscribe(spec.name, first)
+    handed_over_at = len(first.seen)
+    await producer
+    await eventually(lambda: len(first.seen) + len(second.seen) == len(envelopes))
+    assert len(first.seen) == handed_over_at  # nothing after the unsubscribe
+    expected = [int(e.payload.open_time.timestamp()) for e in envelopes]  # type: ignore[attr-defined]
+    assert _indexes(first, second) == expected
+    await asyncio.sleep(0.2)
+    assert len(first.seen) + len(second.seen) == len(envelopes)  # no redelivery
+
+
+async def test_messages_wait_for_a_consumer_after_unsubscribe(bus_factory: BusFactory) -> None:
+    bus = await bus_factory()
+    spec = QueueSpec(_queue("wait"), (CANDLES.all(),), single_active_consumer=True)
+    before, after = Recorder(), Recorder()
+    await bus.subscribe(spec, before)
+    await bus.publish(candle_envelope(0))
+    await eventually(lambda: len(before.seen) == 1)
+    await bus.unsubscribe(spec.name)
+    await bus.unsubscribe("test.no-such-queue")  # unknown queues are ignored
+    for i in range(1, 4):
+        await bus.publish(candle_envelope(i))  # still routed: the queue and its binding stay
+    await asyncio.sleep(0.2)
+    assert len(before.seen) == 1
+    await bus.subscribe(spec, after)
+    await eventually(lambda: len(after.seen) == 3)
+    assert _indexes(after) == [int(candle_envelope(i).payload.open_time.timestamp()) for i in range(1, 4)]  # type: ignore[attr-defined]

@@ -268,8 +268,13 @@ def test_scaling_follows_the_partition_queues(overlay: tuple[str, list[dict[str,
         for queue in queues:
             assert pattern.search(queue.name), f"{queue.name} is not counted"
             assert not pattern.search(dead_letter_queue(queue.name)), "dead letters are not load"
-        for partition in range(partitions):
-            assert pattern.search(queue_name(kind, "candles", partition)), "partition queues are counted"
+        if partitions > 1:
+            assert {q.name for q in queues} >= {
+                queue_name(kind, "candles" if kind == "technical_analysis" else "indicators", i)
+                for i in range(partitions)
+            }
+        for control in (f"commands.{name}-7d9f-x2", f"assignments.{name}-7d9f-x2"):
+            assert not pattern.search(queue_name(kind, control)), "per-replica control queues are not load"
         for other in ("risk", "execution"):
             assert not any(pattern.search(q.name) for q in agent_queues(other, settings)), "only its own queues"
 
@@ -303,8 +308,12 @@ def test_hpa_component_is_a_working_fallback(tmp_path: Path) -> None:
     hpas = by_kind(objects, "HorizontalPodAutoscaler")
     assert set(hpas) == SCALABLE
     assert not by_kind(objects, "ScaledObject")
-    for hpa in hpas.values():
+    settings = settings_of(objects)
+    for name, hpa in hpas.items():
         kubernetes_validate.validate(hpa, kubernetes_validate.latest_version(), strict=True)
+        queues = agent_queues(name.replace("-", "_"), settings)
+        limit = settings.rabbitmq_partitions if partition_safe(queues, settings.rabbitmq_partitions) else 1
+        assert hpa["spec"]["maxReplicas"] <= limit, f"{name}: more replicas than its queues keep in order"
 
 
 def test_disruption_budgets_cover_every_agent(overlay: tuple[str, list[dict[str, Any]]]) -> None:
