@@ -4,7 +4,9 @@ Queues: ``execution.orders`` (approved ``OrderRequest`` s) and ``execution.marke
 top of book: the paper venue fills on them; marks for the positions). Before consuming anything,
 :meth:`on_start` rebuilds the portfolio from the stored fills and reconciles every open order with
 the venue. Publishes order updates, fills, position updates and periodic portfolio snapshots.
-HALT (kill switch) refuses new orders and cancels open ones until RESUME.
+HALT (kill switch) refuses new orders, cancels open ones and suspends the venue's protective exits
+until RESUME (which re-arms the exits of positions still open). The kill switch is stored with the
+orders and restored by :meth:`on_start` before anything is consumed, so it survives a restart.
 """
 
 from __future__ import annotations
@@ -85,8 +87,11 @@ class ExecutionAgent(Agent):
     async def on_start(self) -> None:
         """Rebuild and reconcile before consuming; start polling a live venue."""
         events = await self.engine.start()
+        self.halted = self.engine.halted
         await self._publish_all(events, None)
-        self.log.info("reconciled with the venue", open_orders=len(self.engine.open), events=len(events))
+        self.log.info(
+            "reconciled with the venue", open_orders=len(self.engine.open), events=len(events), halted=self.halted
+        )
         if self.exec_settings.venue == "live":
             self._poller = asyncio.create_task(self._poll_loop(), name="venue-poll")
 
@@ -152,17 +157,21 @@ class ExecutionAgent(Agent):
             await self.engine.on_book(book)
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
-        """HALT: refuse new orders and cancel open ones; RESUME: accept again."""
+        """HALT: persist the kill switch, refuse new orders, cancel open ones and suspend the venue's
+        protective exits — acknowledged only once all of that is done; RESUME: accept again and
+        re-arm the protective exits of positions still open."""
         if command.kind is CommandKind.HALT:
             async with self._lock:
-                events = await self.engine.halt()
+                self.halted = True
+                events = await self.engine.halt(command.command_id, command.reason or "halt")
             await self._publish_all(events, envelope)
-            self.halted = True
-            return "halted: open orders cancelled, new orders refused"
+            return "halted: open orders and protective exits cancelled at the venue, new orders refused"
         if command.kind is CommandKind.RESUME:
-            self.engine.resume()
-            self.halted = False
-            return "resumed"
+            async with self._lock:
+                events = await self.engine.resume(command.command_id, command.reason or "resume")
+                self.halted = False
+            await self._publish_all(events, envelope)
+            return "resumed: protective exits of open positions re-armed"
         return None
 
 

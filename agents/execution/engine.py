@@ -9,7 +9,11 @@ Every method returns the payloads the agent must publish, in order. Invariants:
   such order (and the venue refuses duplicate client order ids anyway);
 * a fill is stored together with the position it produces in one transaction and applied to the
   in-memory portfolio only afterwards; fills are keyed by ``(venue, fill id)``, so a fill reported
-  twice is stored and counted once, and the portfolio always equals the sum of stored fills.
+  twice is stored and counted once, and the portfolio always equals the sum of stored fills;
+* the kill switch is persisted (:class:`TradingControl`) before it acts and restored by
+  :meth:`ExecutionEngine.start` before anything else, so a restarted engine is halted again before
+  it sees an order; while halted every order is refused and the venue holds nothing that can trade
+  (:meth:`VenuePort.halt`: open orders cancelled, protective exits suspended).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from uuid import UUID
 
 import structlog
 
@@ -28,7 +33,7 @@ from core.messages.base import Payload
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.portfolio import Portfolio
-from core.trading.stores import ExecutionStore, OrderRecord
+from core.trading.stores import ExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
 from infrastructure.observability import metrics
 
@@ -61,6 +66,8 @@ class ExecutionEngine:
         self.portfolio = Portfolio(initial_cash, account)
         self.crash = crash_hook
         self.halted = False
+        self.control: TradingControl | None = None
+        """The kill switch as last stored (``None``: never halted)."""
         self.open: dict[str, OrderRecord] = {}
         self._first_fill_seen: set[str] = set()
         self._per_order: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
@@ -69,7 +76,12 @@ class ExecutionEngine:
 
     # --- start ---------------------------------------------------------------------------------
     async def start(self) -> list[Payload]:
-        """Rebuild the portfolio from stored fills, then reconcile every open order with the venue."""
+        """Restore the kill switch, rebuild the portfolio from stored fills, reconcile every open order
+        with the venue; when halted, make sure the venue holds nothing that can trade."""
+        self.control = await self.store.load_control(self.account)
+        self.halted = self.control is not None and self.control.halted
+        if self.halted:
+            self.log.warning("kill_switch_restored", command_id=str(self.control.command_id if self.control else ""))
         for fill in await self.store.fills(self.account):
             self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
             self.portfolio.apply_fill(
@@ -86,6 +98,8 @@ class ExecutionEngine:
             self.open[rec.client_order_id] = rec
         for rec in list(self.open.values()):
             events += await self._reconcile(rec)
+        if self.halted:
+            events += await self._halt_open_orders()
         return events
 
     async def _reconcile(self, rec: OrderRecord) -> list[Payload]:
@@ -364,9 +378,14 @@ class ExecutionEngine:
         return f"{venue}\x1f{fill_id}"
 
     # --- control -------------------------------------------------------------------------------
-    async def halt(self) -> list[Payload]:
-        """Kill switch: refuse new orders and cancel every open order."""
+    async def halt(self, command_id: UUID | None = None, reason: str = "") -> list[Payload]:
+        """Kill switch: persist it, refuse new orders, cancel every open order, and have the venue
+        cancel / suspend what it holds itself (protective exits). Idempotent."""
         self.halted = True
+        await self._store_control(True, command_id, reason)
+        return await self._halt_open_orders()
+
+    async def _halt_open_orders(self) -> list[Payload]:
         events: list[Payload] = []
         for rec in list(self.open.values()):
             if rec.status is OrderStatus.PENDING_NEW:
@@ -375,11 +394,27 @@ class ExecutionEngine:
             vo = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
             if vo is not None:
                 events += await self._sync(rec, vo)
+        for vo in await self.venue.halt():
+            events += await self._apply(vo)
         return events
 
-    def resume(self) -> None:
-        """Accept new orders again."""
+    async def resume(self, command_id: UUID | None = None, reason: str = "") -> list[Payload]:
+        """Accept new orders again and re-arm the venue's protective exits of open positions.
+
+        The venue is resumed before the state is stored: a crash in between restarts halted, and the
+        restart suspends the venue again."""
+        events: list[Payload] = []
+        for vo in await self.venue.resume():
+            events += await self._apply(vo)
+        if self.halted or self.control is not None:
+            await self._store_control(False, command_id, reason)
         self.halted = False
+        return events
+
+    async def _store_control(self, halted: bool, command_id: UUID | None, reason: str) -> None:
+        control = TradingControl(self.account, halted, self.clock.now(), command_id, reason[:500])
+        await self.store.save_control(control)
+        self.control = control
 
     async def snapshot(self, now: datetime | None = None) -> PortfolioSnapshot:
         """The account now; also stored."""

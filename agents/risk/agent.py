@@ -4,23 +4,52 @@ Queues: ``risk.intents`` (trade intents), ``risk.market`` (candles: marks, ATR, 
 ``risk.portfolio`` (fills, order updates and compliance decisions, to keep the portfolio and the
 reservations of approved-but-unfilled quantity). A handler that fails to decide publishes a
 rejection with reason ``risk_error``: fail closed.
+
+FLATTEN: exits only from then on (REDUCING), and one approved reduce-only exit decision per open
+position, published like any approval (compliance gates and audits it and turns it into an order).
+An entry approved before the FLATTEN that fills while it is in progress is closed too. The command is
+acknowledged once the positions are flat (from the fills). When the closing orders ended and a
+position is left (execution caps a reduce-only order to what an exit already working leaves), risk
+waits for the exits approved before to end, then closes the rest in another round; it acknowledges
+with ``ok=False`` after five rounds or when a HALT stops it. A FLATTEN while halted is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
-from agents.base import Agent, AgentContext, Subscription
+from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.risk.engine import RiskEngine
 from agents.risk.settings import RiskSettings
 from core.domain import CommandKind, DecisionVerdict, TradingState
-from core.messages import Candle, Command, ComplianceDecision, Envelope, Fill, OrderUpdate, TradeIntent
+from core.messages import Candle, Command, ComplianceDecision, Envelope, Fill, OrderUpdate, RiskDecision, TradeIntent
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES
 from core.trading.stores import ExecutionStore
 from infrastructure.observability import metrics
 
+MAX_FLATTEN_ROUNDS = 5
+"""Closing rounds a FLATTEN tries (one per position left after the previous round ended) before failing."""
+
 _STATE_CODE = {TradingState.ACTIVE: "ACTIVE", TradingState.REDUCING: "REDUCING", TradingState.HALTED: "HALTED"}
+
+
+@dataclass(slots=True)
+class Flattening:
+    """A FLATTEN in progress: the closing intents it waits for and how those that ended, ended."""
+
+    command: Command
+    envelope: Envelope
+    intents: set[UUID]
+    entries: set[UUID]
+    """Entries approved before the FLATTEN: a position they open while it is in progress is closed too."""
+    ended: dict[UUID, str] = field(default_factory=dict)
+    rounds: int = 1
+    waiting_for: set[UUID] = field(default_factory=set)
+    """Exits approved before the FLATTEN that it waits for (logged when the set changes)."""
 
 
 class RiskAgent(Agent):
@@ -35,6 +64,8 @@ class RiskAgent(Agent):
         self.risk_settings = settings or RiskSettings()
         self.engine = RiskEngine(self.risk_settings)
         self.history = history
+        self.flattening: Flattening | None = None
+        """The FLATTEN waiting for the positions to be flat (acknowledged then)."""
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
 
@@ -90,27 +121,54 @@ class RiskAgent(Agent):
                 metrics.RISK_ALERTS.labels(alert.severity.value, alert.code).inc()
         if alerts or self.ctx.instrument:
             self._export_state()
+        if self.flattening is not None:  # an exit it waits for may have expired
+            await self._settle_flatten()
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Apply a fill to the risk view of the portfolio."""
         self.engine.on_fill(fill)
         self._export_state()
+        watch = self.flattening
+        if watch is not None:
+            if fill.intent_id in watch.entries:  # an entry in flight at the FLATTEN filled: close it too
+                watch.rounds += 1
+                await self._close(watch, self.engine.flatten((watch.command.command_id, watch.rounds), *self._ttl()))
+            await self._settle_flatten()
 
     async def on_order_update(self, update: OrderUpdate, envelope: Envelope) -> None:
         """Release reservations of orders that ended."""
         self.engine.on_order_status(update.intent_id, update.status)
+        watch = self.flattening
+        if watch is not None and update.status.is_terminal:
+            watch.entries.discard(update.intent_id)
+            if update.intent_id in watch.intents:
+                watch.ended[update.intent_id] = f"{update.symbol} {update.status.value} {update.reason}".strip()
+                self.log.info(
+                    "flatten_closing_order_ended",
+                    intent_id=str(update.intent_id),
+                    outcome=watch.ended[update.intent_id],
+                )
+            await self._settle_flatten()
 
     async def on_compliance(self, decision: ComplianceDecision, envelope: Envelope) -> None:
         """Release the reservation of an intent compliance blocked (not for duplicate notices)."""
         if decision.verdict is DecisionVerdict.REJECT and decision.reason != "duplicate_intent":
             self.engine.on_compliance_reject(decision.intent_id)
+            watch = self.flattening
+            if watch is not None:
+                watch.entries.discard(decision.intent_id)
+                if decision.intent_id in watch.intents:
+                    watch.ended[decision.intent_id] = f"{decision.symbol} refused by compliance: {decision.reason}"
+                await self._settle_flatten()
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
-        """HALT -> HALTED, FLATTEN/PAUSE -> REDUCING (exits only), RESUME -> ACTIVE."""
+        """HALT -> HALTED, PAUSE -> REDUCING (exits only), RESUME -> ACTIVE, FLATTEN -> REDUCING and
+        close every position (acknowledged when flat, see the module docstring)."""
+        if command.kind is CommandKind.FLATTEN:
+            return await self._flatten(command, envelope)
         state = {
             CommandKind.HALT: TradingState.HALTED,
             CommandKind.PAUSE: TradingState.REDUCING,
-            CommandKind.FLATTEN: TradingState.REDUCING,
             CommandKind.RESUME: TradingState.ACTIVE,
         }[command.kind]
         self.engine.set_state(state)
@@ -118,6 +176,70 @@ class RiskAgent(Agent):
         self.paused = state is TradingState.REDUCING
         self._export_state()
         return f"trading state {state.value}"
+
+    async def _flatten(self, command: Command, envelope: Envelope) -> str | None:
+        """Exits only, and a closing decision per open position; the ack waits for the fills."""
+        if self.engine.state is TradingState.HALTED:
+            raise CommandFailed("trading is halted: every order is refused, closing ones included; RESUME first")
+        previous = self.flattening
+        if previous is not None and previous.command.command_id != command.command_id:
+            self.flattening = None
+            await self.acknowledge(previous.command, "superseded by a newer flatten", ok=False, cause=previous.envelope)
+        decisions = self.engine.flatten(command.command_id, *self._ttl())
+        self.paused = True
+        self._export_state()
+        if not self.engine.closable():
+            return "flat: no open position"
+        watch = Flattening(command, envelope, set(), self.engine.pending_entries())
+        self.flattening = watch
+        await self._close(watch, decisions)
+        self.log.warning("flattening", closing_orders=len(decisions), entries=len(watch.entries))
+        await self._settle_flatten()
+        return None
+
+    def _ttl(self) -> tuple[datetime, timedelta]:
+        return self.ctx.clock.now(), timedelta(seconds=self.risk_settings.flatten_ttl_s)
+
+    async def _close(self, watch: Flattening, decisions: Sequence[RiskDecision]) -> None:
+        """Publish closing decisions (compliance turns them into reduce-only orders) and watch them."""
+        for decision in decisions:
+            watch.intents.add(decision.intent_id)
+            await self.publish(decision, cause=watch.envelope)
+
+    async def _settle_flatten(self) -> None:
+        """Acknowledge the FLATTEN once flat, or as failed once every closing order ended without it."""
+        watch = self.flattening
+        if watch is None:
+            return
+        if not self.engine.closable():
+            self.flattening = None
+            detail = f"flat: every position closed ({len(watch.intents)} closing order(s))"
+            await self.acknowledge(watch.command, detail, cause=watch.envelope)
+        elif watch.intents <= watch.ended.keys():
+            # the closing orders ended and a position is left: an exit decided before the FLATTEN may
+            # still be working (execution then capped the closing order to nothing): let it finish,
+            # then close what is left in another round; fail only when the rounds are spent
+            now = self.ctx.clock.now()
+            self.engine.expire_reservations(now)
+            halted = self.engine.state is TradingState.HALTED
+            working = self.engine.pending_exits(now) - watch.intents
+            if not halted and working:
+                if working != watch.waiting_for:
+                    watch.waiting_for = working
+                    self.log.info("flatten_waits_for_exits", intents=sorted(str(i) for i in working))
+                return
+            if not halted and watch.rounds < MAX_FLATTEN_ROUNDS:
+                watch.rounds += 1
+                self.log.info("flatten_next_round", round=watch.rounds, left=self._open_positions())
+                await self._close(watch, self.engine.flatten((watch.command.command_id, watch.rounds), *self._ttl()))
+                return
+            self.flattening = None
+            ended = "; ".join(sorted(watch.ended.values()))
+            detail = f"not flat: {self._open_positions()} still open after the closing orders ended ({ended})"
+            await self.acknowledge(watch.command, detail, ok=False, cause=watch.envelope)
+
+    def _open_positions(self) -> str:
+        return ", ".join(f"{symbol} {quantity}" for (_, symbol), quantity in sorted(self.engine.closable().items()))
 
     def _export_state(self) -> None:
         if not self.ctx.instrument:

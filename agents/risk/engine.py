@@ -18,6 +18,7 @@ from agents.risk.settings import RiskSettings
 from agents.risk.sizing import AtrTracker, TradeStats, fixed_fraction, half_kelly_fraction, round_down, volatility_size
 from agents.risk.var import ReturnWindow, VarFigures
 from core.domain import DecisionVerdict, Direction, OrderStatus, Severity, Side, TradingState
+from core.ids import content_id
 from core.messages.control import RiskAlert
 from core.messages.decisions import RiskDecision
 from core.messages.orders import Fill
@@ -359,6 +360,65 @@ class RiskEngine:
             trailing_stop_pct=s.trailing_stop_pct,
             expires_at=intent.expires_at,
         )
+
+    # --- flatten -------------------------------------------------------------------------------
+    def closable(self) -> dict[tuple[str, str], Decimal]:
+        """The signed quantity of every position big enough to close (at least ``min_quantity``)."""
+        step, minimum = self.settings.quantity_step, self.settings.min_quantity
+        return {
+            key: p.quantity
+            for key, p in self.portfolio.positions.items()
+            if p.is_open and round_down(abs(p.quantity), step) >= minimum
+        }
+
+    def pending_exits(self, now: datetime) -> set[UUID]:
+        """The intents whose approved quantity reduces a position and may still trade: not filled or
+        ended, and not expired (execution refuses, and cancels, an order whose intent expired; a
+        reservation whose order news never comes, e.g. a redelivered intent compliance refused as a
+        duplicate, would otherwise look alive until ``reservation_ttl_s``)."""
+        return {i for i, r in self.reservations.items() if r.expires_at > now and not self._increases(r)}
+
+    def pending_entries(self) -> set[UUID]:
+        """The intents whose approved quantity opens or increases a position (not yet filled)."""
+        return {i for i, r in self.reservations.items() if self._increases(r)}
+
+    def flatten(self, tag: object, now: datetime, ttl: timedelta) -> list[RiskDecision]:
+        """Exits-only from now on, and one approved reduce-only exit decision for the whole of every open
+        position, to be published like any approval: compliance turns each into an order. Exits
+        approved before are not netted out (their reservation may be stale, e.g. a duplicate refused
+        by compliance): execution caps a reduce-only order to what its own book still holds. The
+        intent ids derive from ``tag`` (the command id), so a redelivered command repeats the same
+        decisions and compliance refuses the duplicates."""
+        if self.state is TradingState.ACTIVE:
+            self.state = TradingState.REDUCING
+        decisions: list[RiskDecision] = []
+        for (venue, symbol), quantity in sorted(self.closable().items()):
+            intent_id = content_id("flatten", tag, venue, symbol)
+            cached = self._decided.get(intent_id)
+            if cached is not None:
+                decisions.append(cached)
+                continue
+            qty = round_down(abs(quantity), self.settings.quantity_step)
+            price = self.last_price.get((venue, symbol)) or self.portfolio.position(venue, symbol).mark
+            side = Side.SELL if quantity > ZERO else Side.BUY
+            decision = RiskDecision(
+                intent_id=intent_id,
+                verdict=DecisionVerdict.APPROVE,
+                reason="exit",
+                detail="flatten",
+                venue=venue,
+                symbol=symbol,
+                side=side,
+                direction=Direction.EXIT,
+                quantity=qty,
+                requested_quantity=qty,
+                reference_price=price,
+                expires_at=now + ttl,
+            )
+            self._decided[intent_id] = decision
+            self.reservations[intent_id] = Reservation(venue, symbol, side, qty, price, decision.expires_at)
+            decisions.append(decision)
+        return decisions
 
     def _increases(self, r: Reservation) -> bool:
         pos = self.portfolio.position(r.venue, r.symbol).quantity

@@ -62,3 +62,6 @@ class RiskSettings(BaseSettings):
     reservation_ttl_s: float = Field(
         default=300.0, gt=0, description="Forget an approval with no order news after this."
     )
+    flatten_ttl_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="Seconds a FLATTEN closing order stays valid."
+    )

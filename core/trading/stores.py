@@ -43,9 +43,20 @@ class OrderRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class TradingControl:
+    """Execution's trading control state: halted (kill switch) or not, by which command, when."""
+
+    account: str
+    halted: bool
+    changed_at: datetime
+    command_id: UUID | None = None
+    reason: str = ""
+
+
 @runtime_checkable
 class ExecutionStore(Protocol):
-    """What execution persists: orders (the outbox), fills, positions, snapshots."""
+    """What execution persists: orders (the outbox), fills, positions, snapshots, control state."""
 
     async def get_order(self, client_order_id: str) -> OrderRecord | None:
         """One order by client order id."""
@@ -78,6 +89,14 @@ class ExecutionStore(Protocol):
 
     async def save_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         """Store a portfolio snapshot (idempotent by account and time)."""
+        ...
+
+    async def load_control(self, account: str) -> TradingControl | None:
+        """The stored trading control state of ``account`` (``None``: never halted)."""
+        ...
+
+    async def save_control(self, control: TradingControl) -> None:
+        """Store the trading control state of its account (absolute value: a retry is harmless)."""
         ...
 
 
@@ -130,6 +149,7 @@ class InMemoryExecutionStore:
     position_rows: dict[tuple[str, str, str], Position] = field(default_factory=dict)
     snapshots: list[PortfolioSnapshot] = field(default_factory=list)
     keep_snapshots: int = 1000
+    control: dict[str, TradingControl] = field(default_factory=dict)
 
     async def get_order(self, client_order_id: str) -> OrderRecord | None:
         """See :class:`ExecutionStore`."""
@@ -172,6 +192,14 @@ class InMemoryExecutionStore:
         self.snapshots.append(snapshot)
         if len(self.snapshots) > self.keep_snapshots:
             del self.snapshots[: len(self.snapshots) - self.keep_snapshots]
+
+    async def load_control(self, account: str) -> TradingControl | None:
+        """See :class:`ExecutionStore`."""
+        return self.control.get(account)
+
+    async def save_control(self, control: TradingControl) -> None:
+        """See :class:`ExecutionStore`."""
+        self.control[control.account] = control
 
 
 @dataclass

@@ -97,6 +97,18 @@ class VenuePort(Protocol):
         """Order changes the venue reported since the last call (live: ``watch_orders``)."""
         ...
 
+    async def halt(self) -> Sequence[VenueOrder]:
+        """Kill switch at the venue: cancel every open order that could still trade, including the
+        ones the venue holds itself (protective stop-loss / take-profit exits), and suspend any
+        order the venue would create on its own until :meth:`resume`. Returns the orders it
+        changed. Idempotent: calling it again cancels what is still open."""
+        ...
+
+    async def resume(self) -> Sequence[VenueOrder]:
+        """Lift :meth:`halt`: re-arm the protective exits of positions still open. Returns the orders
+        it changed (none for venues that create no orders themselves)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

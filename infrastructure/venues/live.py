@@ -6,6 +6,11 @@ Only built when ``TRADESWARM_MODE=live`` (which core settings accept only with A
 reports orders in aggregate (filled amount and average price), so this adapter returns no per-trade
 fills: the execution engine turns each increase of the filled amount into one fill whose id is
 derived from the cumulative amount, which makes a re-reported state idempotent.
+
+HALT (:meth:`LiveVenue.halt`) cancels every open order of the configured symbols at the exchange —
+whoever placed it, protective stop / take-profit orders included — and checks that none is left.
+This adapter places no protective orders of its own, so :meth:`LiveVenue.resume` has nothing to
+re-arm.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from core.domain import OrderStatus
 from core.errors import ConfigurationError, PermanentError, TemporaryError
 from core.gateway import ExchangeGateway
@@ -24,6 +31,8 @@ from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
 from core.settings import Settings
 from core.trading.venue import DuplicateClientOrderId, VenueOrder, VenueTimeout
+
+log = structlog.get_logger("venue.live")
 
 
 def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
@@ -44,15 +53,22 @@ def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
 class LiveVenue:
     """A real exchange through the gateway port (see the module docstring)."""
 
-    def __init__(self, gateway: ExchangeGateway, *, submit_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, gateway: ExchangeGateway, *, submit_timeout_s: float = 10.0, symbols: Sequence[str] = ()
+    ) -> None:
         self.gateway = gateway
         self.name = gateway.venue
         self.submit_timeout_s = submit_timeout_s
+        self.symbols = tuple(symbols)
+        """The symbols traded: HALT cancels every open order of these and of every symbol this
+        adapter placed, looked up or cancelled an order on (all symbols when there is none)."""
+        self._seen: set[str] = set()
         self._updates: asyncio.Queue[VenueOrder] = asyncio.Queue()
         self._watcher: asyncio.Task[None] | None = None
 
     async def submit(self, order: OrderRequest) -> VenueOrder:
         """``create_order`` with our client order id; a timeout or temporary failure -> VenueTimeout."""
+        self._seen.add(order.symbol)
         try:
             placed = await asyncio.wait_for(
                 self.gateway.create_order(
@@ -86,6 +102,7 @@ class LiveVenue:
 
     async def lookup(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """``fetch_order`` by client order id."""
+        self._seen.add(symbol)
         found = await self.gateway.fetch_order_by_client_id(symbol, client_order_id)
         return to_venue_order(found, client_order_id) if found is not None else None
 
@@ -96,6 +113,32 @@ class LiveVenue:
         except PermanentError:
             return await self.lookup(client_order_id, symbol)
         return to_venue_order(order, client_order_id)
+
+    async def halt(self) -> Sequence[VenueOrder]:
+        """Cancel every open order of the configured symbols at the exchange (protective orders
+        included), then check that none is left; raises :class:`TemporaryError` when one is, so the
+        caller retries (and does not acknowledge the halt)."""
+        changed: list[VenueOrder] = []
+        left: list[str] = []
+        symbols: tuple[str | None, ...] = tuple(dict.fromkeys([*self.symbols, *sorted(self._seen)]))
+        for symbol in symbols or (None,):
+            for order in await self.gateway.fetch_open_orders(symbol):
+                if not order.client_order_id:
+                    log.error("open_order_without_client_order_id", venue_order_id=order.order_id)
+                    left.append(order.order_id)
+                    continue
+                cancelled = await self.cancel(order.client_order_id, order.symbol)
+                if cancelled is not None:
+                    changed.append(cancelled)
+            still_open = [o.client_order_id or o.order_id for o in await self.gateway.fetch_open_orders(symbol)]
+            left += [o for o in still_open if o not in left]
+        if left:
+            raise TemporaryError(f"orders still open at the venue after the halt: {sorted(left)}")
+        return changed
+
+    async def resume(self) -> Sequence[VenueOrder]:
+        """Nothing to re-arm: this adapter places no protective orders itself."""
+        return ()
 
     async def on_candle(self, candle: Candle) -> Sequence[VenueOrder]:
         """A real venue fills on its own: nothing to do."""
@@ -164,4 +207,4 @@ async def live_venue(
     except BaseException:
         await gateway.close()
         raise
-    return LiveVenue(gateway, submit_timeout_s=submit_timeout_s)
+    return LiveVenue(gateway, submit_timeout_s=submit_timeout_s, symbols=settings.symbols)

@@ -8,6 +8,11 @@ order ever fills on it; with a simulated clock at the decision candle's close, t
 candle's open. Entries carrying stop-loss / take-profit / trailing levels get a protective exit that the
 venue fires itself (from the candle after the entry fill), as a reduce-only market order.
 
+:meth:`PaperVenue.halt` (the kill switch) cancels every open order and suspends those protective
+exits: while halted none fires and no new order is accepted. :meth:`PaperVenue.resume` re-arms the
+exits of positions still open: they fire from the next candle on (a level crossed during the halt
+fires at that candle's open).
+
 The state can be journalled to a JSON file (``journal_path``) so that a paper venue survives a
 restart of the process that hosts it — this is what lets the crash tests kill execution and check
 that the venue holds exactly one order per intent.
@@ -103,6 +108,8 @@ class PaperVenue:
         self._last_close: dict[str, datetime] = {}
         self._half_spread: dict[str, Decimal] = {}
         self._seq = 0
+        self.halted = False
+        """Kill switch (:meth:`halt`): protective exits suspended, new orders rejected."""
         if journal_path is not None and journal_path.exists():
             self._restore(journal_path)
 
@@ -113,6 +120,8 @@ class PaperVenue:
             raise DuplicateClientOrderId(order.client_order_id)
         if order.order_type is OrderType.STOP_MARKET:
             return self._reject(order, "paper venue takes market and limit orders")
+        if self.halted:
+            return self._reject(order, "venue_halted")
         now = self.clock.now()
         self._seq += 1
         rec = _Order(order, f"P{self._seq}", now + self.latency, self._last_close.get(order.symbol))
@@ -155,6 +164,37 @@ class PaperVenue:
     async def close(self) -> None:
         """Nothing to release."""
 
+    async def halt(self) -> Sequence[VenueOrder]:
+        """Kill switch: cancel every open order and suspend the protective exits (see the module
+        docstring). The exits are kept, not dropped, so :meth:`resume` can re-arm them."""
+        self.halted = True
+        changed: list[VenueOrder] = []
+        for coids in self._open.values():
+            for coid in list(coids):
+                rec = self._orders[coid]
+                rec.status = OrderStatus.CANCELED
+                rec.reason = "kill_switch"
+                changed.append(rec.view())
+            coids.clear()
+        self._save()
+        return changed
+
+    async def resume(self) -> Sequence[VenueOrder]:
+        """Lift the kill switch: accept orders again and re-arm the protective exits of positions
+        still open, active from now (their levels are checked from the next candle on)."""
+        if self.halted:
+            self.halted = False
+            now = self.clock.now()
+            for prot in self._protections:
+                prot.active_from = max(prot.active_from, now)
+            self._save()
+        return ()
+
+    @property
+    def protections(self) -> int:
+        """How many protective exits the venue holds (armed or suspended)."""
+        return len(self._protections)
+
     async def on_candle(self, candle: Candle) -> Sequence[VenueOrder]:
         """Fill eligible orders at this candle, then fire protective exits. Replays are ignored."""
         symbol = candle.symbol
@@ -190,7 +230,8 @@ class PaperVenue:
                 capacity -= quote.quantity
             self._add_fill(rec, quote.price, quote.quantity, quote.fee, quote.liquidity, candle.open_time)
             changed.append(rec.view())
-        changed.extend(self._protect(candle, bar))
+        if not self.halted:
+            changed.extend(self._protect(candle, bar))
         self._last_close[symbol] = candle.close_time
         self._save()
         return changed
@@ -287,6 +328,7 @@ class PaperVenue:
             "protections": [_prot_to_json(p) for p in self._protections],
             "net": {k: str(v) for k, v in self._net.items()},
             "last_close": {k: v.isoformat() for k, v in self._last_close.items()},
+            "halted": self.halted,
         }
         tmp = self.journal_path.with_suffix(".tmp")
         with tmp.open("w") as fh:
@@ -306,6 +348,7 @@ class PaperVenue:
         self._protections = [_prot_from_json(p) for p in state["protections"]]
         self._net = {k: Decimal(v) for k, v in state["net"].items()}
         self._last_close = {k: datetime.fromisoformat(v) for k, v in state["last_close"].items()}
+        self.halted = bool(state.get("halted", False))
 
 
 def _order_to_json(o: _Order) -> dict[str, Any]:

@@ -4,9 +4,11 @@ InfluxDB, replaying real BTC/USDT candles (tests/data, see its README).
 
 One stack per test module (the machine is small): the checks run in order on it — orders and fills
 in PostgreSQL, candles in InfluxDB, a killed agent reported DOWN and restarted with no duplicated
-order, HALT (no order reaches the venue after it is acknowledged, open orders cancelled, the API
-reports it complete) then RESUME, a forged approved order rejected by execution, the strategy
-user refused by the broker, and finally `stack down` with no message left unacknowledged.
+order, HALT (no order reaches the venue and nothing fills after it is acknowledged — protective
+exits included —, open orders cancelled, the API reports it complete) then RESUME, FLATTEN (every
+position closed through the order path, reported complete once flat) then RESUME, a forged
+approved order rejected by execution, the strategy user refused by the broker, and finally
+`stack down` with no message left unacknowledged.
 """
 
 from __future__ import annotations
@@ -231,16 +233,18 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
     halt = await _wait(lambda: _complete(s, halt_id), 30, "halt complete")
     assert sorted(halt["required_kinds"]) == ["compliance", "execution", "risk", "strategy"]
     sent_at_halt = await _sent_orders(s)
+    fills_at_halt = await _count(s, "SELECT count(*) FROM fills")
     assert (await s.api.get("/health")).json()["trading"] == "halted"
     await asyncio.sleep(5)  # the replay goes on: 100 more candles while halted
     open_orders = await _count(s, f"SELECT count(*) FROM orders WHERE status IN {OPEN_STATUSES}")
     assert open_orders == 0
     late = await _rows(s, await _sent_orders(s) - sent_at_halt)  # reached the venue after the ack
-    # KNOWN GAP (order path): HALT cancels execution's open orders but not the paper venue's resident
-    # protective exits (stop-loss / take-profit, reduce-only); one that triggers while halted still
-    # trades. Everything else must be absent.
-    entries = [r for r in late if not orjson.loads(r["request"]).get("reduce_only")]
-    assert entries == [], late
+    assert late == []  # nothing at all: the venue's protective exits are suspended too
+    assert await _count(s, "SELECT count(*) FROM fills") == fills_at_halt  # and nothing traded
+    halted = await _count(
+        s, "SELECT count(*) FROM execution_control WHERE halted AND command_id = $1", uuid.UUID(halt_id)
+    )
+    assert halted == 1  # the kill switch is stored: a restarted execution stays halted
     agents = {a["agent_id"]: a for a in (await s.api.get("/agents")).json()}
     assert all(agents[f"{k}-1"]["halted"] for k in ("compliance", "execution"))
 
@@ -249,6 +253,26 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
     await _wait(lambda: _complete(s, resumed.json()["command_id"]), 30, "resume complete")
     orders_before = await _count(s, "SELECT count(*) FROM orders")
     await _wait(lambda: _more_orders(s, orders_before), 120, "orders after resume")
+
+    # 5b. FLATTEN: risk closes every open position through compliance and execution; the command is
+    #     complete once risk saw the positions flat (from the fills); new entries are refused after.
+    open_sql = "SELECT count(*) FROM positions WHERE quantity <> 0"
+    for _ in range(100):  # best effort: flatten with a position open (they last a few candles here)
+        if await _count(s, open_sql):
+            break
+        await asyncio.sleep(0.05)
+    flatten = await s.api.post("/control/flatten", headers=auth, json={"reason": "e2e flatten"})
+    assert flatten.status_code == 202, flatten.text
+    flat = await _wait(lambda: _complete(s, flatten.json()["command_id"]), 60, "flatten complete (flat)")
+    assert [a["ok"] for a in flat["acks"]] == [True], flat
+    assert await _count(s, open_sql) == 0
+    entries_at_flat = await _count(s, "SELECT count(*) FROM orders WHERE NOT (request->>'reduce_only')::boolean")
+    await asyncio.sleep(3)  # 60 more candles: strategy signals are refused by risk (exits only)
+    assert (
+        await _count(s, "SELECT count(*) FROM orders WHERE NOT (request->>'reduce_only')::boolean") == entries_at_flat
+    )
+    resumed = await s.api.post("/control/resume", headers=auth)
+    await _wait(lambda: _complete(s, resumed.json()["command_id"]), 30, "resume after flatten complete")
 
     # 6. Security: the strategy user cannot publish an approved order; a forged sender is rejected.
     secrets = orjson.loads((s.run_dir / "secrets.json").read_bytes())
@@ -280,9 +304,16 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
     assert down.returncode == 0, f"{down.stdout}\n{down.stderr}"
     assert all(not stack.pid_alive(a.pid) for a in s.state().agents.values())
     assert {a.last_exit for a in s.state().agents.values()} == {0}
-    queues = rabbitmqctl("list_queues", "-q", "-p", s.vhost, "name", "messages_unacknowledged").stdout
-    unacked = [line for line in queues.splitlines()[1:] if line.split("\t")[-1] != "0"]
-    assert unacked == []
+
+    def unacked() -> list[str]:
+        queues = rabbitmqctl("list_queues", "-q", "-p", s.vhost, "name", "messages_unacknowledged").stdout
+        return [line for line in queues.splitlines()[1:] if line.split("\t")[-1] != "0"]
+
+    # every process has exited; the broker settles their closed connections asynchronously
+    deadline = time.monotonic() + 10
+    while unacked() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert unacked() == []
     assert routing.EXCHANGE
 
 

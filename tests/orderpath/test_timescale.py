@@ -70,7 +70,10 @@ async def test_migrations_are_idempotent_and_recorded(postgres_dsn):
     try:
         assert await apply_migrations(db) == []
         names = await db.run("t", lambda c: c.fetch("SELECT name FROM schema_migrations"))
-        assert [r["name"] for r in names] == ["001_order_path.sql"]  # no timescaledb extension here
+        assert sorted(r["name"] for r in names) == [  # no timescaledb extension here
+            "001_order_path.sql",
+            "002_execution_control.sql",
+        ]
         tables = await db.run("t", lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'"))
         assert {
             "orders",
@@ -93,7 +96,7 @@ async def test_agents_starting_together_migrate_once_without_racing(postgres_dsn
         await db.connect()
     try:
         results = await asyncio.gather(*(apply_migrations(db) for db in dbs))
-        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 1]  # exactly one applied it
+        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 2]  # exactly one applied them
     finally:
         for db in dbs:
             await db.close()

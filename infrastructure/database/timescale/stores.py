@@ -19,7 +19,7 @@ from core.domain import OrderStatus, Side
 from core.messages.orders import Fill, OrderRequest, PortfolioSnapshot
 from core.trading.audit import AuditRecord
 from core.trading.portfolio import Position
-from core.trading.stores import OrderRecord
+from core.trading.stores import OrderRecord, TradingControl
 from infrastructure.database.timescale.pool import Database
 
 _OPEN = tuple(s.value for s in OrderStatus if s.is_open)
@@ -245,6 +245,35 @@ class PostgresExecutionStore:
             )
 
         await self.db.run("save_snapshot", q)
+
+    async def load_control(self, account: str) -> TradingControl | None:
+        """See the port."""
+
+        async def q(c: asyncpg.Connection) -> asyncpg.Record | None:
+            return await c.fetchrow("SELECT * FROM execution_control WHERE account = $1", account)
+
+        row = await self.db.run("load_control", q)
+        if row is None:
+            return None
+        return TradingControl(row["account"], row["halted"], row["changed_at"], row["command_id"], row["reason"])
+
+    async def save_control(self, control: TradingControl) -> None:
+        """See the port (upsert of absolute values)."""
+
+        async def q(c: asyncpg.Connection) -> None:
+            await c.execute(
+                "INSERT INTO execution_control (account, halted, command_id, reason, changed_at, updated_at) "
+                "VALUES ($1,$2,$3,$4,$5,now()) ON CONFLICT (account) DO UPDATE SET halted=EXCLUDED.halted, "
+                "command_id=EXCLUDED.command_id, reason=EXCLUDED.reason, changed_at=EXCLUDED.changed_at, "
+                "updated_at=now()",
+                control.account,
+                control.halted,
+                control.command_id,
+                control.reason,
+                control.changed_at,
+            )
+
+        await self.db.run("save_control", q)
 
 
 def _audit(row: asyncpg.Record) -> AuditRecord:
