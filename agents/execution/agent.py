@@ -73,6 +73,8 @@ class ExecutionAgent(Agent):
         self._snapshot_every = timedelta(seconds=s.snapshot_interval_s)
         """Each queue has its own consumer task: engine calls are serialised so that a fill computed
         from the in-memory position is stored before the next one is computed."""
+        self._unrouted_types: set[str] = set()
+        """Message types already reported as having no consumer (reported once each)."""
         self._poller: asyncio.Task[None] | None = None
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
@@ -124,7 +126,14 @@ class ExecutionAgent(Agent):
             try:
                 await self.publish(payload, cause=cause)
             except UnroutableMessage:
-                self.log.warning("no consumer bound for an execution event", message_type=payload.TYPE)
+                if payload.TYPE in self._unrouted_types:
+                    self.log.debug("no consumer bound for an execution event", message_type=payload.TYPE)
+                else:  # once per type: a stack without a portfolio consumer would log every snapshot
+                    self._unrouted_types.add(payload.TYPE)
+                    self.log.warning(
+                        "no consumer bound for an execution event (further ones of this type at debug level)",
+                        message_type=payload.TYPE,
+                    )
 
     async def on_order(self, order: OrderRequest, envelope: Envelope) -> None:
         """Place an approved order (idempotent by client order id).

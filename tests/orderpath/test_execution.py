@@ -266,3 +266,32 @@ async def test_a_reduce_only_exit_never_opens_or_flips_a_position():
     clock.advance_to(C[6].close_time)
     await engine.on_candle(C[6])
     assert engine.portfolio.position("binance", "BTC/USDT").quantity == 0  # flat, never short
+
+
+async def test_an_event_nobody_consumes_is_reported_once_per_type():
+    """A stack without a portfolio consumer must not log a warning for every snapshot."""
+    from structlog.testing import capture_logs
+
+    from agents.execution.agent import ExecutionAgent, paper_venue
+    from agents.execution.settings import ExecutionSettings
+    from core.messages import Envelope
+    from infrastructure.messaging.memory import InMemoryBus
+    from tests.orderpath.helpers import context
+
+    bus = InMemoryBus()
+    await bus.start()
+    c = candles(4)
+    clock = SimulatedClock(c[0].open_time)
+    es = ExecutionSettings(store="memory", snapshot_interval_s=1)
+    agent = ExecutionAgent(context(bus, clock, "execution-1"), paper_venue(es, clock), InMemoryExecutionStore(), es)
+    await agent.start()
+    with capture_logs() as logs:
+        for candle in c:
+            clock.advance_to(candle.close_time)
+            await bus.publish(Envelope.wrap(candle, source="test", clock=clock))
+    unrouted = [e for e in logs if e["event"].startswith("no consumer bound")]
+    assert [e["log_level"] for e in unrouted] == ["warning"] + ["debug"] * (len(unrouted) - 1)
+    assert len(unrouted) == len(c)  # one portfolio snapshot per candle, none of them routed
+    assert {e["message_type"] for e in unrouted} == {"portfolio_snapshot"}
+    await agent.stop()
+    await bus.close()
