@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from core.clock import Clock, SimulatedClock
 from core.messages import Candle, Envelope
@@ -57,3 +60,27 @@ async def eventually_async(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now, BELOW the ephemeral range: a client polling a port in
+    that range before its server listens can be handed that very port as its own source port and
+    connect to itself (TCP simultaneous open), which then keeps the server from binding it."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(15_000, max(15_001, low - 16))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")

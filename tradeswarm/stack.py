@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
@@ -180,7 +181,9 @@ def probe(port: int, path: str = "/readyz", timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
             return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+        # HTTPException: not an HTTP answer, e.g. a probe of a port in the ephemeral range before the
+        # agent listens can connect to itself (TCP simultaneous open) and read its own request back
         return False
 
 

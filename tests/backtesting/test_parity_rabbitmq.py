@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,17 +38,12 @@ from core.clock import SimulatedClock
 from core.messages import Envelope, Fill, OrderRequest
 from core.ports import QueueSpec
 from core.routing import routing_key
+from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC_1H = ROOT / "data" / "samples" / "binance_BTC-USDT_1h.csv"
 AGENTS = ("execution", "compliance", "risk", "strategy", "technical_analysis")
 IGNORED_TYPES = {"candle", "heartbeat", "command_ack", "agent_status"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _encode(value: Any) -> str:
@@ -155,7 +149,7 @@ async def test_rabbitmq_processes_place_the_same_orders_as_the_backtest(
         async with aiohttp.ClientSession() as http:
             # one at a time: concurrent schema migrations of several processes race in PostgreSQL
             for kind in AGENTS:
-                ports[kind] = _free_port()
+                ports[kind] = free_port()
                 env = {**base_env, "TRADESWARM_AGENT_ID": f"parity-{kind.replace('_', '-')}",
                        "TRADESWARM_HTTP_PORT": str(ports[kind])}  # fmt: skip
                 procs[kind] = subprocess.Popen(

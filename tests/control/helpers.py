@@ -16,6 +16,7 @@ from core.logging import get_logger
 from core.messages import Command, Envelope, Heartbeat
 from core.ports import Bus
 from core.settings import Settings
+from tests.factories import free_port
 
 SETTINGS = Settings(heartbeat_interval_s=1.0, heartbeat_timeout_s=3.0)
 
@@ -83,13 +84,6 @@ async def obedient_agents(
         await agent.start()
         agents.append(agent)
     return agents
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_block(n: int) -> int:

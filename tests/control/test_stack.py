@@ -53,6 +53,29 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert [stack.backoff_delay(n, 0.5, 5.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 
+def test_probe_counts_a_non_http_answer_as_not_ready() -> None:
+    """A port that answers something other than HTTP (e.g. a probe connected to itself and reading
+    its own request back) is 'not ready', never an exception that stops ``stack up``."""
+    import socket
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def echo_request_line() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"GET /readyz HTTP/1.1\r\n\r\n")
+
+        thread = threading.Thread(target=echo_request_line, daemon=True)
+        thread.start()
+        assert stack.probe(port) is False
+        thread.join(timeout=5)
+
+
 def test_agent_url_swaps_user_and_vhost() -> None:
     base = "amqp://guest:guest@127.0.0.1:5672/"
     assert agent_url(base, "risk", "p@ss/w", "paper") == "amqp://risk:p%40ss%2Fw@127.0.0.1:5672/paper"

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import yaml
 
 from tests.deploy._promql import exported_names, metric_names
 from tests.deploy._support import AGENT_NAMES, ROOT, load_yaml, require_binary, run, service_name
+from tests.factories import free_port
 
 PROM_DIR = ROOT / "docker/prometheus"
 CONFIG = PROM_DIR / "prometheus.yml"
@@ -115,12 +115,6 @@ def test_scrape_config_covers_every_agent_and_the_broker() -> None:
 
 
 # --- the real Prometheus ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str) -> Any:
