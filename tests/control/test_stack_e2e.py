@@ -38,7 +38,8 @@ from core.messages import Envelope
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.conftest import RABBIT_BASE, rabbitmqctl
 from tests.control.data import CSV, approved_order
-from tests.control.helpers import free_block, free_port
+from tests.control.helpers import free_block
+from tests.factories import free_port
 from tradeswarm import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
