@@ -13,7 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from agents.base import Agent, AgentContext, Subscription
-from agents.orchestrator.commands import CommandBook, TradingMode
+from agents.orchestrator.commands import CommandBook, CommandState, TradingMode, progress
 from agents.orchestrator.market import LatestSnapshots
 from agents.orchestrator.partitions import PartitionPlanner
 from agents.orchestrator.registry import AgentRegistry, AgentState, Transition, system_status
@@ -193,6 +193,7 @@ class OrchestratorAgent(Agent):
             self.book.adopt(heartbeat.halted, heartbeat.paused)
         if transition.previous is None or transition.restarted or transition.previous is AgentState.DOWN:
             await self._reassert(heartbeat)
+            await self._resend_pending(heartbeat)
         await self.assign_partitions(heartbeat.agent_kind)
 
     async def _reassert(self, heartbeat: Heartbeat) -> None:
@@ -218,6 +219,32 @@ class OrchestratorAgent(Agent):
             )
         except CommandRefused as exc:
             self.log.error("could not re-assert the trading mode", agent_id=heartbeat.agent_id, error=str(exc))
+
+    async def _resend_pending(self, heartbeat: Heartbeat) -> None:
+        """Send a pending FLATTEN again to the kind of an agent that (re)appears without having
+        acknowledged it: FLATTEN is acknowledged only once flat, and a restarted process forgot that
+        it was flattening (its command message was consumed by the process that died), so the
+        command would stay pending for ever. Same command id: the new process's ack completes it."""
+        records = self.registry.records()
+        for record in self.book.recent(limit=20):
+            command = record.command
+            if (
+                command.kind is not CommandKind.FLATTEN
+                or heartbeat.agent_kind not in record.required_kinds
+                or heartbeat.agent_id in record.acks
+                or progress(record, records).state is not CommandState.PENDING
+            ):
+                continue
+            again = command.model_copy(update={"target": heartbeat.agent_kind})
+            try:
+                await self.publish(again)
+            except UnroutableMessage:
+                self.log.error("could not send a pending flatten again", agent_id=heartbeat.agent_id)
+                continue
+            self.log.warning(
+                "pending command sent again", command=command.kind.value, command_id=str(command.command_id),
+                agent_id=heartbeat.agent_id,
+            )  # fmt: skip
 
     async def on_ack(self, ack: CommandAck, envelope: Envelope) -> None:
         """Record an acknowledgement."""

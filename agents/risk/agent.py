@@ -26,12 +26,15 @@ from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.risk.engine import RiskEngine
 from agents.risk.settings import RiskSettings
 from core.domain import CommandKind, DecisionVerdict, TradingState
+from core.ids import uuid7
 from core.messages import Candle, Command, ComplianceDecision, Envelope, Fill, OrderUpdate, RiskDecision, TradeIntent
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES
 from core.trading.stores import ExecutionStore
 from infrastructure.observability import metrics
 
 MAX_FLATTEN_ROUNDS = 5
+CAPPED = "reduce_only_nothing_to_reduce"
+"""Execution's rejection of a reduce-only order that other exits already cover."""
 """Closing rounds a FLATTEN tries (one per position left after the previous round ended) before failing."""
 
 _STATE_CODE = {TradingState.ACTIVE: "ACTIVE", TradingState.REDUCING: "REDUCING", TradingState.HALTED: "HALTED"}
@@ -49,6 +52,8 @@ class Flattening:
     ended: dict[UUID, str] = field(default_factory=dict)
     rounds: int = 1
     waiting_for: set[UUID] = field(default_factory=set)
+    last_round: set[UUID] = field(default_factory=set)
+    """The closing intents of the latest round."""
     """Exits approved before the FLATTEN that it waits for (logged when the set changes)."""
 
 
@@ -65,6 +70,10 @@ class RiskAgent(Agent):
         self.engine = RiskEngine(self.risk_settings)
         self.history = history
         self.flattening: Flattening | None = None
+        self.incarnation = uuid7()
+        """This process's part of its closing intents' ids: a FLATTEN the orchestrator sends again to a
+        restarted risk agent must not be refused as a duplicate of the closing orders the previous
+        process sent (execution's reduce-only cap keeps two generations from over-closing)."""
         """The FLATTEN waiting for the positions to be flat (acknowledged then)."""
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
@@ -121,8 +130,8 @@ class RiskAgent(Agent):
                 metrics.RISK_ALERTS.labels(alert.severity.value, alert.code).inc()
         if alerts or self.ctx.instrument:
             self._export_state()
-        if self.flattening is not None:  # an exit it waits for may have expired
-            await self._settle_flatten()
+        if self.flattening is not None:  # an exit it waits for may have expired; the next round is due
+            await self._settle_flatten(at_candle=True)
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Apply a fill to the risk view of the portfolio."""
@@ -131,8 +140,7 @@ class RiskAgent(Agent):
         watch = self.flattening
         if watch is not None:
             if fill.intent_id in watch.entries:  # an entry in flight at the FLATTEN filled: close it too
-                watch.rounds += 1
-                await self._close(watch, self.engine.flatten((watch.command.command_id, watch.rounds), *self._ttl()))
+                await self._close(watch, self._next_round(watch))
             await self._settle_flatten()
 
     async def on_order_update(self, update: OrderUpdate, envelope: Envelope) -> None:
@@ -185,7 +193,7 @@ class RiskAgent(Agent):
         if previous is not None and previous.command.command_id != command.command_id:
             self.flattening = None
             await self.acknowledge(previous.command, "superseded by a newer flatten", ok=False, cause=previous.envelope)
-        decisions = self.engine.flatten(command.command_id, *self._ttl())
+        decisions = self.engine.flatten((command.command_id, self.incarnation), *self._ttl())
         self.paused = True
         self._export_state()
         if not self.engine.closable():
@@ -202,11 +210,16 @@ class RiskAgent(Agent):
 
     async def _close(self, watch: Flattening, decisions: Sequence[RiskDecision]) -> None:
         """Publish closing decisions (compliance turns them into reduce-only orders) and watch them."""
+        watch.last_round = {d.intent_id for d in decisions}
         for decision in decisions:
             watch.intents.add(decision.intent_id)
             await self.publish(decision, cause=watch.envelope)
 
-    async def _settle_flatten(self) -> None:
+    def _next_round(self, watch: Flattening) -> list[RiskDecision]:
+        watch.rounds += 1
+        return self.engine.flatten((watch.command.command_id, self.incarnation, watch.rounds), *self._ttl())
+
+    async def _settle_flatten(self, *, at_candle: bool = False) -> None:
         """Acknowledge the FLATTEN once flat, or as failed once every closing order ended without it."""
         watch = self.flattening
         if watch is None:
@@ -229,9 +242,13 @@ class RiskAgent(Agent):
                     self.log.info("flatten_waits_for_exits", intents=sorted(str(i) for i in working))
                 return
             if not halted and watch.rounds < MAX_FLATTEN_ROUNDS:
-                watch.rounds += 1
-                self.log.info("flatten_next_round", round=watch.rounds, left=self._open_positions())
-                await self._close(watch, self.engine.flatten((watch.command.command_id, watch.rounds), *self._ttl()))
+                capped = all(CAPPED in watch.ended.get(i, "") for i in watch.last_round)
+                if capped and not at_candle:
+                    # execution capped the round to nothing: an exit this process does not know of is
+                    # working (one a previous risk process approved): the next round waits for a candle
+                    return
+                self.log.info("flatten_next_round", round=watch.rounds + 1, left=self._open_positions())
+                await self._close(watch, self._next_round(watch))
                 return
             self.flattening = None
             ended = "; ".join(sorted(watch.ended.values()))

@@ -8,8 +8,10 @@ reports the FLATTEN complete only once flat), and a new entry is refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal as D
 
 import orjson
@@ -25,7 +27,7 @@ from agents.risk.settings import RiskSettings
 from core.clock import SimulatedClock
 from core.domain import Direction, OrderStatus, Side
 from core.ids import client_order_id
-from core.messages import Candle, CommandAck, Envelope, Fill, OrderUpdate, Payload, RiskDecision
+from core.messages import Candle, CommandAck, Envelope, Fill, Heartbeat, OrderUpdate, Payload, RiskDecision
 from core.routing import COMMAND_ACKS, FILLS, ORDER_UPDATES, RISK_APPROVED, RISK_REJECTED
 from core.trading.stores import InMemoryAuditStore, InMemoryExecutionStore
 from infrastructure.api.schemas import CommandView
@@ -213,6 +215,48 @@ async def test_flatten_waits_for_an_exit_already_working(swarm: Swarm) -> None:
     assert [(a.agent_id, a.ok) for a in done.acks] == [("risk-1", True)]
     assert s.position() == 0
     assert [f.side for f in s.probe.of(Fill)] == [Side.BUY, Side.SELL]
+
+
+def _risk_beat(s: Swarm, started_at: datetime) -> Heartbeat:
+    return Heartbeat(
+        agent_id="risk-1", agent_kind="risk", version="0.1.0", host="test-host", pid=os.getpid(),
+        started_at=started_at, processed=0, failed=0, dead_lettered=0, ready=True, paused=False, halted=False,
+    )  # fmt: skip
+
+
+async def test_a_flatten_in_progress_survives_a_restart_of_risk(swarm: Swarm) -> None:
+    """Risk dies while its closing order works: the orchestrator sends the pending FLATTEN again to
+    the new process, which rebuilds the position from the stored fills, finds the old closing order
+    covering it (execution caps its own to nothing) and acknowledges once that order filled."""
+    s = swarm
+    await _open_position(s)
+    await s.send(_risk_beat(s, s.clock.now()), "risk-1")
+    view = await s.orchestrator.issue("flatten")
+    closing = await _closing_decision(s)
+    await eventually(
+        lambda: any(
+            u.intent_id == closing.intent_id and u.status is OrderStatus.ACCEPTED for u in s.probe.of(OrderUpdate)
+        )
+    )
+    # risk-1 dies: its queues keep their messages for the next process
+    for queue in s.bus.queue_names():
+        if queue.startswith("risk."):
+            await s.bus.unsubscribe(queue)
+    settings = RiskSettings(fixed_fraction=D("0.5"), max_position_pct=D(1), stop_loss_pct=None, take_profit_pct=None)
+    reborn = RiskAgent(context(s.bus, s.clock, "risk-1"), settings, history=s.execution.engine.store)
+    await reborn.start()
+    s.risk = reborn
+    assert reborn.engine.portfolio.position(*KEY).quantity > 0  # rebuilt from the stored fills
+    await s.send(_risk_beat(s, s.clock.now() + timedelta(seconds=1)), "risk-1")  # the orchestrator sees the restart
+    await eventually(lambda: reborn.flattening is not None)  # the FLATTEN was sent again, to risk
+    assert not (await s.command(view)).complete
+
+    await s.candle(C[6])  # the first process's closing order fills
+    await eventually(lambda: (s.orchestrator.command(view.command_id) or view).complete)
+    done = await s.command(view)
+    assert [(a.agent_id, a.ok) for a in done.acks] == [("risk-1", True)]
+    assert s.position() == 0
+    assert [f.side for f in s.probe.of(Fill)] == [Side.BUY, Side.SELL]  # closed once, never over-closed
 
 
 async def _closing_decision(s: Swarm) -> RiskDecision:
