@@ -54,6 +54,10 @@ NO_LIMITS_COMPLIANCE: dict[str, Any] = {
 """Compliance overrides of ``no_limits``."""
 
 NO_LIMITS_STRATEGY: dict[str, Any] = {"stop_atr_multiple": 0.0, "take_profit_atr_multiple": 0.0}
+RETENTION_GRACE_S = 86_400.0
+"""Backtests forget the per-order / per-intent state of execution, the paper venue, risk and compliance
+one simulated day after the intent expired (``retention_grace_s``): memory then follows the trading
+rate, not the length of the run (docs/backtesting.md, Memory)."""
 """Strategy overrides of ``no_limits``: no ATR stop / take-profit hints on intents."""
 
 
@@ -171,13 +175,18 @@ def agent_settings(
         "params": dict(config.params),
         "weights": dict(config.weights),
     }
-    risk_layer: dict[str, Any] = {"initial_cash": config.initial_cash, "sizing": config.sizing}
+    risk_layer: dict[str, Any] = {
+        "initial_cash": config.initial_cash,
+        "sizing": config.sizing,
+        "retention_grace_s": RETENTION_GRACE_S,
+    }
     if config.fraction is not None:
         risk_layer["fixed_fraction"] = config.fraction
     compliance_layer: dict[str, Any] = {
         "allowed_symbols": sorted(set(symbols)),
         "allowed_venues": sorted({venue, "paper"}),
         "audit": config.audit,
+        "retention_grace_s": RETENTION_GRACE_S,
     }
     execution_layer: dict[str, Any] = {
         "initial_cash": config.initial_cash,
@@ -188,6 +197,7 @@ def agent_settings(
         "store": "memory",
         "paper_journal": None,
         "snapshot_interval_s": 86_400.0,
+        "retention_grace_s": RETENTION_GRACE_S,
     }
     if longest > 0:
         strategy_layer["intent_ttl_s"] = max(60.0, 2 * longest)

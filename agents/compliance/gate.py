@@ -21,6 +21,7 @@ from core.domain import DecisionVerdict, OrderType
 from core.ids import client_order_id
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.orders import OrderRequest
+from core.trading.retention import ExpiryQueue, grace_of
 
 BPS = Decimal(10_000)
 ZERO = Decimal(0)
@@ -53,6 +54,9 @@ class ComplianceGate:
         self.halt_reason = ""
         self.last_price: dict[tuple[str, str], Decimal] = {}
         self._seen: OrderedDict[UUID, GateResult | None] = OrderedDict()
+        grace = grace_of(settings.retention_grace_s)
+        self._expiry: ExpiryQueue[UUID] | None = ExpiryQueue(grace) if grace is not None else None
+        """With a retention grace: approved intents by expiry, to forget them once long expired."""
         self._recent: deque[datetime] = deque()
         self._day: date | None = None
         self.trades_today = 0
@@ -94,7 +98,20 @@ class ComplianceGate:
             self._seen[decision.intent_id] = result
             if len(self._seen) > self.settings.dedupe_window:
                 self._seen.popitem(last=False)
+            if self._expiry is not None:
+                self._forget_expired(decision, now)
         return result
+
+    def _forget_expired(self, decision: RiskDecision, now: datetime) -> None:
+        """Track an approved intent and forget those that expired more than the retention grace ago:
+        a redelivery of one is then rejected as ``stale_intent`` instead of ``duplicate_intent``
+        (a rejection either way, :mod:`core.trading.retention`)."""
+        expiry = self._expiry
+        if expiry is None:
+            return
+        expiry.add(decision.intent_id, decision.expires_at)
+        for intent_id in expiry.due(now):
+            self._seen.pop(intent_id, None)
 
     def restore(self, approvals: Sequence[Approval], now: datetime) -> None:
         """Rebuild the duplicate memory, today's counters and the rate window after a restart from

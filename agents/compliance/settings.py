@@ -42,6 +42,12 @@ class ComplianceSettings(BaseSettings):
         default=7, ge=1, le=3650, description="Approvals reloaded on start (duplicates, counters)."
     )
     dedupe_window: int = Field(default=1_000_000, ge=1000, description="Intent ids remembered for duplicate rejection.")
+    retention_grace_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Also forget intent ids that expired more than this many seconds ago (a redelivery is then "
+        "rejected as stale instead of duplicate); none keeps dedupe_window. Backtests set it.",
+    )
 
     @field_validator("allowed_symbols", "allowed_venues", "trading_days", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import BookTop, Candle, Command, Envelope, OrderRequest, Payload
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
+from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
 from infrastructure.messaging.sender import require_sender, trusted_order_senders
@@ -65,6 +66,7 @@ class ExecutionAgent(Agent):
             account=s.account,
             initial_cash=s.initial_cash,
             crash_hook=crash_hook(s.crash_at) if s.crash_at else no_crash,
+            retention=grace_of(s.retention_grace_s),
         )
         self._last_snapshot: datetime | None = None
         self.trusted_senders = trusted_order_senders(ctx.settings.rabbitmq_url.get_secret_value())
@@ -201,6 +203,7 @@ def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
         name=settings.paper_venue_name,
         latency=timedelta(milliseconds=settings.latency_ms),
         journal_path=settings.paper_journal,
+        retention=grace_of(settings.retention_grace_s),
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -33,7 +33,8 @@ from core.messages.base import Payload
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.portfolio import Portfolio
-from core.trading.stores import ExecutionStore, OrderRecord, TradingControl
+from core.trading.retention import ExpiryQueue
+from core.trading.stores import ExecutionStore, ForgetfulExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
 from infrastructure.observability import metrics
 
@@ -58,6 +59,7 @@ class ExecutionEngine:
         account: str = "paper",
         initial_cash: Decimal = Decimal(10_000),
         crash_hook: CrashHook = no_crash,
+        retention: timedelta | None = None,
     ) -> None:
         self.venue = venue
         self.store = store
@@ -72,6 +74,10 @@ class ExecutionEngine:
         self._first_fill_seen: set[str] = set()
         self._per_order: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
         """Stored fills per client order id: (quantity, notional, fee) — for aggregate-only venues."""
+        self._expiry: ExpiryQueue[str] | None = ExpiryQueue(retention) if retention is not None else None
+        """With a retention grace: orders by intent expiry, to forget terminal ones (see :meth:`_retain`)."""
+        self._fills_of: dict[str, list[tuple[str, str]]] = {}
+        """With a retention grace: ``(venue, fill id)`` of each retained order's fills."""
         self.log = structlog.get_logger("execution")
 
     # --- start ---------------------------------------------------------------------------------
@@ -132,6 +138,7 @@ class ExecutionEngine:
                 rec = existing
             else:
                 self.open[coid] = rec
+                await self._retain(rec)
                 events.append(self._update(rec, None))
                 self.crash("after_persist")
                 if self.halted:
@@ -242,6 +249,7 @@ class ExecutionEngine:
             now = self.clock.now()
             rec = OrderRecord(vo.request, OrderStatus.PENDING_NEW, now, now, reason=vo.reason)
             if await self.store.insert_order(rec):
+                await self._retain(rec)
                 events.append(self._update(rec, None))
             else:
                 rec = await self.store.get_order(vo.client_order_id) or rec
@@ -278,6 +286,8 @@ class ExecutionEngine:
             await self.store.record_fill(fill, position, self.account)
             self.portfolio.commit(key, fill.side, fill.quantity, fill.price, fill.fee, position)
             self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
+            if self._expiry is not None:
+                self._fills_of.setdefault(fill.client_order_id, []).append((fill.venue, fill.fill_id))
             events += [fill, position.to_update()]
             self._fill_metrics(rec, fill)
         status = vo.status
@@ -305,6 +315,27 @@ class ExecutionEngine:
         events.append(self._update(new, rec.status if rec.status is not status else None))
         self._track(new)
         return events
+
+    async def _retain(self, rec: OrderRecord) -> None:
+        """With a retention grace, track a new order and forget the terminal orders whose intent
+        expired more than the grace ago: their record and fills in a forgetful (in-memory) store,
+        their per-order sums and the fill ids the portfolio remembers. No venue reports such an order
+        again and a redelivered request would be rejected as stale, so no decision changes
+        (:mod:`core.trading.retention`). Orders still open are looked at again one grace later."""
+        expiry = self._expiry
+        if expiry is None:
+            return
+        expiry.add(rec.client_order_id, rec.request.expires_at)
+        now = self.clock.now()
+        for coid in expiry.due(now):
+            if coid in self.open:
+                expiry.add(coid, now)
+                continue
+            keys = self._fills_of.pop(coid, [])
+            self._per_order.pop(coid, None)
+            self.portfolio.forget_fills([self._fill_key(venue, fill_id) for venue, fill_id in keys])
+            if isinstance(self.store, ForgetfulExecutionStore):
+                await self.store.forget_order(coid, keys)
 
     def _count(self, coid: str, quantity: Decimal, price: Decimal, fee: Decimal) -> None:
         qty, notional, fees = self._per_order.get(coid, (ZERO, ZERO, ZERO))

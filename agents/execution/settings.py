@@ -34,6 +34,12 @@ class ExecutionSettings(BaseSettings):
     paper_journal: Path | None = Field(default=None, description="File keeping the paper venue's book across restarts.")
     store: Literal["postgres", "memory"] = "postgres"
     snapshot_interval_s: float = Field(default=60.0, gt=0)
+    retention_grace_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Forget terminal orders (engine, in-memory store, paper venue) whose intent expired more "
+        "than this many seconds ago; none keeps all. Backtests set it (docs/backtesting.md, Memory).",
+    )
     submit_timeout_s: float = Field(default=10.0, gt=0)
     allow_unverified_key_permissions: bool = Field(
         default=False,

@@ -24,6 +24,7 @@ from core.messages.decisions import RiskDecision
 from core.messages.orders import Fill
 from core.messages.signals import TradeIntent
 from core.trading.portfolio import ZERO, Portfolio
+from core.trading.retention import ExpiryQueue, grace_of
 
 BPS = Decimal(10_000)
 
@@ -73,6 +74,11 @@ class RiskEngine:
         self.var: VarFigures | None = None
         self._decided: OrderedDict[UUID, RiskDecision] = OrderedDict()
         self._decision_cache = decision_cache
+        grace = grace_of(settings.retention_grace_s)
+        self._expiry: ExpiryQueue[UUID] | None = ExpiryQueue(grace) if grace is not None else None
+        """With a retention grace: decided intents by expiry, to forget them (see :meth:`_remember`)."""
+        self._fill_expiry: ExpiryQueue[str] | None = ExpiryQueue(grace) if grace is not None else None
+        """With a retention grace: applied fill ids by fill time, forgotten one grace later."""
         self._day: date | None = None
         self._day_start_equity = settings.initial_cash
         self._daily_limit = settings.daily_loss_limit_pct
@@ -180,13 +186,19 @@ class RiskEngine:
         return equity <= self._daily_floor
 
     def on_fill(self, fill: Fill) -> None:
-        """Apply a fill to the portfolio (once per fill id) and consume the intent's reservation."""
+        """Apply a fill to the portfolio (once per fill id) and consume the intent's reservation.
+
+        With a retention grace a fill id is remembered until one grace after the fill's time (no fill
+        is reported again that late in the runs that set it: backtests)."""
         before = self.portfolio.position(fill.venue, fill.symbol)
         new = self.portfolio.apply_fill(
             fill.fill_id, fill.venue, fill.symbol, fill.side, fill.quantity, fill.price, fill.fee
         )
         if new is None:
             return
+        if self._fill_expiry is not None:
+            self._fill_expiry.add(fill.fill_id, fill.ts)
+            self.portfolio.forget_fills(self._fill_expiry.due(fill.ts))
         self.last_price.setdefault((fill.venue, fill.symbol), fill.price)
         if new.realized_pnl != before.realized_pnl:
             self.stats.record(new.realized_pnl - before.realized_pnl)
@@ -225,14 +237,33 @@ class RiskEngine:
             return Verdict(cached, [])
         self.expire_reservations(now)
         decision = self._decide(intent, now)
-        self._decided[intent.intent_id] = decision
-        if len(self._decided) > self._decision_cache:
-            self._decided.popitem(last=False)
+        self._remember(decision, now)
         if decision.approved and decision.quantity is not None:
             self.reservations[intent.intent_id] = Reservation(
                 intent.venue, intent.symbol, decision.side, decision.quantity, intent.reference_price, intent.expires_at
             )
         return Verdict(decision, [])
+
+    def _remember(self, decision: RiskDecision, now: datetime) -> None:
+        """Cache a decision (the same intent gets the same answer), at most ``decision_cache`` of them.
+
+        With a retention grace (``RiskSettings.retention_grace_s``, set by backtests) a decision is also
+        forgotten once its intent expired more than the grace ago and holds no reservation: a
+        redelivery of it then is rejected as stale, and nothing it approved can still execute
+        (:mod:`core.trading.retention`)."""
+        decided = self._decided
+        decided[decision.intent_id] = decision
+        if len(decided) > self._decision_cache:
+            decided.popitem(last=False)
+        expiry = self._expiry
+        if expiry is None:
+            return
+        expiry.add(decision.intent_id, decision.expires_at)
+        for intent_id in expiry.due(now):
+            if intent_id in self.reservations:
+                expiry.add(intent_id, now)
+            else:
+                decided.pop(intent_id, None)
 
     def _reject(self, intent: TradeIntent, reason: str, detail: str = "", side: Side | None = None) -> RiskDecision:
         return RiskDecision(
@@ -415,7 +446,7 @@ class RiskEngine:
                 reference_price=price,
                 expires_at=now + ttl,
             )
-            self._decided[intent_id] = decision
+            self._remember(decision, now)
             self.reservations[intent_id] = Reservation(venue, symbol, side, qty, price, decision.expires_at)
             decisions.append(decision)
         return decisions

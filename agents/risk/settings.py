@@ -62,6 +62,12 @@ class RiskSettings(BaseSettings):
     reservation_ttl_s: float = Field(
         default=300.0, gt=0, description="Forget an approval with no order news after this."
     )
+    retention_grace_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Forget cached decisions of intents that expired more than this many seconds ago; "
+        "none keeps up to 100,000. Backtests set it (docs/backtesting.md, Memory).",
+    )
     flatten_ttl_s: float = Field(
         default=300.0, gt=0, le=86_400, description="Seconds a FLATTEN closing order stays valid."
     )

@@ -13,6 +13,7 @@ Every method is pure Python with no I/O; applying the same fill twice is refused
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -149,6 +150,11 @@ class Portfolio:
     def has_fill(self, fill_id: str) -> bool:
         """Whether this fill was already applied."""
         return fill_id in self._seen_fills
+
+    def forget_fills(self, fill_ids: Iterable[str]) -> None:
+        """Stop remembering these applied fills (their order is terminal and long expired, so no
+        venue reports them again; see :mod:`core.trading.retention`). Cash and positions stay."""
+        self._seen_fills.difference_update(fill_ids)
 
     def position(self, venue: str, symbol: str) -> Position:
         """The position of ``symbol`` (a flat one when none exists)."""

@@ -101,6 +101,23 @@ class ExecutionStore(Protocol):
 
 
 @runtime_checkable
+class ForgetfulExecutionStore(Protocol):
+    """An :class:`ExecutionStore` that can forget a terminal order and its fills (in-memory only).
+
+    Execution with a retention grace (``ExecutionSettings.retention_grace_s``, set by backtests)
+    calls it for terminal orders whose intent expired more than the grace ago; a store without this
+    method (PostgreSQL) keeps everything. Safe for in-memory stores because they serve backtests and
+    tests, where nothing is redelivered after expiry and the engine is never restarted on the same
+    store (a store that forgot fills could not rebuild the portfolio on a restart: durable stores
+    must not implement this).
+    """
+
+    async def forget_order(self, client_order_id: str, fill_keys: Sequence[tuple[str, str]]) -> None:
+        """Drop the order and its fills, given as ``(venue, fill id)``."""
+        ...
+
+
+@runtime_checkable
 class AuditStore(Protocol):
     """The append-only audit log."""
 
@@ -142,7 +159,8 @@ class DecisionStore(Protocol):
 
 @dataclass
 class InMemoryExecutionStore:
-    """:class:`ExecutionStore` in a dict (survives nothing; for backtests and tests)."""
+    """:class:`ExecutionStore` in a dict (survives nothing; for backtests and tests). Also a
+    :class:`ForgetfulExecutionStore`: execution with a retention grace prunes it."""
 
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     fill_log: dict[tuple[str, str], tuple[str, Fill]] = field(default_factory=dict)
@@ -192,6 +210,12 @@ class InMemoryExecutionStore:
         self.snapshots.append(snapshot)
         if len(self.snapshots) > self.keep_snapshots:
             del self.snapshots[: len(self.snapshots) - self.keep_snapshots]
+
+    async def forget_order(self, client_order_id: str, fill_keys: Sequence[tuple[str, str]]) -> None:
+        """See :class:`ForgetfulExecutionStore`."""
+        self.orders.pop(client_order_id, None)
+        for key in fill_keys:
+            self.fill_log.pop(key, None)
 
     async def load_control(self, account: str) -> TradingControl | None:
         """See :class:`ExecutionStore`."""

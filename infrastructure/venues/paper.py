@@ -13,6 +13,10 @@ exits: while halted none fires and no new order is accepted. :meth:`PaperVenue.r
 exits of positions still open: they fire from the next candle on (a level crossed during the halt
 fires at that candle's open).
 
+With a ``retention`` grace (backtests) the book forgets terminal orders whose intent expired more
+than the grace ago (:mod:`core.trading.retention`), looked at when an order is submitted; the
+protective exit a live protection would create is kept, so it is still fired at most once.
+
 The state can be journalled to a JSON file (``journal_path``) so that a paper venue survives a
 restart of the process that hosts it — this is what lets the crash tests kill execution and check
 that the venue holds exactly one order per intent.
@@ -36,6 +40,7 @@ from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
 from core.trading.fillmodel import Bar, FillModel, half_spread_bps
 from core.trading.protective import ProtectiveLevels
+from core.trading.retention import ExpiryQueue
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder
 
 ZERO = Decimal(0)
@@ -95,6 +100,7 @@ class PaperVenue:
         name: str = "paper",
         latency: timedelta = timedelta(0),
         journal_path: Path | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -108,6 +114,7 @@ class PaperVenue:
         self._last_close: dict[str, datetime] = {}
         self._half_spread: dict[str, Decimal] = {}
         self._seq = 0
+        self._expiry: ExpiryQueue[str] | None = ExpiryQueue(retention) if retention is not None else None
         self.halted = False
         """Kill switch (:meth:`halt`): protective exits suspended, new orders rejected."""
         if journal_path is not None and journal_path.exists():
@@ -127,13 +134,16 @@ class PaperVenue:
         rec = _Order(order, f"P{self._seq}", now + self.latency, self._last_close.get(order.symbol))
         self._orders[order.client_order_id] = rec
         self._open.setdefault(order.symbol, []).append(order.client_order_id)
+        self._retain(order, now)
         self._save()
         return rec.view()
 
     def _reject(self, order: OrderRequest, reason: str) -> VenueOrder:
         self._seq += 1
-        rec = _Order(order, f"P{self._seq}", self.clock.now(), status=OrderStatus.REJECTED, reason=reason)
+        now = self.clock.now()
+        rec = _Order(order, f"P{self._seq}", now, status=OrderStatus.REJECTED, reason=reason)
         self._orders[order.client_order_id] = rec
+        self._retain(order, now)
         self._save()
         return rec.view()
 
@@ -268,6 +278,27 @@ class PaperVenue:
                 )
             )
 
+    def _retain(self, order: OrderRequest, now: datetime) -> None:
+        """With a retention grace, track a new order and forget the terminal orders whose intent expired
+        more than the grace ago, except the protective exit a protection still held would create
+        (it is found by client order id so that it fires at most once)."""
+        expiry = self._expiry
+        if expiry is None:
+            return
+        expiry.add(order.client_order_id, order.expires_at)
+        due = expiry.due(now)
+        if not due:
+            return
+        pending_exits = {client_order_id(content_id("protective", p.intent_id, p.parent)) for p in self._protections}
+        for coid in due:
+            rec = self._orders.get(coid)
+            if rec is None:
+                continue
+            if rec.status.is_open or coid in pending_exits:
+                expiry.add(coid, now)
+            else:
+                del self._orders[coid]
+
     def _drop_open(self, rec: _Order) -> None:
         lst = self._open.get(rec.request.symbol)
         if lst and rec.request.client_order_id in lst:
@@ -312,6 +343,8 @@ class PaperVenue:
             self._seq += 1
             rec = _Order(request, f"P{self._seq}", candle.open_time, own=True, reason=trigger.reason)
             self._orders[request.client_order_id] = rec
+            if self._expiry is not None:
+                self._expiry.add(request.client_order_id, request.expires_at)
             price = self.model.taker_price(side, trigger.price, self._half_spread.get(prot.symbol))
             self._add_fill(rec, price, qty, self.model.fee(price, qty, "taker"), "taker", candle.open_time)
             changed.append(rec.view())
