@@ -13,9 +13,9 @@ import structlog
 
 from agents.base import AgentContext
 from core.clock import Clock
-from core.domain import Direction, Side
-from core.ids import content_id
-from core.messages import Candle, TradeIntent
+from core.domain import Direction, OrderType, Side
+from core.ids import client_order_id, content_id
+from core.messages import Candle, OrderRequest, TradeIntent
 from core.ports import Bus
 from core.settings import Settings
 
@@ -83,6 +83,32 @@ def intent(
         expires_at=c.close_time + ttl,
         strategies=("test",),
         **extra,
+    )
+
+
+def order_request(
+    n: int = 0,
+    qty: Decimal = Decimal("0.1"),
+    side: Side = Side.BUY,
+    *,
+    expires_at: datetime | None = None,
+    **kw: Any,
+) -> OrderRequest:
+    """An approved market order (``n`` makes its ids) on BTC/USDT, priced at the 5th candle's close;
+    valid six hours after that candle unless ``expires_at`` says otherwise."""
+    c = candles(60)[4]
+    intent_id = content_id("exec-test", n)
+    return OrderRequest(
+        client_order_id=client_order_id(intent_id),
+        intent_id=intent_id,
+        venue=VENUE,
+        symbol=SYMBOL,
+        side=side,
+        order_type=kw.pop("order_type", OrderType.MARKET),
+        quantity=qty,
+        reference_price=c.close,
+        expires_at=expires_at or c.close_time + timedelta(hours=6),
+        **kw,
     )
 
 

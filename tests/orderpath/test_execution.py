@@ -20,24 +20,9 @@ from core.trading.stores import InMemoryExecutionStore
 from core.trading.venue import VenueOrder, VenueTimeout
 from infrastructure.venues.paper import PaperVenue
 from tests.orderpath.helpers import candles
+from tests.orderpath.helpers import order_request as order
 
 C = candles(60)
-
-
-def order(n: int = 0, qty: D = D("0.1"), side: Side = Side.BUY, **kw) -> OrderRequest:
-    intent_id = content_id("exec-test", n)
-    return OrderRequest(
-        client_order_id=client_order_id(intent_id),
-        intent_id=intent_id,
-        venue="binance",
-        symbol="BTC/USDT",
-        side=side,
-        order_type=kw.pop("order_type", OrderType.MARKET),
-        quantity=qty,
-        reference_price=C[4].close,
-        expires_at=C[4].close_time + timedelta(hours=6),
-        **kw,
-    )
 
 
 class CountingVenue(PaperVenue):

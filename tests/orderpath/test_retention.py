@@ -13,14 +13,14 @@ from agents.risk.engine import RiskEngine
 from agents.risk.settings import RiskSettings
 from core.clock import SimulatedClock
 from core.domain import DecisionVerdict, Direction, OrderStatus, OrderType, Side
-from core.ids import client_order_id, content_id
+from core.ids import content_id
 from core.messages import Fill, OrderRequest, RiskDecision
 from core.trading.fillmodel import FillModel
 from core.trading.protective import ProtectiveLevels
 from core.trading.retention import ExpiryQueue
 from core.trading.stores import InMemoryExecutionStore
 from infrastructure.venues.paper import PaperVenue, _Protection
-from tests.orderpath.helpers import candles, intent
+from tests.orderpath.helpers import candles, intent, order_request
 
 C = candles(60)
 GRACE = timedelta(hours=1)
@@ -39,19 +39,8 @@ def test_expiry_queue_hands_back_keys_expired_more_than_the_grace_ago() -> None:
 
 
 def _order(n: int, expires_at: datetime, side: Side = Side.BUY, limit: D | None = None) -> OrderRequest:
-    intent_id = content_id("retention-test", n)
-    return OrderRequest(
-        client_order_id=client_order_id(intent_id),
-        intent_id=intent_id,
-        venue="binance",
-        symbol="BTC/USDT",
-        side=side,
-        order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
-        quantity=D("0.1"),
-        limit_price=limit,
-        reference_price=C[4].close,
-        expires_at=expires_at,
-    )
+    kind = OrderType.LIMIT if limit is not None else OrderType.MARKET
+    return order_request(n, side=side, expires_at=expires_at, order_type=kind, limit_price=limit)
 
 
 async def test_execution_forgets_only_terminal_orders_expired_beyond_the_grace() -> None:
