@@ -3,6 +3,7 @@
     .venv/bin/python bench/backtest_bench.py                 # 1,000,000 candles (several minutes)
     .venv/bin/python bench/backtest_bench.py --candles 20000 # a quick look
     .venv/bin/python bench/backtest_bench.py --candles 20000 --profile   # where the time goes
+    .venv/bin/python bench/backtest_bench.py --candles 200000 --harness  # the engine without agents
 
 Both engines run sma_cross(10/30) with 100% fixed-fraction sizing, 10 bps fees, fills at the next
 open (the reference configuration of the agreement test) on the same seeded GBM series
@@ -68,6 +69,46 @@ def _backtrader(n: int, seed: int, queue: Any) -> None:
     )
 
 
+def _harness(n: int, seed: int, queue: Any) -> None:
+    """The engine without agents: what a candle costs before any agent does anything."""
+    from backtesting.config import reference_config
+    from backtesting.data import merge
+    from backtesting.engine import BacktestEngine, Replay
+    from backtesting.synthetic import gbm_source
+    from core.messages import Envelope
+    from core.ports import QueueSpec
+    from core.routing import CANDLES
+
+    source = gbm_source(n, seed=seed)
+    started = time.perf_counter()
+    generated = sum(1 for _ in merge([source]))
+    generation = time.perf_counter() - started
+
+    async def feed_only() -> tuple[float, int]:
+        engine = BacktestEngine(reference_config(fee_bps=10), [source])
+        swarm = engine.swarm()
+        delivered = 0
+
+        async def no_op(envelope: Envelope) -> None:
+            nonlocal delivered
+            delivered += 1
+
+        await swarm.bus.start()
+        await swarm.recorder.start()  # the equity sample reads the (idle) account
+        await swarm.bus.subscribe(QueueSpec("bench.candles", (CANDLES.all(),)), no_op)
+        replay = Replay(swarm, engine.symbols)
+        began = time.perf_counter()
+        for candle in merge(engine.sources):
+            await replay.feed(candle)
+        replay.finish()
+        elapsed = time.perf_counter() - began
+        await swarm.bus.close()
+        return elapsed, delivered
+
+    elapsed, delivered = asyncio.run(feed_only())
+    queue.put({"generation": generation, "generated": generated, "feed": elapsed, "delivered": delivered})
+
+
 def _child(target: Any, n: int, seed: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -111,6 +152,12 @@ def main() -> None:
     parser.add_argument("--no-backtrader", action="store_true", help="Skip the backtrader baseline.")
     parser.add_argument("--no-scaling", action="store_true", help="Skip the memory runs at 1/10 and 1/4 size.")
     parser.add_argument("--profile", action="store_true", help="Also print a cProfile breakdown (slower).")
+    parser.add_argument(
+        "--harness",
+        action="store_true",
+        help="Also time the engine without agents (candle generation; feed to a no-op subscriber): the ceiling "
+        "of a pipeline that publishes one message per candle.",
+    )
     args = parser.parse_args()
     n = args.candles
     print(f"tradeswarm backtest bench: {n:,} GBM candles (seed {args.seed}), sma_cross 10/30, 100% sizing, 10 bps")
@@ -135,6 +182,17 @@ def main() -> None:
             r = _child(_ours, size, args.seed)
             print(f"    {size:>10,} candles: peak RSS {r['rss_mb']:7.1f} MB")
         print(f"    {n:>10,} candles: peak RSS {ours['rss_mb']:7.1f} MB")
+    if args.harness:
+        h = _child(_harness, n, args.seed)
+        gen_cps = h["generated"] / h["generation"]
+        feed_cps = h["delivered"] / h["feed"]
+        print("  engine without agents (the ceiling of one message per candle):")
+        print(f"    candle generation only      : {gen_cps:>10,.0f} candles/s  {1e6 / gen_cps:6.1f} us/candle")
+        print(
+            f"    feed to a no-op subscriber  : {feed_cps:>10,.0f} candles/s  {1e6 / feed_cps:6.1f} us/candle  "
+            "(generation, clock, candle envelope, bus delivery, equity sample)"
+        )
+        print(f"    agents' share of a candle   : {1e6 / ours['cps'] - 1e6 / feed_cps:6.1f} us/candle")
     if args.profile:
         _profile(min(n, 50_000), args.seed)
 

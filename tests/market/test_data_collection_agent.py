@@ -50,7 +50,14 @@ class Consumer:
             while len(self.candles) < n:
                 await asyncio.sleep(0.01)
 
-        await asyncio.wait_for(poll(), timeout)
+        try:
+            await asyncio.wait_for(poll(), timeout)
+        except TimeoutError:
+            last = self.candles[-1].open_time.isoformat() if self.candles else None
+            raise AssertionError(
+                f"{len(self.candles)} of {n} candles after {timeout} s (last open time {last}, alerts "
+                f"{[a.code for a in self.alerts]})"
+            ) from None
 
 
 @pytest.fixture(autouse=True)
@@ -109,8 +116,10 @@ async def test_ws_drop_and_restart_leave_a_gap_free_ordered_stream(
         venue.faults.http_5xx = 2
         first = make_agent(bus, venue.clock, gateway_for(venue), store=influx_store)
         await first.start()
-        await consumer.wait_for(30)
-        await first.stop()  # also closes the store: reopen it for the second run
+        try:
+            await consumer.wait_for(30)
+        finally:
+            await first.stop()  # also closes the store: reopen it for the second run
         assert venue.state.ws_connections == 2
 
         stopped_at = len(consumer.candles)
@@ -118,9 +127,11 @@ async def test_ws_drop_and_restart_leave_a_gap_free_ordered_stream(
         await influx_store.start()
         second = make_agent(bus, venue.clock, gateway_for(venue), store=influx_store)
         await second.start()
-        await consumer.wait_for(60)
-        await second.stop()
-        await influx_store.start()
+        try:
+            await consumer.wait_for(60)
+        finally:  # a timeout fails with the agent stopped (a live client would keep the venue open)
+            await second.stop()
+            await influx_store.start()
 
     assert (venue.faults.http_429, venue.faults.http_5xx) == (0, 0)  # the faults did fire
     got = consumer.candles
