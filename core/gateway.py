@@ -220,6 +220,10 @@ class MarketDataSource(Protocol):
         """Public trades (offline sources yield none)."""
         ...
 
+    def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
+        """Best bid/ask updates (offline sources yield none)."""
+        ...
+
     async def reset_streams(self) -> None:
         """Drop live connections so every stream resubscribes from scratch (stale feed)."""
         ...

@@ -4,9 +4,11 @@ For every configured symbol x timeframe it reads CLOSED candles from its source 
 through the gateway, a replay file, or synthetic GBM), guards the stream (:class:`CandleFeed`:
 sequence numbers, duplicates dropped, gaps backfilled through REST before newer candles), publishes
 :class:`Candle` messages, and writes them to the tick store (InfluxDB). With ``trades`` on, it also
-publishes and stores public trades. A feed silent for ``stale_intervals`` intervals raises a
-``stale_feed`` :class:`RiskAlert` and is resubscribed. On restart it resumes after the last candle
-in the tick store, so the missed candles are backfilled and numbering continues.
+publishes and stores public trades; with ``book`` on, it publishes the top of book (best bid/ask,
+throttled by :class:`~agents.data_collection.book.BookThrottle`, not stored). A candle feed silent
+for ``stale_intervals`` intervals raises a ``stale_feed`` :class:`RiskAlert` and is resubscribed.
+On restart it resumes after the last candle in the tick store, so the missed candles are
+backfilled and numbering continues.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from agents.base import Agent, AgentContext
+from agents.data_collection.book import BookThrottle
 from agents.data_collection.feed import CandleFeed
 from agents.data_collection.settings import DataCollectionSettings
 from core.candles import timeframe_ms
@@ -25,7 +29,7 @@ from core.errors import PermanentError, TemporaryError, UnroutableMessage
 from core.gateway import CandleKey, MarketDataSource, TickStore
 from core.messages.base import Payload
 from core.messages.control import RiskAlert
-from core.messages.market import Candle, Trade
+from core.messages.market import BookTop, Candle, Trade
 from infrastructure.observability import metrics
 
 
@@ -104,6 +108,9 @@ class DataCollectionAgent(Agent):
         self._buffer = StoreBuffer(store, self.config.store_batch_size, self.log) if store is not None else None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Future[Any]] = set()
+        self._book_throttle = BookThrottle(
+            timedelta(seconds=self.config.book_min_interval_s), timedelta(seconds=self.config.book_refresh_s)
+        )
 
     async def on_start(self) -> None:
         """Connect the store, resume every feed after its last stored candle, start the loops."""
@@ -135,6 +142,8 @@ class DataCollectionAgent(Agent):
                 self._tasks.append(asyncio.create_task(self._run_candles(feed), name=f"candles {symbol} {timeframe}"))
             if self.config.trades:
                 self._tasks.append(asyncio.create_task(self._run_trades(symbol), name=f"trades {symbol}"))
+            if self.config.book:
+                self._tasks.append(asyncio.create_task(self._run_book(symbol), name=f"book {symbol}"))
         if self._buffer is not None:
             self._tasks.append(asyncio.create_task(self._flush_loop(), name="store flush"))
 
@@ -223,6 +232,26 @@ class DataCollectionAgent(Agent):
                 return
             except TemporaryError as exc:
                 self.log.warning("trade feed interrupted; resubscribing", symbol=symbol, error=str(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _run_book(self, symbol: str) -> None:
+        """Publish the top of book of ``symbol`` as the throttle lets it through (not stored)."""
+        while True:
+            stream: AsyncIterator[BookTop] = self.source.stream_book_top(symbol)
+            try:
+                async for top in stream:
+                    metrics.MARKET_EVENTS.labels(self.venue, symbol, "book").inc()
+                    if self._book_throttle.due(top, self.ctx.clock.now()):
+                        await self._guarded_step(self._send(top, ts_event=top.ts))
+                return  # the source has no (more) book: offline sources
+            except PermanentError as exc:
+                self.log.error("book feed failed permanently", symbol=symbol, error=str(exc))
+                return
+            except TemporaryError as exc:
+                self.log.warning("book feed interrupted; resubscribing", symbol=symbol, error=str(exc))
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):

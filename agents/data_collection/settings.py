@@ -37,6 +37,15 @@ class DataCollectionSettings(BaseSettings):
     synthetic_mu: float = Field(default=0.05, ge=-10, le=10)
 
     trades: bool = Field(default=True, description="Also stream public trades (ticks) and store them.")
+    book: bool = Field(
+        default=True, description="Also stream the top of book (best bid/ask) for the paper venue's spread."
+    )
+    book_min_interval_s: float = Field(
+        default=1.0, ge=0, description="Publish a changed top of book at most this often per symbol."
+    )
+    book_refresh_s: float = Field(
+        default=30.0, gt=0, description="Publish the top of book this often even when it did not change."
+    )
     store: bool = Field(default=True, description="Write candles and trades to InfluxDB.")
     store_batch_size: int = Field(default=500, ge=1, le=100_000)
     store_flush_s: float = Field(default=1.0, gt=0, le=60)

@@ -26,7 +26,7 @@ import numpy as np
 from core.candles import timeframe_ms
 from core.clock import ms_from_utc, utc_from_ms
 from core.gateway import CandleKey
-from core.messages.market import Candle, Trade
+from core.messages.market import BookTop, Candle, Trade
 from core.routing import escape
 from infrastructure.feeds.files import CandleFileError, key_from_filename, read_candles
 
@@ -118,6 +118,12 @@ class ReplaySource:
         none: list[Trade] = []
         for trade in none:
             yield trade
+
+    async def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
+        """Replays carry no order book."""
+        none: list[BookTop] = []
+        for top in none:
+            yield top
 
     async def reset_streams(self) -> None:
         """Nothing to reconnect."""
@@ -232,6 +238,12 @@ class SyntheticSource:
         none: list[Trade] = []
         for trade in none:
             yield trade
+
+    async def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
+        """Synthetic feeds carry no order book."""
+        none: list[BookTop] = []
+        for top in none:
+            yield top
 
     async def reset_streams(self) -> None:
         """Nothing to reconnect."""

@@ -156,6 +156,8 @@ class FakeBinanceState:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     ws_connections: int = 0
     frames_sent: int = 0
+    book_frames: int = 20
+    """Book ticker frames a ``@bookTicker`` subscription gets (each reads ``book_ticker`` anew)."""
 
 
 class VenueClock:
@@ -497,10 +499,11 @@ class FakeBinance:
             await ws.send_json(frame)
             await asyncio.sleep(state.frame_interval_s)
 
-    async def _play_book_tickers(self, ws: web.WebSocketResponse, frames: int = 20) -> None:
-        """Book ticker frames (no event field, as on Binance) with the recorded best bid/ask."""
-        bt = self.state.book_ticker
-        for update_id in range(frames):
+    async def _play_book_tickers(self, ws: web.WebSocketResponse) -> None:
+        """Book ticker frames (no event field, as on Binance) with the recorded best bid/ask (or
+        whatever a test put in ``state.book_ticker`` meanwhile)."""
+        for update_id in range(self.state.book_frames):
+            bt = self.state.book_ticker
             frame = {"u": 14527958487 + update_id, "s": bt["symbol"], "b": bt["bidPrice"], "B": bt["bidQty"],
                      "a": bt["askPrice"], "A": bt["askQty"]}  # fmt: skip
             await ws.send_json(frame)

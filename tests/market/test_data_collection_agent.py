@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from core.gateway import CandleKey
 from core.logging import get_logger
 from core.messages.base import Envelope
 from core.messages.control import RiskAlert
-from core.messages.market import Candle
+from core.messages.market import BookTop, Candle
 from core.ports import QueueSpec
-from core.routing import ALERTS, CANDLES
+from core.routing import ALERTS, BOOK, CANDLES
 from core.settings import Settings
 from infrastructure.database.influx import InfluxV1Store
 from infrastructure.feeds import ReplaySource, SyntheticSource, read_candles_csv
@@ -38,12 +39,25 @@ class Consumer:
     def __init__(self) -> None:
         self.candles: list[Candle] = []
         self.alerts: list[RiskAlert] = []
+        self.books: list[BookTop] = []
 
     async def on_message(self, envelope: Envelope) -> None:
         if isinstance(envelope.payload, Candle):
             self.candles.append(envelope.payload)
         elif isinstance(envelope.payload, RiskAlert):
             self.alerts.append(envelope.payload)
+        elif isinstance(envelope.payload, BookTop):
+            self.books.append(envelope.payload)
+
+    async def wait_for_books(self, n: int, timeout: float = 30) -> None:
+        async def poll() -> None:
+            while len(self.books) < n:
+                await asyncio.sleep(0.01)
+
+        try:
+            await asyncio.wait_for(poll(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"{len(self.books)} of {n} book tops after {timeout} s") from None
 
     async def wait_for(self, n: int, timeout: float = 60) -> None:
         async def poll() -> None:
@@ -70,7 +84,7 @@ async def bus_and_consumer() -> AsyncIterator[tuple[InMemoryBus, Consumer]]:
     bus = InMemoryBus()
     await bus.start()
     consumer = Consumer()
-    await bus.subscribe(QueueSpec("consumer.market", (CANDLES.all(), ALERTS.all())), consumer.on_message)
+    await bus.subscribe(QueueSpec("consumer.market", (CANDLES.all(), ALERTS.all(), BOOK.all())), consumer.on_message)
     yield bus, consumer
     await bus.close()
 
@@ -85,7 +99,7 @@ def make_agent(bus: InMemoryBus, clock: Clock, source, store=None, **config) -> 
         log=get_logger("test"),
         instrument=False,
     )
-    options: dict[str, Any] = {"trades": False, "store_flush_s": 0.05, "close_grace_ms": 3_600_000}
+    options: dict[str, Any] = {"trades": False, "book": False, "store_flush_s": 0.05, "close_grace_ms": 3_600_000}
     options.update(config)
     return DataCollectionAgent(ctx, source, venue="binance", store=store, config=DataCollectionSettings(**options))
 
@@ -142,6 +156,47 @@ async def test_ws_drop_and_restart_leave_a_gap_free_ordered_stream(
     assert stopped_at < 60
     stored = await influx_store.query_candles(CandleKey("binance", "BTC/USDT", "1h"), recorded[0].open_time)
     assert stored == got  # the tick store holds exactly what was published, sequence numbers included
+
+
+async def test_top_of_book_is_published_when_it_changes(bus_and_consumer) -> None:
+    """Book ticker frames through real ccxt (watch_bids_asks): the first top is published, identical
+    frames are not, a changed top is."""
+    bus, consumer = bus_and_consumer
+    async with FakeBinance(stream_start=100, stream_end=103, frame_interval_s=0.005) as venue:
+        venue.state.book_frames = 2000  # ~10 s of identical frames unless the test changes the book
+        agent = make_agent(
+            bus, venue.clock, gateway_for(venue), store=None, book=True, book_min_interval_s=0.0,
+            book_refresh_s=365 * 86_400.0,
+        )  # fmt: skip
+        await agent.start()
+        try:
+            await consumer.wait_for_books(1)
+            await asyncio.sleep(0.1)  # ~20 more identical frames
+            assert len(consumer.books) == 1
+            venue.state.book_ticker = {**venue.state.book_ticker, "bidPrice": "60740.01", "askPrice": "60742.50"}
+            await consumer.wait_for_books(2)
+            await asyncio.sleep(0.1)
+        finally:
+            await agent.stop()
+    first, second = consumer.books[0], consumer.books[1]
+    assert (first.venue, first.symbol) == ("binance", "BTC/USDT")
+    assert (first.bid, first.ask) == (Decimal("60741.67"), Decimal("60741.68"))  # the recorded book ticker
+    assert (first.bid_size, first.ask_size) == (Decimal("0.3658"), Decimal("0.45178"))
+    assert (second.bid, second.ask) == (Decimal("60740.01"), Decimal("60742.50"))
+    assert len(consumer.books) == 2
+
+
+async def test_offline_sources_publish_no_book(bus_and_consumer, btc_1h_csv: Path) -> None:
+    bus, consumer = bus_and_consumer
+    from core.clock import WallClock
+
+    agent = make_agent(bus, WallClock(), ReplaySource(btc_1h_csv, venue="binance"), store=None, book=True)
+    await agent.start()
+    try:
+        await consumer.wait_for(3000)
+    finally:
+        await agent.stop()
+    assert consumer.books == []
 
 
 async def test_stale_feed_alerts_and_resubscribes(bus_and_consumer) -> None:
