@@ -253,6 +253,9 @@ class DataCollectionAgent(Agent):
             except TemporaryError as exc:
                 self.log.warning("book feed interrupted; resubscribing", symbol=symbol, error=str(exc))
                 await asyncio.sleep(1.0)
+            except ValueError as exc:  # a ticker the BookTop model refuses (e.g. a crossed book): skip it
+                self.log.warning("invalid top of book skipped; resubscribing", symbol=symbol, error=str(exc)[:300])
+                await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await stream.aclose()  # type: ignore[attr-defined]

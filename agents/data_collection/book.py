@@ -23,7 +23,7 @@ class BookThrottle:
 
     min_interval: timedelta
     refresh: timedelta
-    _last: dict[str, tuple[datetime, Decimal, Decimal]] = field(default_factory=dict)
+    _last: dict[str, tuple[datetime, Decimal, Decimal]] = field(default_factory=dict, init=False)
 
     def due(self, top: BookTop, now: datetime) -> bool:
         """Whether ``top`` should be published at ``now`` (remembered as published if so)."""

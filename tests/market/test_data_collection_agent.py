@@ -186,6 +186,23 @@ async def test_top_of_book_is_published_when_it_changes(bus_and_consumer) -> Non
     assert len(consumer.books) == 2
 
 
+async def test_a_crossed_book_is_skipped_and_the_feed_goes_on(bus_and_consumer) -> None:
+    bus, consumer = bus_and_consumer
+    async with FakeBinance(stream_start=100, stream_end=103, frame_interval_s=0.005) as venue:
+        venue.state.book_frames = 4000
+        venue.state.book_ticker = {**venue.state.book_ticker, "bidPrice": "60745.00", "askPrice": "60741.00"}
+        agent = make_agent(bus, venue.clock, gateway_for(venue), store=None, book=True, book_min_interval_s=0.0)
+        await agent.start()
+        try:
+            await asyncio.sleep(0.3)  # crossed frames only: refused by the BookTop model
+            assert consumer.books == []
+            venue.state.book_ticker = {**venue.state.book_ticker, "bidPrice": "60740.00", "askPrice": "60741.00"}
+            await consumer.wait_for_books(1)
+        finally:
+            await agent.stop()
+    assert (consumer.books[0].bid, consumer.books[0].ask) == (Decimal("60740.00"), Decimal("60741.00"))
+
+
 async def test_offline_sources_publish_no_book(bus_and_consumer, btc_1h_csv: Path) -> None:
     bus, consumer = bus_and_consumer
     from core.clock import WallClock
