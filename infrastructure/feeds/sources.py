@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,6 +30,15 @@ from core.gateway import CandleKey
 from core.messages.market import BookTop, Candle, Trade
 from core.routing import escape
 from infrastructure.feeds.files import CandleFileError, key_from_filename, read_candles
+
+T = TypeVar("T")
+
+
+async def _nothing(kind: type[T]) -> AsyncIterator[T]:
+    """An empty stream of ``kind``: what offline sources have of trades and order books."""
+    empty: list[T] = []
+    for item in empty:
+        yield item
 
 
 async def _pace(timeframe: str, speed: float) -> None:
@@ -113,17 +123,13 @@ class ReplaySource:
         hi = bisect.bisect_left(opens, until) if until is not None else len(candles)
         return candles[lo:hi]
 
-    async def stream_trades(self, symbol: str) -> AsyncIterator[Trade]:
+    def stream_trades(self, symbol: str) -> AsyncIterator[Trade]:
         """Replays carry no trades."""
-        none: list[Trade] = []
-        for trade in none:
-            yield trade
+        return _nothing(Trade)
 
-    async def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
+    def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
         """Replays carry no order book."""
-        none: list[BookTop] = []
-        for top in none:
-            yield top
+        return _nothing(BookTop)
 
     async def reset_streams(self) -> None:
         """Nothing to reconnect."""
@@ -233,17 +239,13 @@ class SyntheticSource:
                 out.append(candle)
         return out
 
-    async def stream_trades(self, symbol: str) -> AsyncIterator[Trade]:
+    def stream_trades(self, symbol: str) -> AsyncIterator[Trade]:
         """Synthetic feeds carry no trades."""
-        none: list[Trade] = []
-        for trade in none:
-            yield trade
+        return _nothing(Trade)
 
-    async def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
+    def stream_book_top(self, symbol: str) -> AsyncIterator[BookTop]:
         """Synthetic feeds carry no order book."""
-        none: list[BookTop] = []
-        for top in none:
-            yield top
+        return _nothing(BookTop)
 
     async def reset_streams(self) -> None:
         """Nothing to reconnect."""

@@ -50,18 +50,14 @@ class Consumer:
             self.books.append(envelope.payload)
 
     async def wait_for_books(self, n: int, timeout: float = 30) -> None:
-        async def poll() -> None:
-            while len(self.books) < n:
-                await asyncio.sleep(0.01)
-
-        try:
-            await asyncio.wait_for(poll(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"{len(self.books)} of {n} book tops after {timeout} s") from None
+        await self._wait(self.books, n, timeout, "book tops")
 
     async def wait_for(self, n: int, timeout: float = 60) -> None:
+        await self._wait(self.candles, n, timeout, "candles")
+
+    async def _wait(self, items: list[Any], n: int, timeout: float, what: str) -> None:
         async def poll() -> None:
-            while len(self.candles) < n:
+            while len(items) < n:
                 await asyncio.sleep(0.01)
 
         try:
@@ -69,7 +65,7 @@ class Consumer:
         except TimeoutError:
             last = self.candles[-1].open_time.isoformat() if self.candles else None
             raise AssertionError(
-                f"{len(self.candles)} of {n} candles after {timeout} s (last open time {last}, alerts "
+                f"{len(items)} of {n} {what} after {timeout} s (last candle open time {last}, alerts "
                 f"{[a.code for a in self.alerts]})"
             ) from None
 
