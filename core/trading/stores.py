@@ -118,6 +118,24 @@ class ForgetfulExecutionStore(Protocol):
 
 
 @runtime_checkable
+class FillOutbox(Protocol):
+    """A durable :class:`ExecutionStore` that remembers which stored fills the bus confirmed.
+
+    A fill is stored (with its position) before it is published; a process killed in between
+    leaves it unpublished, and the next process publishes it before consuming anything. In-memory
+    stores need no outbox: nothing survives their process.
+    """
+
+    async def unpublished_fills(self, account: str) -> Sequence[Fill]:
+        """Fills stored but not yet marked published, oldest first."""
+        ...
+
+    async def mark_published(self, account: str, fills: Sequence[Fill]) -> None:
+        """Mark these fills published (the bus confirmed them)."""
+        ...
+
+
+@runtime_checkable
 class AuditStore(Protocol):
     """The append-only audit log."""
 
@@ -192,9 +210,9 @@ class InMemoryExecutionStore:
         """See :class:`ExecutionStore`."""
         key = (fill.venue, fill.fill_id)
         new = key not in self.fill_log
-        if new:
+        if new:  # a fill already stored leaves the position as that fill made it
             self.fill_log[key] = (account, fill)
-        self.position_rows[(account, position.venue, position.symbol)] = position
+            self.position_rows[(account, position.venue, position.symbol)] = position
         return new
 
     async def fills(self, account: str) -> Sequence[Fill]:

@@ -23,6 +23,7 @@ from infrastructure.database.timescale import (
     PostgresExecutionStore,
     apply_migrations,
 )
+from infrastructure.database.timescale.migrate import MIGRATIONS
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 9, 16, 12, tzinfo=UTC)
@@ -70,10 +71,9 @@ async def test_migrations_are_idempotent_and_recorded(postgres_dsn):
     try:
         assert await apply_migrations(db) == []
         names = await db.run("t", lambda c: c.fetch("SELECT name FROM schema_migrations"))
-        assert sorted(r["name"] for r in names) == [  # no timescaledb extension here
-            "001_order_path.sql",
-            "002_execution_control.sql",
-        ]
+        # every plain migration, none of migrations/timescale (no timescaledb extension here)
+        assert sorted(r["name"] for r in names) == sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+        assert "006_safety.sql" in {r["name"] for r in names}
         tables = await db.run("t", lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'"))
         assert {
             "orders",
@@ -96,7 +96,8 @@ async def test_agents_starting_together_migrate_once_without_racing(postgres_dsn
         await db.connect()
     try:
         results = await asyncio.gather(*(apply_migrations(db) for db in dbs))
-        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 2]  # exactly one applied them
+        plain = len(list(MIGRATIONS.glob("*.sql")))
+        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, plain]  # exactly one applied them
     finally:
         for db in dbs:
             await db.close()
