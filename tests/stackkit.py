@@ -259,7 +259,8 @@ class StackHandle:
         """An AMQP URL to the stack's vhost with agent ``kind``'s own credentials (from secrets.json)."""
         secrets = orjson.loads((self.run_dir / "secrets.json").read_bytes())
         user = self.user(kind)
-        return f"amqp://{quote(user, safe='')}:{quote(secrets[user], safe='')}@{self.amqp_host}/{quote(self.vhost, safe='')}"
+        credentials = f"{quote(user, safe='')}:{quote(secrets[user], safe='')}"
+        return f"amqp://{credentials}@{self.amqp_host}/{quote(self.vhost, safe='')}"
 
     @property
     def guest_url(self) -> str:

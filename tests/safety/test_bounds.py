@@ -93,6 +93,8 @@ async def test_an_absurd_message_is_dead_lettered_with_the_reason(rabbit_url: st
                 break
             await asyncio.sleep(0.05)
         assert handled == []
-        assert len(letters) == 1 and "volume" in letters[0].reason and "less than or equal" in letters[0].reason
+        (letter,) = letters
+        assert "volume" in letter.reason
+        assert "less than or equal" in letter.reason
     finally:
         await bus.close()

@@ -17,6 +17,7 @@ import asyncio
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
@@ -84,7 +85,7 @@ async def test_an_oversized_body_is_refused_by_the_broker_and_lands_nowhere(tmp_
             await asyncio.sleep(0.5)
             letters = list(await consumer.dead_letters("execution.size"))
             assert len(letters) == 1
-            assert all(len(letter.body) <= DEFAULT_MAX_MESSAGE_BYTES for letter in letters)
+            assert len(letters[0].body) <= DEFAULT_MAX_MESSAGE_BYTES
             queues = broker.ctl("list_queues", "-q", "name", "messages").stdout.decode()
             assert re.search(r"^execution\.size\t0$", queues, re.M), queues
         finally:
@@ -96,13 +97,14 @@ async def test_an_oversized_body_is_refused_by_the_broker_and_lands_nowhere(tmp_
 
 async def test_agents_refuse_to_send_an_oversized_message(rabbit_url: str) -> None:
     """The sending side of the same limit: the agent's bus refuses before anything reaches the broker."""
+    from core.domain import Severity
+    from core.errors import MessageTooLarge
     from core.messages import RiskAlert
-    from core.messages.codec import MessageTooLarge
 
     bus = RabbitMQBus(rabbit_url, connection_name="sender", codec=JsonCodec(max_message_bytes=1024))
     await bus.start()
     try:
-        alert = RiskAlert(severity="warning", code="test", message="z" * 2000)
+        alert = RiskAlert(severity=Severity.WARNING, code="test", message="z" * 2000)
         with pytest.raises(MessageTooLarge, match="over the 1024 limit"):
             await bus.publish(Envelope.wrap(alert, source="risk-1", clock=WallClock()))
     finally:
@@ -138,7 +140,9 @@ async def test_a_full_queue_dead_letters_its_oldest_messages(rabbit_url: str) ->
             if line.split("\t")[1] == "3":
                 break
             await asyncio.sleep(0.5)
-        assert line.split("\t")[1] == "3" and "x-max-length" in line and "drop-head" in line, line
+        assert line.split("\t")[1] == "3", line
+        assert "x-max-length" in line
+        assert "drop-head" in line
     finally:
         await bus.close()
 
@@ -163,7 +167,7 @@ def test_every_agent_queue_is_capped_and_the_alerts_watch_the_same_cap() -> None
 
 
 @pytest.fixture
-def shipped_broker(tmp_path: Path) -> PrivateBroker:  # type: ignore[misc]
+def shipped_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     """A private node with the shipped definitions and set-passwords.sh applied (as the container does)."""
     broker = start_private_broker(tmp_path / "rabbitmq")
     try:
@@ -180,9 +184,24 @@ def shipped_broker(tmp_path: Path) -> PrivateBroker:  # type: ignore[misc]
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "monitoring only" in done.stdout
-        yield broker  # type: ignore[misc]
+        yield broker
     finally:
         broker.stop()
+
+
+async def _publish_confirmed(
+    connection: aio_pika.abc.AbstractConnection, exchange: str, key: str, body: bytes, user_id: str | None = None
+) -> None:
+    """Publish and wait for the broker's answer (a refusal closes the channel: raised here)."""
+    channel = await connection.channel(publisher_confirms=True)
+    target = channel.default_exchange if exchange == "" else await channel.get_exchange(exchange, ensure=False)
+    await target.publish(aio_pika.Message(body, user_id=user_id), routing_key=key)
+
+
+async def _get_one(connection: aio_pika.abc.AbstractConnection, queue_name: str) -> object:
+    channel = await connection.channel()
+    queue = await channel.get_queue(queue_name, ensure=False)
+    return await queue.get(fail=False)
 
 
 @pytest.mark.slow
@@ -192,27 +211,16 @@ async def test_the_shipped_ui_user_cannot_publish_on_agents_routing_keys(shipped
     assert re.search(r"^admin\t\[monitoring\]$", users, re.M), users
     forged = Envelope.wrap(approved_order(0), source="compliance-1", clock=WallClock())
     body = JsonCodec().encode(forged)
-    for key in ("order.approved.binance.BTC-USDT", "control.command.all", "execution.fill.binance.BTC-USDT"):
-        connection = await aio_pika.connect(shipped_broker.url("paper", "admin", "admin-secret"))
-        try:
-            channel = await connection.channel()
-            exchange = await channel.get_exchange(routing.EXCHANGE, ensure=False)
-            with pytest.raises(Exception, match="ACCESS_REFUSED"):
-                await exchange.publish(aio_pika.Message(body), routing_key=key)
-                await channel.close()  # the refusal closes the channel: surfaced here at the latest
-        finally:
-            await connection.close()
-    # nor straight into the executor's queue through the default exchange, nor consume it
     connection = await aio_pika.connect(shipped_broker.url("paper", "admin", "admin-secret"))
     try:
-        channel = await connection.channel()
+        for key in ("order.approved.binance.BTC-USDT", "control.command.all", "execution.fill.binance.BTC-USDT"):
+            with pytest.raises(Exception, match="ACCESS_REFUSED"):
+                await _publish_confirmed(connection, routing.EXCHANGE, key, body)
+        # nor straight into the executor's queue through the default exchange, nor consume it
         with pytest.raises(Exception, match="ACCESS_REFUSED"):
-            await channel.default_exchange.publish(aio_pika.Message(body), routing_key="execution.orders")
-            await channel.close()
-        channel = await connection.channel()
+            await _publish_confirmed(connection, "", "execution.orders", body)
         with pytest.raises(Exception, match="ACCESS_REFUSED"):
-            queue = await channel.get_queue("execution.orders", ensure=False)
-            await queue.get(fail=False)
+            await _get_one(connection, "execution.orders")
         channel = await connection.channel()
         dlq = await channel.get_queue("execution.orders.dlq", ensure=False)
         assert await dlq.get(fail=False) is None  # reading dead letters (inspection) is allowed
@@ -221,11 +229,7 @@ async def test_the_shipped_ui_user_cannot_publish_on_agents_routing_keys(shipped
     # the compliance user still publishes approved orders (the permissions are not simply closed)
     connection = await aio_pika.connect(shipped_broker.url("paper", "compliance", "compliance-secret"))
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(routing.EXCHANGE, ensure=False)
-        await exchange.publish(
-            aio_pika.Message(body, user_id="compliance"), routing_key="order.approved.binance.BTC-USDT"
-        )
+        await _publish_confirmed(connection, routing.EXCHANGE, "order.approved.binance.BTC-USDT", body, "compliance")
     finally:
         await connection.close()
     queues = ""

@@ -23,11 +23,11 @@ from tests.factories import T0, candle
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def at(payload, ts: datetime) -> Envelope:  # type: ignore[no-untyped-def]
+def at(payload, ts: datetime) -> Envelope:
     return Envelope.wrap(payload, source="test", clock=SimulatedClock(ts), ts_event=ts)
 
 
-async def market_bus(handler, max_jump: timedelta | None = timedelta(days=7)):  # type: ignore[no-untyped-def]
+async def market_bus(handler, max_jump: timedelta | None = timedelta(days=7)):
     clock = SimulatedClock()
     inner = InMemoryBus()
     bus = MarketTimeBus(inner, clock, max_jump=max_jump)
@@ -54,7 +54,8 @@ async def test_a_refused_message_leaves_the_clock_where_it_was() -> None:
     await inner.publish(at(approved_order(1), forged_ts))
     assert seen[-1] == forged_ts  # the handler ran at the message's market time...
     assert clock.now() == first.close_time  # ...and the refusal took the move back
-    assert [d.reason for d in await inner.dead_letters("execution.test")][0].startswith("approved order sent")
+    (letter,) = await inner.dead_letters("execution.test")
+    assert letter.reason.startswith("approved order sent")
     later = candle(1)
     await inner.publish(at(later, later.close_time))
     assert clock.now() == later.close_time  # the next accepted message moves it on
@@ -85,7 +86,8 @@ async def test_an_implausible_jump_is_dead_lettered_with_a_reason() -> None:
     assert clock.now() == first.close_time
     assert handled == ["candle"]  # the handler never saw it
     (letter,) = await inner.dead_letters("execution.test")
-    assert "ahead of this agent's market clock" in letter.reason and "refused as implausible" in letter.reason
+    assert "ahead of this agent's market clock" in letter.reason
+    assert "refused as implausible" in letter.reason
     # within the limit is fine (a gap in the exchange's history)
     gap = first.close_time + timedelta(days=6)
     await inner.publish(
