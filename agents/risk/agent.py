@@ -75,7 +75,9 @@ class RiskAgent(Agent):
         self.risk_settings = settings or RiskSettings()
         self.engine = RiskEngine(self.risk_settings)
         self.history = history
-        self.ledger = ledger or IntentLedger(grace=grace_of(self.risk_settings.retention_grace_s))
+        self.ledger = (
+            ledger if ledger is not None else IntentLedger(grace=grace_of(self.risk_settings.retention_grace_s))
+        )
         """The first decision of every intent: a duplicate intent is decided once."""
         self.flattening: Flattening | None = None
         self.incarnation = uuid7()
