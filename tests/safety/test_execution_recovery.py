@@ -12,6 +12,7 @@ kill -9 is tests/safety/test_crash_e2e.py):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
@@ -22,7 +23,7 @@ from agents.execution.agent import _persistent_paper_venue
 from agents.execution.engine import UNKNOWN_AT_VENUE, ExecutionEngine
 from agents.execution.settings import ExecutionSettings
 from core.clock import SimulatedClock
-from core.domain import OrderStatus, Severity
+from core.domain import OrderStatus, Severity, Side
 from core.messages import Fill, OrderUpdate, PositionUpdate, RiskAlert
 from core.trading.fillmodel import FillModel
 from core.trading.portfolio import Position
@@ -124,8 +125,8 @@ async def test_a_fill_stored_but_not_published_is_published_by_the_next_engine(d
 async def test_a_fill_stored_twice_moves_the_position_once(db: Database) -> None:
     store = PostgresExecutionStore(db, "paper")
     fill = Fill(
-        fill_id="X-1", client_order_id="c-1", intent_id="00000000-0000-0000-0000-000000000001", venue="binance",
-        symbol="BTC/USDT", side="buy", price=D(60_000), quantity=D("0.1"), ts=C[5].open_time,
+        fill_id="X-1", client_order_id="c-1", intent_id=uuid.UUID(int=1), venue="binance",
+        symbol="BTC/USDT", side=Side.BUY, price=D(60_000), quantity=D("0.1"), ts=C[5].open_time,
     )  # fmt: skip
     first = Position("binance", "BTC/USDT", D("0.1"), D(60_000), D(0), D(0))
     doubled = Position("binance", "BTC/USDT", D("0.2"), D(60_000), D(0), D(0))
