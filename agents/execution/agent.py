@@ -16,18 +16,18 @@ import contextlib
 import os
 import secrets
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.base import Agent, AgentContext, Subscription
+from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
 from agents.execution.settings import ExecutionSettings
 from core.clock import Clock
-from core.domain import CommandKind, Mode
+from core.domain import CommandKind, Mode, Severity
 from core.errors import ConfigurationError, UnroutableMessage
-from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload
+from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
 from core.trading.retention import grace_of
@@ -100,6 +100,8 @@ class ExecutionAgent(Agent):
         self._unrouted_types: set[str] = set()
         """Message types already reported as having no consumer (reported once each)."""
         self._poller: asyncio.Task[None] | None = None
+        self.intended_mode: Callable[[], Awaitable[str | None]] | None = None
+        """Reads the orchestrator's saved trading intent (``active``/``paused``/``halted``), if any."""
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
 
@@ -211,12 +213,35 @@ class ExecutionAgent(Agent):
             await self._publish_all(events, envelope)
             return "halted: open orders and protective exits cancelled at the venue, new orders refused"
         if command.kind is CommandKind.RESUME:
+            await self._require_swarm_resumed(command)
             async with self._lock:
                 events = await self.engine.resume(command.command_id, command.reason or "resume")
                 self.halted = False
             await self._publish_all(events, envelope)
             return "resumed: protective exits of open positions re-armed"
         return None
+
+    async def _require_swarm_resumed(self, command: Command) -> None:
+        """Refuse a RESUME while the orchestrator's saved intent (``trading_intent``) says HALTED.
+
+        The orchestrator saves the intent before it publishes a swarm-wide RESUME, so a legitimate one
+        always finds it ACTIVE; a RESUME that contradicts it (sent to execution alone behind the
+        orchestrator's back, or an old one replayed) would re-arm the venue's protective exits until the
+        orchestrator halts execution again: it is refused (acknowledged ``ok=False``) with a critical
+        alert. Without a saved intent (no PostgreSQL, a fresh database) nothing is checked."""
+        if self.intended_mode is None:
+            return
+        mode = await self.intended_mode()
+        if mode != "halted":
+            return
+        reason = (
+            f"RESUME {command.command_id} refused: the swarm's intended trading state is halted "
+            "(resume the swarm through the orchestrator)"
+        )
+        alert = RiskAlert(severity=Severity.CRITICAL, code="resume_refused", message=reason)
+        with contextlib.suppress(UnroutableMessage):
+            await self.publish(alert)
+        raise CommandFailed(reason)
 
 
 def paper_venue(
@@ -280,6 +305,16 @@ async def build(ctx: AgentContext) -> Agent:
         venue = await _persistent_paper_venue(settings, ctx.clock, db)
     agent = ExecutionAgent(ctx, venue, store, settings)
     agent.resources.extend(resources)
+    if db is not None:
+        from infrastructure.database.timescale.control_store import PostgresIntentStore
+
+        intents = PostgresIntentStore(db)
+
+        async def intended_mode() -> str | None:
+            row = await intents.load()
+            return None if row is None else str(row["mode"])
+
+        agent.intended_mode = intended_mode
     return agent
 
 

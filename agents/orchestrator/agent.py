@@ -455,8 +455,9 @@ class OrchestratorAgent(Agent):
 
     def trading(self) -> Literal["active", "paused", "halted", "mixed"]:
         """What the agents that obey HALT and PAUSE actually do: ``halted`` (all of them), ``paused``
-        (the PAUSE kinds paused, none halted), ``active`` (none halted nor paused) or ``mixed``; the
-        intent when no such agent is alive."""
+        (every agent of the PAUSE kinds paused or halted), ``active`` (none halted nor paused) or
+        ``mixed`` (some are, some are not; also while a HALT is intended and not every agent is
+        halted); the intent when no such agent is alive."""
         live = [r for r in self.registry.records() if r.state is not AgentState.DOWN]
         halt_kinds = self.book.required_kinds(CommandKind.HALT)
         pause_kinds = self.book.required_kinds(CommandKind.PAUSE)
@@ -466,11 +467,11 @@ class OrchestratorAgent(Agent):
             return _MODE_NAMES[self.book.mode]
         if halted and all(halted):
             return "halted"
-        if any(halted):
-            return "mixed"
+        if any(halted) and self.book.mode is TradingMode.HALTED:
+            return "mixed"  # a HALT not in force everywhere (even if entries happen to be stopped)
         if paused and all(paused):
-            return "paused"
-        return "mixed" if any(paused) else "active"
+            return "paused"  # no new entries (an agent that halts on PAUSE, like compliance, is no less)
+        return "mixed" if any(halted) or any(paused) else "active"
 
     def health(self) -> HealthView:
         """The swarm's status, what the agents do (``trading``) and what was intended."""

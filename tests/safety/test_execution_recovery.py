@@ -195,3 +195,43 @@ async def test_orders_for_untraded_symbols_are_rejected() -> None:
         assert await venue.lookup(request.client_order_id, request.symbol) is None  # never sent
     events = await engine.handle_order(order(3))
     assert [u.status for u in events if isinstance(u, OrderUpdate)][-1] is OrderStatus.ACCEPTED
+
+
+async def test_execution_refuses_a_resume_the_swarm_did_not_intend() -> None:
+    """A RESUME while the orchestrator's saved intent is HALTED (sent to execution alone, or replayed)
+    is refused: the kill switch and the suspended protective exits stay; a swarm RESUME goes through."""
+    import uuid as _uuid
+
+    from agents.base import CommandFailed
+    from agents.execution.agent import ExecutionAgent
+    from core.domain import CommandKind
+    from core.messages import Command, Envelope
+    from infrastructure.messaging.memory import InMemoryBus
+    from tests.orderpath.helpers import context
+
+    bus = InMemoryBus()
+    await bus.start()
+    clock = SimulatedClock(C[4].close_time)
+    settings = ExecutionSettings(store="memory", paper_state="memory")
+    agent = ExecutionAgent(
+        context(bus, clock, "execution-1"), PaperVenue(clock, MODEL), InMemoryExecutionStore(), settings
+    )
+    intent = {"mode": "halted"}
+
+    async def intended() -> str | None:
+        return intent["mode"]
+
+    agent.intended_mode = intended
+    await agent.on_start()
+    halt = Command(command_id=_uuid.uuid4(), kind=CommandKind.HALT)
+    await agent.on_command(halt, Envelope.wrap(halt, source="orchestrator-1", clock=clock))
+    assert agent.halted
+    resume = Command(command_id=_uuid.uuid4(), kind=CommandKind.RESUME, target="execution")
+    with pytest.raises(CommandFailed, match="intended trading state is halted"):
+        await agent.on_command(resume, Envelope.wrap(resume, source="orchestrator-1", clock=clock))
+    assert agent.halted
+    assert agent.engine.venue.halted  # type: ignore[attr-defined]
+    intent["mode"] = "active"  # the orchestrator saved the swarm's RESUME before publishing it
+    await agent.on_command(resume, Envelope.wrap(resume, source="orchestrator-1", clock=clock))
+    assert not getattr(agent, "halted")  # noqa: B009 - read through getattr: mypy narrowed it above
+    await bus.close()
