@@ -192,6 +192,15 @@ async def _orchestrator_restart_keeps_the_halt(s: StackHandle) -> None:
     sent = await s.value("SELECT count(*) FROM orders WHERE venue_order_id IS NOT NULL")
     await s.wait(lambda: _more(s, sent), 120, "orders after the resume")
     assert (await s.api.get("/health")).json()["trading"] == "active"
+    # the legitimate PAUSE still works too (and RESUME after it)
+    paused = await s.api.post("/control/pause", headers=s.auth, json={"reason": "drill"})
+    assert paused.status_code == 202, paused.text
+    await s.wait(lambda: s.command_complete(paused.json()["command_id"]), 60, "pause complete")
+    health = (await s.api.get("/health")).json()
+    assert (health["trading"], health["trading_intended"]) == ("paused", "paused")
+    assert (await _agents(s))["strategy-1"]["paused"]
+    resumed = await s.api.post("/control/resume", headers=s.auth)
+    await s.wait(lambda: s.command_complete(resumed.json()["command_id"]), 60, "resume after pause complete")
 
 
 async def _untraded_symbol_and_duplicate_intent(s: StackHandle, tap: Tap) -> None:
