@@ -173,6 +173,10 @@ async def _ack(tap: Tap, command_id: uuid.UUID) -> CommandAck | None:
     return next((a for a in acks if a.command_id == command_id), None)
 
 
+async def _paused(s: StackHandle, agent_id: str) -> bool:
+    return bool((await _agents(s)).get(agent_id, {}).get("paused"))
+
+
 async def _halted(s: StackHandle, agent_id: str) -> bool:
     return bool((await _agents(s)).get(agent_id, {}).get("halted"))
 
@@ -198,7 +202,7 @@ async def _orchestrator_restart_keeps_the_halt(s: StackHandle) -> None:
     await s.wait(lambda: s.command_complete(paused.json()["command_id"]), 60, "pause complete")
     health = (await s.api.get("/health")).json()
     assert (health["trading"], health["trading_intended"]) == ("paused", "paused")
-    assert (await _agents(s))["strategy-1"]["paused"]
+    await s.wait(lambda: _paused(s, "strategy-1"), 10, "strategy's heartbeat showing the pause")
     resumed = await s.api.post("/control/resume", headers=s.auth)
     await s.wait(lambda: s.command_complete(resumed.json()["command_id"]), 60, "resume after pause complete")
 
