@@ -105,7 +105,7 @@ class ExecutionEngine:
         for fill in await self.store.fills(self.account):
             self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
             self.portfolio.apply_fill(
-                self._fill_key(fill.venue, fill.fill_id),
+                self._fill_key(fill.venue, fill.client_order_id, fill.fill_id),
                 fill.venue,
                 fill.symbol,
                 fill.side,
@@ -325,7 +325,10 @@ class ExecutionEngine:
         request = rec.request
         events: list[Payload] = []
         venue_fills = vo.fills or self._derived_fills(rec, vo)
-        new_fills = [f for f in venue_fills if not self.portfolio.has_fill(self._fill_key(request.venue, f.fill_id))]
+        coid = request.client_order_id
+        new_fills = [
+            f for f in venue_fills if not self.portfolio.has_fill(self._fill_key(request.venue, coid, f.fill_id))
+        ]
         if new_fills:
             self.crash("before_fill_store")
             if vo.status is OrderStatus.PARTIALLY_FILLED:
@@ -346,7 +349,7 @@ class ExecutionEngine:
                 liquidity="maker" if vf.liquidity == "maker" else "taker",
                 ts=vf.ts,
             )
-            key = self._fill_key(fill.venue, fill.fill_id)
+            key = self._fill_key(fill.venue, coid, fill.fill_id)
             position = self.portfolio.preview_fill(
                 fill.venue, fill.symbol, fill.side, fill.quantity, fill.price, fill.fee
             )
@@ -405,7 +408,7 @@ class ExecutionEngine:
                 continue
             keys = self._fills_of.pop(coid, [])
             self._per_order.pop(coid, None)
-            self.portfolio.forget_fills([self._fill_key(venue, fill_id) for venue, fill_id in keys])
+            self.portfolio.forget_fills([self._fill_key(venue, coid, fill_id) for venue, fill_id in keys])
             if isinstance(self.store, ForgetfulExecutionStore):
                 await self.store.forget_order(coid, keys)
 
@@ -477,8 +480,10 @@ class ExecutionEngine:
         )
 
     @staticmethod
-    def _fill_key(venue: str, fill_id: str) -> str:
-        return f"{venue}\x1f{fill_id}"
+    def _fill_key(venue: str, client_order_id: str, fill_id: str) -> str:
+        """A fill's identity: venues number trades per symbol (Binance), so a fill id alone can repeat
+        across orders; with the client order id it cannot."""
+        return f"{venue}\x1f{client_order_id}\x1f{fill_id}"
 
     # --- control -------------------------------------------------------------------------------
     async def halt(self, command_id: UUID | None = None, reason: str = "") -> list[Payload]:

@@ -235,3 +235,26 @@ async def test_execution_refuses_a_resume_the_swarm_did_not_intend() -> None:
     await agent.on_command(resume, Envelope.wrap(resume, source="orchestrator-1", clock=clock))
     assert not getattr(agent, "halted")  # noqa: B009 - read through getattr: mypy narrowed it above
     await bus.close()
+
+
+async def test_the_same_fill_id_at_two_orders_is_two_fills(db: Database) -> None:
+    """Venues number trades and orders per symbol (Binance): a fill id can repeat across orders. Both
+    fills are stored, counted and published; the position is their sum."""
+    clock = SimulatedClock(C[4].close_time)
+
+    class PerSymbolIds(PaperVenue):
+        def _next_id(self) -> str:
+            return "X1"  # what two symbols' order books may both answer
+
+    engine = ExecutionEngine(PerSymbolIds(clock, FillModel()), PostgresExecutionStore(db, "paper"), clock)
+    await engine.start()
+    await engine.handle_order(order(1, qty=D("0.01")))
+    await engine.handle_order(order(2, qty=D("0.02")))
+    clock.advance_to(C[5].close_time)
+    events = await engine.on_candle(C[5])
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert [(f.fill_id, f.quantity) for f in fills] == [("X1-1", D("0.01")), ("X1-1", D("0.02"))]
+    rows = await db.run("t", lambda c: c.fetch("SELECT client_order_id, quantity FROM fills ORDER BY quantity"))
+    assert [r["quantity"] for r in rows] == [D("0.01"), D("0.02")]
+    (position,) = await PostgresExecutionStore(db, "paper").positions("paper")
+    assert position.quantity == D("0.03") == engine.portfolio.position("binance", "BTC/USDT").quantity

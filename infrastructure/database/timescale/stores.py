@@ -215,11 +215,12 @@ class PostgresExecutionStore:
 
     async def mark_published(self, account: str, fills: Sequence[Fill]) -> None:
         """See :class:`core.trading.stores.FillOutbox`."""
-        keys = [(f.venue, f.fill_id, f.ts) for f in fills]
+        keys = [(f.venue, f.client_order_id, f.fill_id, f.ts) for f in fills]
 
         async def q(c: asyncpg.Connection) -> None:
             await c.executemany(
-                "UPDATE fills SET published = true WHERE venue = $1 AND fill_id = $2 AND ts = $3 AND NOT published",
+                "UPDATE fills SET published = true WHERE venue = $1 AND client_order_id = $2 AND fill_id = $3 "
+                "AND ts = $4 AND NOT published",
                 keys,
             )
 

@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS paper_venue_orders (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS paper_venue_orders_venue_id_idx ON paper_venue_orders (venue, venue_order_id);
 
+-- A fill is identified by its order too: venues number trades (and orders) per symbol, so a fill id
+-- alone can repeat across orders of different symbols.
+ALTER TABLE fills DROP CONSTRAINT IF EXISTS fills_pkey;
+ALTER TABLE fills ADD CONSTRAINT fills_pkey PRIMARY KEY (venue, client_order_id, fill_id, ts);
+
 -- Fills stored but not yet confirmed on the bus: a restarted execution agent publishes them before it
 -- consumes anything (the fill outbox), so every fill reaches the bus even when the process died
 -- between storing and publishing it.
