@@ -243,6 +243,12 @@ class BacktestResult(ApiModel):
     summary: dict[str, float | int | str | None]
     equity_curve: list[EquityPoint]
     trades: list[dict[str, Any]]
+    limits: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the limits did: rejections, adjustments and alerts by reason, consensus outcomes, "
+        "time in each trading state, the effective limits, the lowest cash and the undefined metrics "
+        "with their reasons (the same keys as the CLI's summary.json).",
+    )
 
 
 class BacktestJobView(ApiModel):
