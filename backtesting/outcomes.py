@@ -55,6 +55,8 @@ class Outcomes:
     alerts: dict[str, int] = field(default_factory=dict)
     """``<severity>.<code>`` -> count."""
     consensus: dict[str, int] = field(default_factory=dict)
+    reviews_requested: int = 0
+    """MANUAL_REVIEW decisions queued for a person (in a backtest nobody reviews: they expire)."""
     state_changes: list[tuple[int, TradingState]] = field(default_factory=list)
     """``(market time in epoch ms, new state)`` from the alerts that changed the trading state."""
 
@@ -99,6 +101,7 @@ class Outcomes:
             "approved": {"risk": self.risk_approved},
             "alerts": dict(sorted(self.alerts.items())),
             "consensus": {o.value: self.consensus.get(o.value, 0) for o in ConsensusOutcome},
+            "reviews": {"requested": self.reviews_requested, "expired_unreviewed": self.reviews_requested},
         }
 
 

@@ -29,6 +29,7 @@ from core.messages import (
     OrderRequest,
     OrderUpdate,
     PortfolioSnapshot,
+    ReviewRequest,
     RiskAlert,
     RiskDecision,
     TradeIntent,
@@ -42,6 +43,7 @@ from core.routing import (
     ORDER_UPDATES,
     ORDERS_APPROVED,
     PORTFOLIO,
+    REVIEW_REQUESTS,
     RISK_APPROVED,
     RISK_REJECTED,
 )
@@ -111,8 +113,13 @@ class Recorder(Agent):
             # here so that mandatory publishing finds a queue, counted, and shown by the live view
             Subscription(
                 "outputs",
-                (CONSENSUS.all(), ALERTS.all(), PORTFOLIO.all()),
-                {ConsensusDecision: self.on_output, RiskAlert: self.on_output, PortfolioSnapshot: self.on_flow},
+                (CONSENSUS.all(), ALERTS.all(), PORTFOLIO.all(), REVIEW_REQUESTS.all()),
+                {
+                    ConsensusDecision: self.on_output,
+                    RiskAlert: self.on_output,
+                    PortfolioSnapshot: self.on_flow,
+                    ReviewRequest: self.on_review,
+                },
             ),
             Subscription(
                 "decisions",
@@ -134,6 +141,11 @@ class Recorder(Agent):
             self.outcomes.on_order(payload)
         if self.observe_flow:
             await self.on_flow(payload, envelope)
+
+    async def on_review(self, request: ReviewRequest, envelope: Envelope) -> None:
+        """A MANUAL_REVIEW queued for a person: nobody reviews in a backtest, so it expires (counted)."""
+        self.outcomes.reviews_requested += 1
+        await self.on_flow(request, envelope)
 
     async def on_output(self, payload: ConsensusDecision | RiskAlert, envelope: Envelope) -> None:
         """Count consensus outcomes and alerts (with the trading-state changes they carry)."""
@@ -204,6 +216,8 @@ class Recorder(Agent):
             text = f"{payload.symbol} {payload.client_order_id} {payload.status.value}"
         elif isinstance(payload, RiskAlert):
             text = f"{payload.severity.value} {payload.code}: {payload.message}"
+        elif isinstance(payload, ReviewRequest):
+            text = f"{payload.symbol} {payload.side.value} ({payload.direction.value}) waits for a person"
         else:  # pragma: no cover - every subscribed type is handled above
             text = kind
         self._event(envelope, kind, text)

@@ -275,7 +275,10 @@ def limits_tables(result: BacktestResult) -> list[Table]:
     if not rows:
         did.add_row("-", "no rejection, adjustment or alert", "0")
     consensus = ", ".join(f"{k} {v:,}" for k, v in summary["consensus"].items())
-    did.caption = f"risk approved {summary['approved']['risk']:,} as asked; consensus: {consensus}"
+    did.caption = (
+        f"risk approved {summary['approved']['risk']:,} as asked; consensus: {consensus}; "
+        f"reviews requested {summary['reviews']['requested']:,} (nobody reviews in a backtest: they expired)"
+    )
     states = Table(title="Time in each trading state", show_header=True, header_style="bold")
     for col in ("state", "time", "share"):
         states.add_column(col, justify="left" if col == "state" else "right")
@@ -367,8 +370,9 @@ def _limits_html(result: BacktestResult) -> str:
     return (
         "<h2>Rejections, adjustments and alerts</h2>"
         + _table_html(("stage", "reason", "count"), did)
-        + f"<p>Risk approved {summary['approved']['risk']:,} intents as asked; consensus: {html.escape(consensus)}."
-        f" Lowest cash after a fill: {cash}.</p>"
+        + f"<p>Risk approved {summary['approved']['risk']:,} intents as asked; consensus: {html.escape(consensus)};"
+        f" manual reviews requested {summary['reviews']['requested']:,} (nobody reviews in a backtest: they"
+        f" expired). Lowest cash after a fill: {cash}.</p>"
         + "<h2>Time in each trading state</h2>"
         + _table_html(("state", "time", "share"), states)
         + "<h2>Effective limits and costs</h2>"

@@ -40,7 +40,7 @@ def _scalar(value: object) -> float | int | str | None:
 
 
 LIMIT_KEYS = (
-    "rejections", "adjustments", "approved", "alerts", "consensus", "trading_states", "limits", "cash_min",
+    "rejections", "adjustments", "approved", "alerts", "consensus", "reviews", "trading_states", "limits", "cash_min",
     "undefined_metrics",
 )  # fmt: skip
 """The summary keys that say what the limits did (``BacktestResult.limits``)."""
