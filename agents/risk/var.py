@@ -14,6 +14,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 SeriesKey = tuple[str, str, str]
 """``(venue, symbol, timeframe)``."""
@@ -43,10 +44,19 @@ def historical_var(returns: Sequence[float], level: float) -> tuple[float, float
     return max(var, 0.0), max(cvar, 0.0)
 
 
+def _tail(ordered: Sequence[float], level: float) -> tuple[float, float]:
+    tail_count = max(1, math.ceil(len(ordered) * (1 - level)))
+    tail = ordered[:tail_count]
+    return max(-tail[-1], 0.0), max(-sum(tail) / tail_count, 0.0)
+
+
 def figures_of(returns: Sequence[float], timeframe: str = "") -> VarFigures:
-    """VaR and CVaR at 95% and 99% of one return sample."""
-    var95, cvar95 = historical_var(returns, 0.95)
-    var99, cvar99 = historical_var(returns, 0.99)
+    """VaR and CVaR at 95% and 99% of one return sample (the same as :func:`historical_var`, one sort)."""
+    if not returns:
+        return VarFigures(0.0, 0.0, 0.0, 0.0, timeframe, 0)
+    ordered = sorted(returns)
+    var95, cvar95 = _tail(ordered, 0.95)
+    var99, cvar99 = _tail(ordered, 0.99)
     return VarFigures(var95, cvar95, var99, cvar99, timeframe, len(returns))
 
 
@@ -94,11 +104,11 @@ def portfolio_figures(
         if len(series) < len(weights):
             continue
         n = min(len(window.returns) for _, window in series)
-        scenarios = [0.0] * n
-        for w, window in series:
-            recent = list(window.returns)[-n:]
-            for j, r in enumerate(recent):
-                scenarios[j] += w * r
+        w0, first = series[0]
+        scenarios = [w0 * r for r in islice(first.returns, len(first.returns) - n, None)]
+        for w, window in series[1:]:
+            recent = islice(window.returns, len(window.returns) - n, None)
+            scenarios = [s + w * r for s, r in zip(scenarios, recent, strict=True)]
         figures = figures_of(scenarios, tf)
         if worst is None or figures.var99 > worst.var99:
             worst = figures
