@@ -264,6 +264,8 @@ def paper_venue(
         latency=timedelta(milliseconds=settings.latency_ms),
         journal_path=settings.paper_journal if book is None else None,
         retention=grace_of(settings.retention_grace_s),
+        cash=settings.initial_cash,
+        credit=settings.paper_credit,
         book=book,
         id_prefix=id_prefix,
     )

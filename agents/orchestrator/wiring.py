@@ -19,17 +19,20 @@ from infrastructure.api.server import ApiServer
 from infrastructure.database.timescale.control_store import PostgresIntentStore
 from infrastructure.database.timescale.migrate import apply_migrations
 from infrastructure.database.timescale.pool import Database
+from infrastructure.database.timescale.reviews import PostgresReviewStore
 
 
 class DatabaseService:
-    """Opens the read pool with the agent and closes it after (the API's PostgreSQL access)."""
+    """Opens the pool with the agent and closes it after (the API's PostgreSQL access and the review
+    queue, whose table the orchestrator migrates)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def start(self) -> None:
-        """Connect (retrying while PostgreSQL is unreachable)."""
+        """Connect (retrying while PostgreSQL is unreachable) and apply the pending migrations."""
         await self.db.connect()
+        await apply_migrations(self.db)
 
     async def stop(self) -> None:
         """Close the pool."""
@@ -90,7 +93,8 @@ class PostgresIntents:
 
 
 async def build(ctx: AgentContext) -> Agent:
-    """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API.
+    """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API and keeps
+    the review queue in PostgreSQL (without the API, in memory: nobody could decide a review anyway).
 
     With ``state_store=postgres`` (the default) the intended trading state is kept in PostgreSQL
     (migrations applied first), so a HALT outlives the orchestrator process."""
@@ -104,7 +108,8 @@ async def build(ctx: AgentContext) -> Agent:
         await db.connect()
         await apply_migrations(db)
         intents = PostgresIntents(db)
-    agent = OrchestratorAgent(ctx, settings, intent_store=intents)
+    reviews = PostgresReviewStore(db) if settings.api_enabled and db is not None else None
+    agent = OrchestratorAgent(ctx, settings, reviews=reviews, intent_store=intents)
     if db is not None:
         agent.services.append(DatabaseService(db))  # closed with the agent (connect is idempotent)
     if not settings.api_enabled:

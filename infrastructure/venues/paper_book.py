@@ -35,6 +35,8 @@ class PaperState:
     net: dict[str, str] = field(default_factory=dict)
     last_close: dict[str, str] = field(default_factory=dict)
     protections: list[dict[str, Any]] = field(default_factory=list)
+    cash: str | None = None
+    """The paper account's cash (None: the venue does not track cash)."""
 
 
 class PaperBook(Protocol):
@@ -68,6 +70,7 @@ class JsonPaperBook:
             net=dict(raw.get("net", {})),
             last_close=dict(raw.get("last_close", {})),
             protections=list(raw.get("protections", [])),
+            cash=raw.get("cash"),
         )
         return state, list(raw.get("orders", []))
 

@@ -44,6 +44,7 @@ class PostgresPaperBook:
             net=orjson.loads(state["net"]),
             last_close=orjson.loads(state["last_close"]),
             protections=orjson.loads(state["protections"]),
+            cash=state["cash"],
         )
         return loaded, [orjson.loads(r["body"]) for r in rows]
 
@@ -65,10 +66,11 @@ class PostgresPaperBook:
                     orders,
                 )
             await c.execute(
-                "INSERT INTO paper_venue_state (venue, id_prefix, seq, halted, net, last_close, protections) "
-                "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb) ON CONFLICT (venue) DO UPDATE SET "
+                "INSERT INTO paper_venue_state (venue, id_prefix, seq, halted, net, last_close, protections, cash) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8) ON CONFLICT (venue) DO UPDATE SET "
                 "id_prefix = EXCLUDED.id_prefix, seq = EXCLUDED.seq, halted = EXCLUDED.halted, net = EXCLUDED.net, "
-                "last_close = EXCLUDED.last_close, protections = EXCLUDED.protections, updated_at = now()",
+                "last_close = EXCLUDED.last_close, protections = EXCLUDED.protections, cash = EXCLUDED.cash, "
+                "updated_at = now()",
                 self.venue,
                 raw["id_prefix"],
                 raw["seq"],
@@ -76,6 +78,7 @@ class PostgresPaperBook:
                 orjson.dumps(raw["net"]).decode(),
                 orjson.dumps(raw["last_close"]).decode(),
                 orjson.dumps(raw["protections"]).decode(),
+                raw["cash"],
             )
 
         await self.db.transaction("paper_book_save", q)

@@ -2,7 +2,8 @@
 
 -- The paper venue's book: it plays an exchange, which outlives the execution process. One state row
 -- per paper venue (id prefix and sequence of venue order ids, kill switch, nets, last closes,
--- protective exits) and one row per order (its JSON document). Venue order ids are unique.
+-- protective exits, the spot account's cash as an exact decimal string) and one row per order (its
+-- JSON document). Venue order ids are unique.
 CREATE TABLE IF NOT EXISTS paper_venue_state (
     venue        text        PRIMARY KEY,
     id_prefix    text        NOT NULL,
@@ -11,6 +12,7 @@ CREATE TABLE IF NOT EXISTS paper_venue_state (
     net          jsonb       NOT NULL,
     last_close   jsonb       NOT NULL,
     protections  jsonb       NOT NULL,
+    cash         text,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 
