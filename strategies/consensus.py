@@ -45,6 +45,8 @@ Method = Literal["weighted", "bayesian"]
 
 _DIRECTION_ORDER = (Direction.LONG, Direction.SHORT, Direction.EXIT, Direction.FLAT)
 _LOGIT_CLIP = 0.5
+_MAX_LOG_ODDS = 700.0
+"""Below minus this, the sigmoid is 0 in floats (and ``exp`` of its negation overflows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +176,11 @@ def _bayes(masses: Sequence[float], xs: Sequence[float]) -> float:
     for m, x in zip(masses, xs, strict=True):
         p = min(100.0 - _LOGIT_CLIP, max(_LOGIT_CLIP, x)) / 100.0
         log_odds += m * math.log(p / (1.0 - p))
-    if log_odds >= 0:
-        return 100.0 / (1.0 + math.exp(-log_odds))
-    e = math.exp(log_odds)
-    return 100.0 * e / (1.0 + e)
+    # one formula on both sides of zero: ``e / (1 + e)`` for negative odds is not monotonic once
+    # rounded (tiny masses gave a higher score to a stronger opposing vote); exp overflows past 709
+    if log_odds < -_MAX_LOG_ODDS:
+        return 0.0
+    return 100.0 / (1.0 + math.exp(-log_odds))
 
 
 def _clamp_score(score: float) -> float:
