@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import structlog
 
 from agents.base import Agent, AgentContext
@@ -34,18 +35,21 @@ from agents.execution.agent import ExecutionAgent, paper_venue
 from agents.risk.agent import RiskAgent
 from agents.strategy.agent import StrategyAgent
 from agents.technical_analysis.agent import TechnicalAnalysisAgent
+from backtesting.columns import column_blocks
 from backtesting.config import AgentSettings, BacktestConfig, agent_settings
-from backtesting.data import SeriesSource, check_single_venue, merge
+from backtesting.data import SeriesSource, check_single_venue
 from backtesting.metrics import Metrics, buy_and_hold_curve, compute_metrics
 from backtesting.recorder import FeedEvent, OrderRecord, Recorder
 from backtesting.trades import FillRecord, RoundTrip, RoundTripBuilder
 from core.clock import SimulatedClock
+from core.columns import CandleColumn, utc_from_ms
+from core.ids import CounterIds
 from core.domain import Mode
 from core.messages import Candle, Envelope
 from core.routing import routing_key
 from core.settings import Settings
 from core.trading.stores import InMemoryExecutionStore
-from infrastructure.messaging.memory import InMemoryBus
+from infrastructure.messaging.memory import InMemoryBus, Timer
 
 FEED_ID = "backtest-feed"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -153,9 +157,10 @@ class Swarm:
 
     def __init__(self, settings: AgentSettings, venue: str, symbols: list[str], timeframes: list[str],
                  initial_cash: Decimal, *, observe_flow: bool = False, quiet: bool = True,
-                 on_event: Callable[[FeedEvent], None] | None = None) -> None:  # fmt: skip
-        self.bus = InMemoryBus()
-        self.clock = SimulatedClock()
+                 on_event: Callable[[FeedEvent], None] | None = None, wake: bool = True,
+                 timer: Timer | None = None) -> None:  # fmt: skip
+        self.bus = InMemoryBus(wake=wake, timer=timer)
+        self.clock = SimulatedClock(ids=CounterIds())
         self.settings = settings
         core = Settings.model_validate(
             {"mode": Mode.BACKTEST, "exchange": venue, "symbols": symbols, "timeframes": timeframes}
@@ -194,8 +199,14 @@ class Swarm:
 
 
 class Replay:
-    """Feeds candles into a started :class:`Swarm` one at a time and samples the account at each
-    new bar close time (once every symbol has printed). Shared by backtests and ``tradeswarm run``."""
+    """Feeds candles into a started :class:`Swarm` and samples the account at each new bar close
+    time (once every symbol has printed). Shared by backtests and ``tradeswarm run``.
+
+    :meth:`feed` publishes one candle; :meth:`feed_column` publishes a column of candles through
+    :meth:`InMemoryBus.publish_column`, with this replay as the column's observer: the clock moves to
+    each delivered row's close time, and the samples of quiet rows (nothing changed anywhere) are
+    taken in bulk from the arrays, with the same values the row-by-row feed gives.
+    """
 
     def __init__(self, swarm: Swarm, symbols: list[str]) -> None:
         self.swarm = swarm
@@ -211,6 +222,16 @@ class Replay:
         self._publish = swarm.bus.publish
         self._wrap = Envelope.wrap
         self._advance = swarm.clock.advance_to
+        self._advance_ms = swarm.clock.advance_to_ms
+        self._column: CandleColumn | None = None
+        self._symbol_of: list[int] = []
+        """Per series of the column's table: the index of its symbol in :attr:`symbols`."""
+        self._last_float: dict[str, float] = {}
+        self._pending_rows: dict[str, int] = {}
+        """Symbols whose last close is a row of the current column not yet turned into a Decimal."""
+        self.progress: ProgressCallback | None = None
+        self.progress_every = 1000
+        self._next_progress = 0
 
     async def feed(self, candle: Candle) -> None:
         """Move the clock to the candle's close, publish it (its consequences complete on return)."""
@@ -228,7 +249,140 @@ class Replay:
         clock = self.swarm.clock
         await self._publish(self._wrap(candle, source=FEED_ID, clock=clock, ts_event=close_time), key)
         self.closes_now[candle.symbol] = candle.close
+        self._last_float[candle.symbol] = float(candle.close)
         self.count += 1
+
+    async def feed_column(self, column: CandleColumn) -> None:
+        """Publish every candle of ``column`` (its wake conditions honoured by the bus)."""
+        self._column = column
+        index = {symbol: k for k, symbol in enumerate(self.symbols)}
+        self._symbol_of = [index[info.symbol] for info in column.table]
+        bus = self.swarm.bus
+        assert isinstance(bus, InMemoryBus)
+        timer = bus.timer
+        await bus.publish_column(column, self if timer is None else _TimedObserver(self, timer))
+        self._materialise_closes()
+        self._column = None
+
+    # -- ColumnObserver -------------------------------------------------------------------------
+
+    def before(self, i: int) -> None:
+        """Row ``i`` is about to be delivered: sample the previous bar if this starts a new one and
+        move the clock to the row's close."""
+        column = self._column
+        assert column is not None
+        ms = int(column.close_ms[i])
+        if ms != self._current_ms:
+            if self._current_ms is not None and len(self._last_float) == len(self.symbols):
+                self._materialise_closes()
+                self._sample(self._current_ms)
+            self._current_ms = ms
+        self._advance_ms(utc_from_ms(ms), ms)
+
+    def after(self, i: int) -> None:
+        """Row ``i`` was delivered: it is its symbol's last close now."""
+        column = self._column
+        assert column is not None
+        symbol = self.symbols[self._symbol_of[int(column.series[i])]]
+        self.closes_now[symbol] = column.close_decimal(i)
+        self._last_float[symbol] = float(column.close[i])
+        self._pending_rows.pop(symbol, None)
+        self.count += 1
+        self._tick()
+
+    def quiet(self, start: int, stop: int) -> None:
+        """Rows ``[start, stop)`` changed no agent's state: take their samples from the arrays."""
+        column = self._column
+        assert column is not None
+        cm = column.close_ms[start:stop]
+        sym = np.asarray(self._symbol_of, dtype=np.intp)[column.series[start:stop]]
+        n = stop - start
+        prev = np.empty(n, dtype=np.int64)
+        prev[0] = self._current_ms if self._current_ms is not None else -1
+        prev[1:] = cm[:-1]
+        change = cm != prev
+        if self._current_ms is None:
+            change[0] = False
+        ks = np.flatnonzero(change)
+        if ks.shape[0]:
+            self._samples_in_run(column, start, ks, prev, sym)
+        # the closes after the run
+        for k, symbol in enumerate(self.symbols):
+            rows = np.flatnonzero(sym == k)
+            if rows.shape[0]:
+                last = start + int(rows[-1])
+                self._pending_rows[symbol] = last
+                self._last_float[symbol] = float(column.close[last])
+        self._current_ms = int(cm[-1])
+        last_ms = int(cm[-1])
+        self._advance_ms(utc_from_ms(last_ms), last_ms)
+        self.count += n
+        self._tick()
+
+    # -- samples --------------------------------------------------------------------------------
+
+    def _samples_in_run(self, column: CandleColumn, start: int, ks: Any, prev: Any, sym: Any) -> None:
+        """The samples taken before rows ``start + ks`` (each a new close time) of a quiet run."""
+        nsym = len(self.symbols)
+        # for each symbol, the row (absolute) of its last close before each sample, or -1 (from before)
+        lasts: list[Any] = []
+        for k in range(nsym):
+            idx = np.where(sym == k, np.arange(sym.shape[0]), -1)
+            idx = np.maximum.accumulate(idx)
+            before = np.full(ks.shape[0], -1, dtype=np.intp)
+            valid = ks > 0
+            before[valid] = idx[ks[valid] - 1]
+            lasts.append(before)
+        seen = [symbol in self._last_float for symbol in self.symbols]
+        ready = np.ones(ks.shape[0], dtype=bool)
+        for k in range(nsym):
+            if not seen[k]:
+                ready &= lasts[k] >= 0
+        if not ready.any():
+            return
+        sel = np.flatnonzero(ready)
+        times = prev[ks[sel]]
+        recorder = self.swarm.recorder
+        closes_f = []
+        for k, symbol in enumerate(self.symbols):
+            rows = lasts[k][sel]
+            values = np.where(rows >= 0, column.close[start + np.maximum(rows, 0)], self._last_float.get(symbol, 0.0))
+            closes_f.append(values)
+        self.times.extend(times.tolist())
+        for k, symbol in enumerate(self.symbols):
+            self.closes[symbol].extend(closes_f[k].tolist())
+        m = sel.shape[0]
+        if recorder.in_market():
+            self._materialise_closes()
+            closes = dict(self.closes_now)
+            equity = self.equity
+            held = [(k, s) for k, s in enumerate(self.symbols) if recorder.positions.get(s)]
+            for j in range(m):
+                for k, symbol in held:
+                    row = int(lasts[k][sel[j]])
+                    if row >= 0:
+                        closes[symbol] = column.close_decimal(start + row)
+                equity.append(float(recorder.equity(closes)))
+            self.in_market.extend(b"\x01" * m)
+        else:
+            self.equity.extend([recorder.cash_float()] * m)
+            self.in_market.extend(b"\x00" * m)
+
+    def _materialise_closes(self) -> None:
+        """Turn the rows remembered as each symbol's last close into Decimals."""
+        pending = self._pending_rows
+        if not pending:
+            return
+        column = self._column
+        if column is not None:
+            for symbol, row in pending.items():
+                self.closes_now[symbol] = column.close_decimal(row)
+        pending.clear()
+
+    def _tick(self) -> None:
+        if self.progress is not None and self.count >= self._next_progress:
+            self._next_progress = self.count + self.progress_every
+            self.progress(self.count)
 
     def _sample(self, ms: int) -> None:
         recorder = self.swarm.recorder
@@ -245,10 +399,12 @@ class Replay:
 
     def current_equity(self) -> Decimal:
         """The account value at the last closes."""
+        self._materialise_closes()
         return self.swarm.recorder.equity(self.closes_now)
 
     def finish(self) -> None:
         """Take the last sample."""
+        self._materialise_closes()
         ready = self._current_ms is not None and len(self.closes_now) == len(self.symbols)
         if ready and self._current_ms is not None and (not self.times or self.times[-1] != self._current_ms):
             self._sample(self._current_ms)
@@ -280,19 +436,54 @@ class Replay:
         )
 
 
-class BacktestEngine:
-    """Runs one backtest over ``sources`` with ``config`` (see the module docstring)."""
+class _TimedObserver:
+    """A replay's column books, timed (the breakdown mode)."""
 
-    def __init__(self, config: BacktestConfig, sources: Sequence[SeriesSource], *, use_env: bool = False) -> None:
+    def __init__(self, replay: Replay, timer: Timer) -> None:
+        self.replay = replay
+        self.timer = timer
+
+    def before(self, i: int) -> None:
+        started = time.perf_counter()
+        self.replay.before(i)
+        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+
+    def after(self, i: int) -> None:
+        started = time.perf_counter()
+        self.replay.after(i)
+        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+
+    def quiet(self, start: int, stop: int) -> None:
+        started = time.perf_counter()
+        self.replay.quiet(start, stop)
+        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+
+
+class BacktestEngine:
+    """Runs one backtest over ``sources`` with ``config`` (see the module docstring).
+
+    ``wake=False`` runs all-awake: every candle is built and every delivery made. The default honours
+    the agents' wake conditions (:mod:`core.wake`), which the tests prove give the same run bit for
+    bit. ``timer`` collects the time per component (the bench's breakdown).
+    """
+
+    def __init__(self, config: BacktestConfig, sources: Sequence[SeriesSource], *, use_env: bool = False,
+                 wake: bool = True, timer: Timer | None = None) -> None:  # fmt: skip
         self.config = config
         self.sources = list(sources)
         self.venue = check_single_venue(self.sources)
         self.symbols = sorted({s.key.symbol for s in self.sources})
         self.timeframes = sorted({s.key.timeframe for s in self.sources})
         self.settings = agent_settings(config, self.venue, self.symbols, timeframes=self.timeframes, use_env=use_env)
+        self.wake = wake
+        self.timer = timer
+        self.last_swarm: Swarm | None = None
+        """The swarm of the last :meth:`run` (tests look at the agents' state after a run)."""
 
     def swarm(self, **kw: Any) -> Swarm:
         """A swarm configured for this backtest's data."""
+        kw.setdefault("wake", self.wake)
+        kw.setdefault("timer", self.timer)
         return Swarm(self.settings, self.venue, self.symbols, self.timeframes, self.config.initial_cash, **kw)
 
     @property
@@ -303,14 +494,23 @@ class BacktestEngine:
     async def run(self, progress: ProgressCallback | None = None, progress_every: int = 1000) -> BacktestResult:
         """Replay every candle through the swarm; returns the result with its metrics."""
         swarm = self.swarm()
+        self.last_swarm = swarm
         await swarm.start()
         replay = Replay(swarm, self.symbols)
-        feed = replay.feed
+        replay.progress = progress
+        replay.progress_every = progress_every
         started = time.perf_counter()
-        for candle in merge(self.sources):
-            await feed(candle)
-            if progress is not None and replay.count % progress_every == 0:
-                progress(replay.count)
+        timer = self.timer
+        blocks = column_blocks(self.sources, source_id=FEED_ID, clock=swarm.clock)
+        while True:
+            began = time.perf_counter() if timer is not None else 0.0
+            column = next(blocks, None)
+            if timer is not None:
+                timer.add("feed: reading the data (arrays)", time.perf_counter() - began)
+            if column is None:
+                break
+            await replay.feed_column(column)
+        await swarm.bus.flush_held()
         replay.finish()
         elapsed = time.perf_counter() - started
         if progress is not None:

@@ -13,9 +13,12 @@ from typing import Protocol, runtime_checkable
 
 from core.messages.base import Envelope
 from core.messages.market import Candle
+from core.wake import WakePolicy
 
-Handler = Callable[[Envelope], Awaitable[None]]
-"""An async message handler. Returning normally acks; raising retries (then dead-letters)."""
+Handler = Callable[[Envelope], Awaitable[None] | None]
+"""A message handler: a coroutine function, or a plain function for a handler that never suspends
+(called without a coroutine; a plain function may also return an awaitable to finish with). Returning
+normally acks; raising retries (then dead-letters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,10 @@ class QueueSpec:
     ``single_active_consumer``: the broker delivers to one consumer at a time (the others stand by
     and take over, in order, when it leaves): what keeps a partition's messages in order across
     replicas. ``patterns`` may be empty (a partition queue with no symbol: it exists, binds nothing).
+
+    ``wake`` is the consumer's wake condition (:mod:`core.wake`) and ``group`` the consumer (an agent
+    id) its queues belong to: the in-memory bus of a backtest uses them to skip deliveries that change
+    nothing; RabbitMQ ignores them and delivers everything.
     """
 
     name: str
@@ -43,6 +50,8 @@ class QueueSpec:
     delivery_limit: int | None = None
     single_active_consumer: bool = False
     arguments: dict[str, object] = field(default_factory=dict)
+    wake: WakePolicy | None = None
+    group: str | None = None
 
 
 @runtime_checkable

@@ -19,10 +19,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from agents.base import Agent, AgentContext, Subscription
 from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
 from agents.execution.settings import ExecutionSettings
 from core.clock import Clock
+from core.columns import EPOCH, CandleColumn, Column
 from core.domain import CommandKind, Mode
 from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import BookTop, Candle, Command, Envelope, OrderRequest, Payload
@@ -31,6 +34,7 @@ from core.trading.fillmodel import FillModel
 from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
+from core.wake import WakeOn
 from infrastructure.messaging.sender import require_sender, trusted_order_senders
 
 
@@ -85,8 +89,32 @@ class ExecutionAgent(Agent):
         """Approved orders and market data."""
         return [
             Subscription("orders", (ORDERS_APPROVED.all(),), {OrderRequest: self.on_order}),
-            Subscription("market", (CANDLES.all(), BOOK.all()), {Candle: self.on_candle, BookTop: self.on_book}),
+            Subscription(
+                "market",
+                (CANDLES.all(), BOOK.all()),
+                {Candle: self.on_candle, BookTop: self.on_book},
+                wake=WakeOn(self._next_candle, self._skip_candles),
+            ),
         ]
+
+    def _next_candle(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle in ``[start, stop)`` of a column :meth:`on_candle` must see: an open order,
+        a candle the venue could fill or fire on, or a portfolio snapshot due (:mod:`core.wake`)."""
+        if self.ctx.instrument or not isinstance(column, CandleColumn):
+            return _first(column, sids, start, stop)
+        last = self._last_snapshot
+        if last is None:
+            return _first(column, sids, start, stop)
+        every_us = _micros(self._snapshot_every)
+        due_ms = -(-(_micros(last - EPOCH) + every_us) // 1000)  # close_ms * 1000 - last >= every
+        i = int(np.searchsorted(column.close_ms, due_ms, side="left"))
+        if i < stop:
+            stop = _first(column, sids, max(i, start), stop)
+        return self.engine.quiet_until(column, sids, start, stop)
+
+    def _skip_candles(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """Apply quiet candles: marks, the venue's last closes, protections (see :meth:`_next_candle`)."""
+        self.engine.skip_quiet(column, sids, start, stop)
 
     async def on_start(self) -> None:
         """Rebuild and reconcile before consuming; start polling a live venue."""
@@ -184,6 +212,18 @@ class ExecutionAgent(Agent):
             await self._publish_all(events, envelope)
             return "resumed: protective exits of open positions re-armed"
         return None
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _first(column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+    for s in sids:
+        rows = column.rows_between(s, start, stop)
+        if rows.shape[0]:
+            stop = int(rows[0])
+    return stop
 
 
 def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:

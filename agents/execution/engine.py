@@ -27,12 +27,14 @@ from uuid import UUID
 import structlog
 
 from core.clock import Clock
+from core.columns import CandleColumn, Column
 from core.domain import OrderStatus, Side
 from core.errors import TemporaryError
 from core.messages.base import Payload
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.portfolio import Portfolio
+from core.trading.quiet import mark_quiet, rows_by_key
 from core.trading.retention import ExpiryQueue
 from core.trading.stores import ExecutionStore, ForgetfulExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
@@ -223,6 +225,24 @@ class ExecutionEngine:
                 if cancelled is not None:
                     events += await self._sync(rec, cancelled)
         return events
+
+    def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle in ``[start, stop)`` of a column on which :meth:`on_candle` could change
+        more than marks: an open order (fills, expiry), or a candle the venue could fill or fire on.
+        A venue without a twin (a live venue) is woken on every candle."""
+        first = _first_row(column, sids, start, stop)
+        if first >= stop or self.open:
+            return first
+        quiet_until = getattr(self.venue, "quiet_until", None)
+        if quiet_until is None:
+            return first
+        return int(quiet_until(column, sids, start, stop))
+
+    def skip_quiet(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """:meth:`on_candle` over quiet candles (see :meth:`quiet_until`): the marks and the venue."""
+        assert isinstance(column, CandleColumn)
+        mark_quiet(self.portfolio, column, rows_by_key(column, sids, start, stop))
+        self.venue.skip_quiet(column, sids, start, stop)  # type: ignore[attr-defined]
 
     async def on_book(self, book: BookTop) -> None:
         """Top of book for the simulated venue's spread."""
@@ -452,3 +472,12 @@ class ExecutionEngine:
         snap = self.portfolio.snapshot(now or self.clock.now())
         await self.store.save_snapshot(snap)
         return snap
+
+
+def _first_row(column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+    """The first row in ``[start, stop)`` of one of ``sids`` (``stop`` if none)."""
+    for s in sids:
+        rows = column.rows_between(s, start, stop)
+        if rows.shape[0]:
+            stop = int(rows[0])
+    return stop
