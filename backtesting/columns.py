@@ -54,6 +54,7 @@ class SeriesBlock:
     sequence: I64
     exact: Exact
     candles: Sequence[Candle] | None = None
+    exact_close: Callable[[int], Decimal] | None = None
 
     def __len__(self) -> int:
         return int(self.open_ms.shape[0])
@@ -61,6 +62,7 @@ class SeriesBlock:
     def tail(self, start: int) -> SeriesBlock:
         """The rows from ``start`` on."""
         exact = self.exact
+        exact_close = self.exact_close
         return SeriesBlock(
             self.open_ms[start:],
             self.close_ms[start:],
@@ -72,6 +74,7 @@ class SeriesBlock:
             self.sequence[start:],
             (lambda i: exact(i + start)) if start else exact,
             self.candles[start:] if self.candles is not None and start else self.candles,
+            (lambda i: exact_close(i + start)) if start and exact_close is not None else exact_close,
         )
 
 
@@ -106,6 +109,7 @@ def block_of_candles(chunk: Sequence[Candle]) -> SeriesBlock:
         col(lambda c: c.sequence, np.int64),  # type: ignore[arg-type]
         exact,
         chunk,
+        lambda i: chunk[i].close,
     )
 
 
@@ -187,6 +191,7 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
             source=source_id,
             clock=clock,
             candles=candles,
+            exact_close=b.exact_close,
         )
     series = np.concatenate([np.full(take, k, dtype=np.intp) for k, _, take in parts])
     local = np.concatenate([np.arange(take, dtype=np.intp) for _, _, take in parts])
@@ -209,6 +214,12 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
     def exact(i: int) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
         return blocks[series_list[i]].exact(local_list[i])
 
+    def exact_close(i: int) -> Decimal:
+        block = blocks[series_list[i]]
+        if block.exact_close is not None:
+            return block.exact_close(local_list[i])
+        return block.exact(local_list[i])[3]
+
     return CandleColumn(
         table,
         series,
@@ -224,4 +235,5 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
         source=source_id,
         clock=clock,
         candles=candles,
+        exact_close=exact_close,
     )

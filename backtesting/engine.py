@@ -324,44 +324,53 @@ class Replay:
     def _samples_in_run(self, column: CandleColumn, start: int, ks: Any, prev: Any, sym: Any) -> None:
         """The samples taken before rows ``start + ks`` (each a new close time) of a quiet run."""
         nsym = len(self.symbols)
-        # for each symbol, the row (absolute) of its last close before each sample, or -1 (from before)
-        lasts: list[Any] = []
-        for k in range(nsym):
-            idx = np.where(sym == k, np.arange(sym.shape[0]), -1)
-            idx = np.maximum.accumulate(idx)
-            before = np.full(ks.shape[0], -1, dtype=np.intp)
-            valid = ks > 0
-            before[valid] = idx[ks[valid] - 1]
-            lasts.append(before)
-        seen = [symbol in self._last_float for symbol in self.symbols]
-        ready = np.ones(ks.shape[0], dtype=bool)
-        for k in range(nsym):
-            if not seen[k]:
-                ready &= lasts[k] >= 0
-        if not ready.any():
-            return
-        sel = np.flatnonzero(ready)
-        times = prev[ks[sel]]
-        recorder = self.swarm.recorder
-        closes_f = []
-        for k, symbol in enumerate(self.symbols):
-            rows = lasts[k][sel]
-            values = np.where(rows >= 0, column.close[start + np.maximum(rows, 0)], self._last_float.get(symbol, 0.0))
-            closes_f.append(values)
-        self.times.extend(times.tolist())
+        rows_before = ks - 1  # the last row (relative) whose close the sample sees
+        if nsym == 1:
+            symbol = self.symbols[0]
+            seen = symbol in self._last_float
+            sel = ks if seen else ks[ks > 0]
+            if not sel.shape[0]:
+                return
+            lasts = [sel - 1]
+            closes_f = [np.where(lasts[0] >= 0, column.close[start + np.maximum(lasts[0], 0)], self._last_float.get(symbol, 0.0))]
+        else:
+            lasts = []
+            for k in range(nsym):
+                idx = np.where(sym == k, np.arange(sym.shape[0]), -1)
+                idx = np.maximum.accumulate(idx)
+                before = np.full(ks.shape[0], -1, dtype=np.intp)
+                valid = rows_before >= 0
+                before[valid] = idx[rows_before[valid]]
+                lasts.append(before)
+            ready = np.ones(ks.shape[0], dtype=bool)
+            for k, symbol in enumerate(self.symbols):
+                if symbol not in self._last_float:
+                    ready &= lasts[k] >= 0
+            if not ready.any():
+                return
+            picked = np.flatnonzero(ready)
+            sel = ks[picked]
+            lasts = [last[picked] for last in lasts]
+            closes_f = [
+                np.where(lasts[k] >= 0, column.close[start + np.maximum(lasts[k], 0)], self._last_float.get(symbol, 0.0))
+                for k, symbol in enumerate(self.symbols)
+            ]
+        self.times.extend(prev[sel].tolist())
         for k, symbol in enumerate(self.symbols):
             self.closes[symbol].extend(closes_f[k].tolist())
-        m = sel.shape[0]
+        m = int(sel.shape[0])
+        recorder = self.swarm.recorder
         if recorder.in_market():
             self._materialise_closes()
             closes = dict(self.closes_now)
             equity = self.equity
             held = [(k, s) for k, s in enumerate(self.symbols) if recorder.positions.get(s)]
+            close_decimal = column.close_decimal
             for j in range(m):
                 for k, symbol in held:
-                    row = int(lasts[k][sel[j]])
+                    row = int(lasts[k][j])
                     if row >= 0:
-                        closes[symbol] = column.close_decimal(start + row)
+                        closes[symbol] = close_decimal(start + row)
                 equity.append(float(recorder.equity(closes)))
             self.in_market.extend(b"\x01" * m)
         else:
@@ -444,19 +453,19 @@ class _TimedObserver:
         self.timer = timer
 
     def before(self, i: int) -> None:
-        started = time.perf_counter()
+        started = self.timer.clock()
         self.replay.before(i)
-        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
 
     def after(self, i: int) -> None:
-        started = time.perf_counter()
+        started = self.timer.clock()
         self.replay.after(i)
-        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
 
     def quiet(self, start: int, stop: int) -> None:
-        started = time.perf_counter()
+        started = self.timer.clock()
         self.replay.quiet(start, stop)
-        self.timer.add("replay: clock and equity samples", time.perf_counter() - started)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
 
 
 class BacktestEngine:
@@ -479,6 +488,8 @@ class BacktestEngine:
         self.timer = timer
         self.last_swarm: Swarm | None = None
         """The swarm of the last :meth:`run` (tests look at the agents' state after a run)."""
+        self.cpu_s = 0.0
+        """CPU time of the last run's replay (the bench reports it beside the wall time)."""
 
     def swarm(self, **kw: Any) -> Swarm:
         """A swarm configured for this backtest's data."""
@@ -502,17 +513,19 @@ class BacktestEngine:
         started = time.perf_counter()
         timer = self.timer
         blocks = column_blocks(self.sources, source_id=FEED_ID, clock=swarm.clock)
+        cpu_started = time.thread_time()
         while True:
-            began = time.perf_counter() if timer is not None else 0.0
+            began = timer.clock() if timer is not None else 0.0
             column = next(blocks, None)
             if timer is not None:
-                timer.add("feed: reading the data (arrays)", time.perf_counter() - began)
+                timer.add("feed: reading the data (arrays)", timer.clock() - began)
             if column is None:
                 break
             await replay.feed_column(column)
         await swarm.bus.flush_held()
         replay.finish()
         elapsed = time.perf_counter() - started
+        self.cpu_s = time.thread_time() - cpu_started
         if progress is not None:
             progress(replay.count)
         dead = await swarm.dead_letter_count()

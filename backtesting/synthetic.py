@@ -116,6 +116,9 @@ def gbm_source(n: int, *, venue: str = "synthetic", symbol: str = "BTC/USDT", ti
                     Decimal(f"{cl[i]:.2f}"), Decimal(f"{vl[i]:.4f}"),
                 )  # fmt: skip
 
+            def exact_close(i: int, cl: list[float] = cl) -> Decimal:
+                return Decimal(f"{cl[i]:.2f}")
+
             yield SeriesBlock(
                 times,
                 times + step_ms,
@@ -126,6 +129,8 @@ def gbm_source(n: int, *, venue: str = "synthetic", symbol: str = "BTC/USDT", ti
                 v,
                 np.arange(seq + 1, seq + m + 1, dtype=np.int64),
                 exact,  # type: ignore[arg-type]
+                None,
+                exact_close,
             )
             seq += m
 

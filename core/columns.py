@@ -82,13 +82,22 @@ class Column:
         self.clock = clock
         self.present = present
         self._rows: dict[int, Rows] = {}
+        self._all: Rows | None = np.arange(self.n, dtype=np.intp) if len(self.table) == 1 and present is None else None
+        """Every row, when there is one series and every row carries a message (rows are then ranges)."""
         self._payloads: dict[int, Payload] = {}
         self._envelopes: dict[int, Envelope] = {}
         self.built = 0
         """Payloads built so far (the backtest reports how few)."""
 
+    @property
+    def single_series(self) -> bool:
+        """One series, every row present: the rows of the series are ``range(n)``."""
+        return self._all is not None
+
     def rows(self, s: int) -> Rows:
         """The (sorted) row indices of series ``s`` (present rows only)."""
+        if self._all is not None:
+            return self._all
         rows = self._rows.get(s)
         if rows is None:
             mask = self.series == s
@@ -99,9 +108,21 @@ class Column:
 
     def rows_between(self, s: int, start: int, stop: int) -> Rows:
         """The rows of series ``s`` in ``[start, stop)``."""
+        if self._all is not None:
+            return self._all[start:stop]
         rows = self.rows(s)
-        lo, hi = np.searchsorted(rows, (start, stop))
-        return rows[lo:hi]
+        return rows[rows.searchsorted(start) : rows.searchsorted(stop)]
+
+    def first_row(self, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first row in ``[start, stop)`` of one of ``sids`` (``stop`` if none)."""
+        if self._all is not None:
+            return start if start < stop else stop
+        for s in sids:
+            rows = self.rows(s)
+            i = int(rows.searchsorted(start))
+            if i < rows.shape[0] and rows[i] < stop:
+                stop = int(rows[i])
+        return stop
 
     def has(self, i: int) -> bool:
         """Whether row ``i`` carries a message."""
@@ -123,6 +144,10 @@ class Column:
             envelope = self._envelopes[i] = self.wrap(i, self.payload(i))
         return envelope
 
+    def built_envelope(self, i: int) -> Envelope | None:
+        """Row ``i``'s envelope if it was built already (delivered to someone)."""
+        return self._envelopes.get(i)
+
     def release(self, i: int) -> None:
         """Forget row ``i``'s payload and envelope (it was delivered: memory stays bounded)."""
         self._payloads.pop(i, None)
@@ -141,6 +166,8 @@ class Column:
 
 ExactCandle = Callable[[int], tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]
 """Row -> its exact (open, high, low, close, volume) Decimals."""
+ExactClose = Callable[[int], Decimal]
+"""Row -> its exact close (cheaper than all five values)."""
 
 
 class CandleColumn(Column):
@@ -169,6 +196,7 @@ class CandleColumn(Column):
         source: str,
         clock: SimulatedClock | None = None,
         candles: Sequence[Candle] | None = None,
+        exact_close: ExactClose | None = None,
     ) -> None:
         super().__init__(table, series, source=source, clock=clock)
         self.open_ms = open_ms
@@ -180,6 +208,7 @@ class CandleColumn(Column):
         self.volume = volume
         self.sequence = sequence
         self.exact = exact
+        self._exact_close = exact_close
         self._candles = candles
         self._closes: dict[int, Decimal] = {}
 
@@ -218,7 +247,12 @@ class CandleColumn(Column):
         close = self._closes.get(i)
         if close is None:
             payload = self._payloads.get(i)
-            close = payload.close if isinstance(payload, Candle) else self.exact(i)[3]
+            if isinstance(payload, Candle):
+                close = payload.close
+            elif self._exact_close is not None:
+                close = self._exact_close(i)
+            else:
+                close = self.exact(i)[3]
             self._closes[i] = close
         return close
 

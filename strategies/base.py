@@ -83,7 +83,9 @@ class VoteRows:
     """Where :meth:`Strategy.vote` would vote, over the rows of a :class:`Columns`, by position kind.
 
     ``state_before[i]`` (stateful strategies) is what :meth:`Strategy.twin_state` must return before
-    row ``i`` for these rows to hold (the state was computed from the strategy's state before row 0).
+    row ``i`` for these rows to hold (the state was computed from the strategy's state before row 0);
+    it has one more entry, the state after the last row, so that skipping rows is setting a state
+    (:meth:`Strategy.set_twin_state`).
     """
 
     flat: Rows
@@ -104,15 +106,16 @@ def rows_where(mask: NDArray[np.bool_]) -> Rows:
 
 
 def last_nonzero_before(series: F64, initial: float) -> F64:
-    """For each row, the last non-zero value strictly before it (``initial`` when there is none):
-    the state of a strategy that remembers its last non-zero difference (crossings)."""
+    """For each row, the last non-zero value strictly before it (``initial`` when there is none),
+    plus one entry after the last row: the state of a strategy that remembers its last non-zero
+    difference (crossings)."""
     n = series.shape[0]
     idx = np.where(series != 0.0, np.arange(n), -1)
-    last = np.maximum.accumulate(idx)
-    before = np.empty(n, dtype=np.intp)
-    if n:
-        before[0] = -1
-        before[1:] = last[:-1]
+    before = np.empty(n + 1, dtype=np.intp)
+    before[0] = -1
+    np.maximum.accumulate(idx, out=before[1:])
+    if not n:
+        return np.array([initial])
     return np.where(before >= 0, series[np.maximum(before, 0)], initial)
 
 
@@ -160,6 +163,12 @@ class Strategy(ABC, Generic[P]):
     def twin_state(self) -> object:
         """The state :meth:`vote_rows` depends on (compared with :attr:`VoteRows.state_before`)."""
         return None
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the state :meth:`twin_state` returns (skipping rows of a :class:`VoteRows` with
+        ``state_before``: the state before the next row). A strategy whose :meth:`vote_rows` returns
+        ``state_before`` must implement it."""
+        raise NotImplementedError(f"{type(self).__name__} returns state_before but has no set_twin_state")
 
     def make_vote(
         self,

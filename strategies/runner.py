@@ -96,6 +96,8 @@ class BookTwin:
         self.columns = columns
         n = len(columns)
         self.entries: list[tuple[str, Strategy[Any], tuple[str, ...], Rows, VoteRows | None]] = []
+        """Per strategy: name, instance, the indicators it reads, the rows that have them all, and
+        where it votes (rows of ``columns``; ``state_before`` by index into those rows)."""
         for name, strategy, needed in book._entries:
             ok = np.ones(n, dtype=bool)
             for key in needed:
@@ -106,23 +108,27 @@ class BookTwin:
                 ok &= np.isfinite(array)
             rows = np.flatnonzero(ok)
             sub = Columns({k: columns.values[k][rows] for k in needed}, columns.close[rows], columns.regime[rows])
-            self.entries.append((name, strategy, needed, rows, strategy.vote_rows(sub) if rows.shape[0] else None))
+            vote_rows = strategy.vote_rows(sub) if rows.shape[0] else None
+            if vote_rows is not None:  # in the rows of ``columns``
+                vote_rows = VoteRows(rows[vote_rows.flat], rows[vote_rows.long], rows[vote_rows.short],
+                                     vote_rows.state_before)  # fmt: skip
+            self.entries.append((name, strategy, needed, rows, vote_rows))
 
     def valid_at(self, k: int) -> bool:
         """Whether every stateful strategy is in the state the twin expects before row ``k``."""
         for _, strategy, _, rows, vote_rows in self.entries:
             if vote_rows is None or vote_rows.state_before is None:
                 continue
-            j = int(np.searchsorted(rows, k))
-            if j < rows.shape[0] and strategy.twin_state() != vote_rows.state_before[j]:
+            j = int(rows.searchsorted(k))
+            if strategy.twin_state() != vote_rows.state_before[j]:
                 return False
         return True
 
     def next_vote(self, k: int, stop: int, position: Position) -> int:
         """The first row in ``[k, stop)`` on which some strategy votes with ``position`` (``stop`` if none)."""
         for _, _, _, rows, vote_rows in self.entries:
-            candidates = rows if vote_rows is None else rows[vote_rows.for_position(position)]
-            j = int(np.searchsorted(candidates, k))
+            candidates = rows if vote_rows is None else vote_rows.for_position(position)
+            j = int(candidates.searchsorted(k))
             if j < candidates.shape[0] and candidates[j] < stop:
                 stop = int(candidates[j])
         return stop
@@ -130,8 +136,8 @@ class BookTwin:
     def skip(self, k: int, stop: int) -> None:
         """Apply rows ``[k, stop)``, on which no strategy votes (see :meth:`next_vote`)."""
         columns = self.columns
-        for name, strategy, needed, rows, _ in self.entries:
-            lo, hi = np.searchsorted(rows, (k, stop))
+        for name, strategy, needed, rows, vote_rows in self.entries:
+            lo, hi = int(rows.searchsorted(k)), int(rows.searchsorted(stop))
             if hi - lo < stop - k:  # some row lacks one of its indicators: reported once, like evaluate
                 inside = np.zeros(stop - k, dtype=bool)
                 inside[rows[lo:hi] - k] = True
@@ -139,6 +145,9 @@ class BookTwin:
                 present = {key for key in needed if key in columns.values and np.isfinite(columns.values[key][first])}
                 self.book._missing(name, needed, dict.fromkeys(present, 0.0))
             if hi > lo:
+                if vote_rows is not None and vote_rows.state_before is not None:
+                    strategy.set_twin_state(float(vote_rows.state_before[hi]))
+                    continue
                 sub = rows[lo:hi]
                 strategy.skip_rows(
                     Columns({key: columns.values[key][sub] for key in needed}, columns.close[sub], columns.regime[sub])

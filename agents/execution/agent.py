@@ -71,6 +71,7 @@ class ExecutionAgent(Agent):
             initial_cash=s.initial_cash,
             crash_hook=crash_hook(s.crash_at) if s.crash_at else no_crash,
             retention=grace_of(s.retention_grace_s),
+            instrument=ctx.instrument,
         )
         self._last_snapshot: datetime | None = None
         self.trusted_senders = trusted_order_senders(ctx.settings.rabbitmq_url.get_secret_value())
@@ -101,15 +102,15 @@ class ExecutionAgent(Agent):
         """The first candle in ``[start, stop)`` of a column :meth:`on_candle` must see: an open order,
         a candle the venue could fill or fire on, or a portfolio snapshot due (:mod:`core.wake`)."""
         if self.ctx.instrument or not isinstance(column, CandleColumn):
-            return _first(column, sids, start, stop)
+            return column.first_row(sids, start, stop)
         last = self._last_snapshot
         if last is None:
-            return _first(column, sids, start, stop)
+            return column.first_row(sids, start, stop)
         every_us = _micros(self._snapshot_every)
         due_ms = -(-(_micros(last - EPOCH) + every_us) // 1000)  # close_ms * 1000 - last >= every
         i = int(np.searchsorted(column.close_ms, due_ms, side="left"))
         if i < stop:
-            stop = _first(column, sids, max(i, start), stop)
+            stop = column.first_row(sids, max(i, start), stop)
         return self.engine.quiet_until(column, sids, start, stop)
 
     def _skip_candles(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
@@ -217,13 +218,6 @@ class ExecutionAgent(Agent):
 def _micros(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
-
-def _first(column: Column, sids: Sequence[int], start: int, stop: int) -> int:
-    for s in sids:
-        rows = column.rows_between(s, start, stop)
-        if rows.shape[0]:
-            stop = int(rows[0])
-    return stop
 
 
 def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:

@@ -107,7 +107,7 @@ class RiskAgent(Agent):
         that raises an alert (the others move state only, applied by :meth:`_skip_candles`). Every
         candle while a FLATTEN is in progress or with volatility sizing (its ATR)."""
         if self.flattening is not None or self.ctx.instrument or self.engine._track_atr:
-            return _first(column, sids, start, stop)
+            return column.first_row(sids, start, stop)
         run = quiet.simulate(self.engine, column, sids, start, stop)
         self._run = run
         return run.end
@@ -324,11 +324,3 @@ async def build(ctx: AgentContext) -> Agent:
     await db.connect()
     await apply_migrations(db)
     return RiskAgent(ctx, settings, history=PostgresExecutionStore(db, settings.account))
-
-
-def _first(column: Column, sids: Sequence[int], start: int, stop: int) -> int:
-    for s in sids:
-        rows = column.rows_between(s, start, stop)
-        if rows.shape[0]:
-            stop = int(rows[0])
-    return stop

@@ -13,6 +13,7 @@ agent is woken on every candle.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -57,8 +58,8 @@ class Run:
     appended: list[float] = field(default_factory=list)
     last_equity: float | None = None
     marks_count: int = 0
-    var_point: int | None = None
-    """How many of :attr:`appended` the window held at the run's last VaR point (None: no point)."""
+    var_window: list[float] | None = None
+    """The returns window at the run's last VaR point (None: no VaR point in the run)."""
     var_alerted: bool = False
     breaker: tuple[Decimal | None, Decimal] = (None, ZERO)
 
@@ -79,13 +80,23 @@ def _tail_count(n: int) -> int:
     return max(1, math.ceil(n * (1 - 0.99)))  # historical_var's expression at level 0.99
 
 
-def _var99_over(recent: deque[float], limit: float) -> bool:
+def _var99_over(window: Sequence[float], limit: float) -> bool:
     """``historical_var(window, 0.99)[0] > limit`` (the k-th smallest return, exactly)."""
-    n = len(recent)
+    n = len(window)
     if not n:
         return False
-    kth = sorted(recent)[_tail_count(n) - 1]
+    k = _tail_count(n)
+    kth = heapq.nsmallest(k, window)[-1]
     return max(-kth, 0.0) > limit
+
+
+def _window(old: deque[float], appended: list[float], size: int) -> list[float]:
+    """The last ``size`` returns of ``old`` followed by ``appended`` (the window after them)."""
+    if len(appended) >= size:
+        return appended[-size:]
+    keep = size - len(appended)
+    head = list(old)[-keep:] if keep < len(old) else list(old)
+    return head + appended
 
 
 def simulate(engine: RiskEngine, column: Column, sids: Sequence[int], start: int, stop: int) -> Run:
@@ -132,28 +143,33 @@ def _simulate(
     active = engine.state is TradingState.ACTIVE
     window = engine.returns.returns
     size = window.maxlen or 0
-    recent: deque[float] = deque(window, maxlen=size)
-    negatives = sum(1 for r in recent if r < 0.0)
+    if not any(q != ZERO for q in quantities):
+        return _simulate_flat(engine, column, rows, run, keys, equity)
+    old = window  # not copied: the returns this run appends are kept apart (``appended``)
     var_every = engine._var_every
     var_limit = settings.var_limit_pct
     max_pct = settings.max_drawdown_pct
     appended = run.appended
-    var_point: int | None = None
+    var_window: list[float] | None = None
     days = (column.close_ms[rows] // DAY_MS).tolist()
     last_rows = run.last_rows
     series_list = column.series[rows].tolist()
     close_decimal = column.close_decimal
+    single = len(quantities) == 1
     for j, r in enumerate(rows.tolist()):
         key = keys[series_list[j]]
         last_rows[key] = r
         k = index.get(key)
         if k is not None:
-            marks[k] = close_decimal(r)
+            mark = marks[k] = close_decimal(r)
             if quantities[k] != ZERO:
-                total = ZERO
-                for q, m in zip(quantities, marks, strict=True):
-                    total += q * m
-                equity = cash + total
+                if single:
+                    equity = cash + (ZERO + quantities[0] * mark)
+                else:
+                    total = ZERO
+                    for q, m in zip(quantities, marks, strict=True):
+                        total += q * m
+                    equity = cash + total
                 peak = max(peak, equity)
         d = days[j]
         if d != day:
@@ -176,21 +192,16 @@ def _simulate(
                     return run, r
         equity_f = float(equity)
         if last_f is not None and last_f > 0:
-            value = equity_f / last_f - 1.0
-            if len(recent) == size and recent[0] < 0.0:
-                negatives -= 1
-            recent.append(value)
-            appended.append(value)
-            if value < 0.0:
-                negatives += 1
+            appended.append(equity_f / last_f - 1.0)
         last_f = equity_f
         marks_count += 1
         if marks_count % var_every == 0:
-            over = negatives > 0 and _var99_over(recent, var_limit)
+            current = _window(old, appended, size)
+            over = _var99_over(current, var_limit)
             if over and not var_alerted:
                 return run, r
             var_alerted = over
-            var_point = len(appended)
+            var_window = current
     run.peak = peak
     run.day = day
     run.day_start_equity = day_start
@@ -198,10 +209,112 @@ def _simulate(
     run.daily_loss_hit = hit
     run.last_equity = last_f
     run.marks_count = marks_count
-    run.var_point = var_point
+    run.var_window = var_window
     run.var_alerted = var_alerted
     run.breaker = (breaker_peak, breaker_floor)
     run.rows = len(days)
+    return run, None
+
+
+def _simulate_flat(
+    engine: RiskEngine,
+    column: CandleColumn,
+    rows: NDArray[np.intp],
+    run: Run,
+    keys: list[Key],
+    equity: Decimal,
+) -> tuple[Run, int | None]:
+    """:func:`_simulate` when no position is open: the equity is constant, so each rule is decided
+    on the few rows where its inputs change (a new day, a VaR point) instead of row by row."""
+    settings = engine.settings
+    n = int(rows.shape[0])
+    row_list = rows.tolist()
+    days = column.close_ms[rows] // DAY_MS
+    prev = np.empty_like(days)
+    prev[0] = run.day if run.day is not None else -1
+    prev[1:] = days[:-1]
+    changes = np.flatnonzero(days != prev)
+    day_start, floor, hit = run.day_start_equity, run.daily_floor, run.daily_loss_hit
+    first_change = int(changes[0]) if changes.shape[0] else n
+    # the daily floor: decided before the first new day with today's floor, and from then on with the
+    # floor of the constant equity
+    if first_change > 0 and not hit and equity <= floor:
+        return run, row_list[0]
+    if first_change < n:
+        day_start = equity
+        floor = equity * (1 - engine._daily_limit)
+        hit = False
+        if equity <= floor:
+            return run, row_list[first_change]
+    # the drawdown breaker: the same answer on every row
+    breaker_peak, breaker_floor = run.breaker
+    peak = run.peak
+    if engine.state is TradingState.ACTIVE and equity < peak:
+        surely_above = False
+        if peak > ZERO:
+            if peak is not breaker_peak:
+                breaker_peak = peak
+                breaker_floor = peak * (1 - settings.max_drawdown_pct + _BREAKER_MARGIN)
+            surely_above = equity > breaker_floor
+        if not surely_above:
+            drawdown = 1.0 if peak <= ZERO else min(max(float(1 - equity / peak), 0.0), 1.0)
+            if drawdown >= engine._max_drawdown:
+                return run, row_list[0]
+    # the returns: the first against the last equity, then zeros (x / x - 1.0 == 0.0)
+    window = engine.returns.returns
+    size = window.maxlen or 0
+    equity_f = float(equity)
+    last_f = run.last_equity
+    first: list[float] = [equity_f / last_f - 1.0] if last_f is not None and last_f > 0 else []
+    zeros_per_row = equity_f > 0  # rows after the first append 0.0; a non-positive equity appends nothing
+    appended = first + ([0.0] * min(n - 1, size) if zeros_per_row and n > 1 else [])
+    old = list(window)
+
+    def window_at(j: int) -> list[float]:
+        """The returns window after row ``j``."""
+        count = len(first) + (j if zeros_per_row else 0)
+        new = first[:count] + [0.0] * max(0, min(count - len(first), size))
+        return (old + new)[-size:]
+
+    var_every = engine._var_every
+    var_alerted = run.var_alerted
+    var_window: list[float] | None = None
+    j = (var_every - (run.marks_count + 1) % var_every) % var_every  # the first row that is a VaR point
+    while j < n:
+        current = window_at(j)
+        last_point = j + ((n - 1 - j) // var_every) * var_every
+        if not any(x < 0.0 for x in current):
+            # no loss in the window (and none can come in while flat): VaR is zero from here on
+            var_alerted = False
+            var_window = window_at(last_point)
+            break
+        over = _var99_over(current, settings.var_limit_pct)
+        if over and not var_alerted:
+            return run, row_list[j]
+        var_alerted = over
+        var_window = current
+        if not zeros_per_row:  # the window no longer moves: every later point decides the same
+            break
+        j += var_every
+    last_rows = run.last_rows
+    series_list = column.series[rows].tolist()
+    for k, r in zip(series_list, row_list, strict=True):
+        last_rows[keys[k]] = r
+    for k, key in enumerate(engine.portfolio.positions):
+        row = last_rows.get(key)
+        if row is not None:
+            run.marks[k] = column.close_decimal(row)
+    run.day = int(days[-1])
+    run.day_start_equity = day_start
+    run.daily_floor = floor
+    run.daily_loss_hit = hit
+    run.appended = appended
+    run.last_equity = equity_f
+    run.marks_count = run.marks_count + n
+    run.var_alerted = var_alerted
+    run.var_window = var_window
+    run.breaker = (breaker_peak, breaker_floor)
+    run.rows = n
     return run, None
 
 
@@ -221,16 +334,13 @@ def apply(engine: RiskEngine, run: Run) -> None:
     engine._daily_floor = run.daily_floor
     engine._daily_loss_hit = run.daily_loss_hit
     returns = engine.returns
-    window = returns.returns
-    before = list(window) if run.var_point is not None else []
-    window.extend(run.appended)
+    returns.returns.extend(run.appended)
     returns._last = run.last_equity
     engine._marks = run.marks_count
     engine._var_alerted = run.var_alerted
     engine._breaker_peak, engine._breaker_floor = run.breaker
-    if run.var_point is not None:
-        size = window.maxlen or 0
-        at_point = (before + run.appended[: run.var_point])[-size:] if size else []
+    if run.var_window is not None:
+        at_point = run.var_window
         var95, cvar95 = historical_var(at_point, 0.95)
         var99, cvar99 = historical_var(at_point, 0.99)
         engine.var = VarFigures(var95, cvar95, var99, cvar99)

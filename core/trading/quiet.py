@@ -38,6 +38,13 @@ def rows_by_key(column: CandleColumn, sids: Sequence[int], start: int, stop: int
     return {key: parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts)) for key, parts in out.items()}
 
 
+def mark_row(portfolio: Portfolio, column: CandleColumn, i: int) -> None:
+    """:meth:`Portfolio.mark` at row ``i``'s close (the one-row case of :func:`mark_quiet`)."""
+    info = column.table[int(column.series[i])]
+    if (info.venue, info.symbol) in portfolio.positions:
+        portfolio.mark(info.venue, info.symbol, column.close_decimal(i))
+
+
 def mark_quiet(portfolio: Portfolio, column: CandleColumn, by_key: dict[Key, Rows]) -> None:
     """:meth:`Portfolio.mark` at the close of every row of ``by_key`` (in row order), exactly: the
     positions end marked at their symbol's last close and the peak equity is the one the per-candle

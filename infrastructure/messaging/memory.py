@@ -28,7 +28,6 @@ row is built and delivered, which is what the wake conditions are proven equal t
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +112,10 @@ class ColumnObserver(Protocol):
 class Timer(Protocol):
     """Collects time per component (the bench's breakdown mode)."""
 
+    def clock(self) -> float:
+        """The clock it measures with (seconds)."""
+        ...
+
     def add(self, label: str, seconds: float) -> None:
         """Add ``seconds`` to ``label``."""
 
@@ -150,7 +153,7 @@ class InMemoryBus:
         self._idle.set()
         self._published = 0
         self._failed_attempts = 0
-        self._held: dict[str, dict[tuple[str, str], tuple[_Queue, Envelope, str]]] = {}
+        self._held: dict[str, dict[tuple[str, str], tuple[_Queue, Envelope | _Row, str]]] = {}
         """Per consumer group: the newest message per (queue, routing key) of its latest-per-key queues."""
         self._derived: dict[tuple[int, int], Column] = {}
         """During :meth:`publish_column`: (queue, column) -> the column that queue's consumer derives."""
@@ -400,10 +403,10 @@ class InMemoryBus:
             elif isinstance(policy, WakeOn) and queue.handlers:
                 out.append(_Policy(queue, column, sids, policy, timer))
             elif isinstance(policy, Derive) and queue.handlers:
-                started = time.perf_counter()
+                started = timer.clock() if timer is not None else 0.0
                 derived = policy.derive(column, sids)
                 if timer is not None:
-                    timer.add(f"{name} (derive)", time.perf_counter() - started)
+                    timer.add(f"{name} (derive)", timer.clock() - started)
                 if derived is None:
                     continue
                 columns.append(derived)
@@ -438,7 +441,7 @@ class InMemoryBus:
         for target in routes:
             pending.append((target, out, key, None, None))
 
-    def _hold(self, queue: _Queue, envelope: Envelope, key: str) -> None:
+    def _hold(self, queue: _Queue, envelope: Envelope | _Row, key: str) -> None:
         group = queue.spec.group or queue.spec.name
         held = self._held.setdefault(group, {})
         slot = (queue.spec.name, key)
@@ -450,8 +453,10 @@ class InMemoryBus:
         held = self._held.pop(group, None)
         if not held:
             return
-        for queue, envelope, key in held.values():
+        for queue, item, key in held.values():
             queue.skipped -= 1
+            envelope = item.column.envelope(item.index) if type(item) is _Row else item
+            assert isinstance(envelope, Envelope)
             await self._deliver(queue, envelope, key, None)
 
     async def _drain(self) -> None:
@@ -459,40 +464,68 @@ class InMemoryBus:
         self._drainer = asyncio.current_task()
         self._idle.clear()
         pending = self._pending
+        popleft = pending.popleft
         wake = self.wake
         held = self._held
         try:
             while pending:
-                queue, item, key, body, reason = pending.popleft()
+                queue, item, key, body, reason = popleft()
                 if item is None:
                     self._dead_letter(queue, key, body or b"", reason or "rejected")
                     continue
-                policy = queue.spec.wake if wake else None
-                if policy is not None and queue.handlers:
-                    kind = type(policy)
-                    if kind is LatestPerKey:
-                        self._hold(queue, item.column.envelope(item.index) if type(item) is _Row else item, key)
-                        continue
-                    if type(item) is _Row:
-                        if kind is Derive:
-                            self._publish_derived(queue, item)
-                            queue.skipped += 1
+                handlers = queue.handlers
+                if wake and handlers:
+                    policy = queue.spec.wake
+                    if policy is not None:
+                        kind = type(policy)
+                        if kind is LatestPerKey:
+                            if type(item) is _Row:  # the envelope others got, if any (one per candle)
+                                item = item.column.built_envelope(item.index) or item
+                            self._hold(queue, item, key)
                             continue
-                        if kind is WakeOn:
-                            assert isinstance(policy, WakeOn)
-                            column, i = item.column, item.index
-                            sid = (int(column.series[i]),)
-                            if policy.next_wake(column, sid, i, i + 1) > i:
-                                policy.skip(column, sid, i, i + 1)
+                        if type(item) is _Row:
+                            if kind is Derive:
+                                self._publish_derived(queue, item)
                                 queue.skipped += 1
                                 continue
-                if held:
-                    group = queue.spec.group
-                    if group is not None and group in held:
-                        await self._flush(group)
-                envelope = item.column.envelope(item.index) if type(item) is _Row else item
-                assert isinstance(envelope, Envelope)
-                await self._deliver(queue, envelope, key, body)
+                            if kind is WakeOn:
+                                column, i = item.column, item.index
+                                sid = (int(column.series[i]),)
+                                if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
+                                    policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
+                                    queue.skipped += 1
+                                    continue
+                    if held:
+                        group = queue.spec.group
+                        if group is not None and group in held:
+                            await self._flush(group)
+                envelope: Envelope = item.column.envelope(item.index) if type(item) is _Row else item  # type: ignore[union-attr,assignment]
+                if not handlers:
+                    queue.backlog.append((queue, envelope, key, body, None))
+                    continue
+                # the delivery, inlined (no coroutine per delivery for plain-function handlers)
+                index = 0 if len(handlers) == 1 else queue.pick()
+                handler = handlers[index]
+                fast = queue.fast[index]
+                self._in_hand = handler
+                try:
+                    if fast is not None:
+                        result = fast(envelope)
+                        if result is not None:
+                            await result
+                    else:
+                        await handler(envelope)  # type: ignore[misc]
+                except MessageRejected as exc:
+                    self._dead_letter(queue, key, body or self._encode(envelope), exc.reason)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                    if not await self._retry(queue, handler, envelope, key, body, exc):
+                        continue
+                finally:
+                    self._in_hand = None
+                    if self._handed is not None:
+                        self._handed.set()
+                queue.delivered += 1
         finally:
             self._draining = False
             self._idle.set()
@@ -610,10 +643,8 @@ class _Hold(_Participant):
             if n:
                 self.queue.skipped += n - 1
                 last.append((int(rows[-1]), s))
-        for i, s in sorted(last):  # arrival order
-            envelope = column.envelope(i)
-            self.bus._hold(self.queue, envelope, column.table[s].routing_key)
-            column.release(i)
+        for i, s in sorted(last):  # arrival order; built only if handed over
+            self.bus._hold(self.queue, _Row(column, i), column.table[s].routing_key)
 
 
 class _Policy(_Participant):
@@ -645,7 +676,7 @@ class _Policy(_Participant):
 
 
 def _timed(timer: Timer, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    clock = time.perf_counter
+    clock = timer.clock
 
     def timed(*args: Any) -> Any:
         started = clock()
@@ -659,7 +690,7 @@ def _timed(timer: Timer, label: str, fn: Callable[..., Any]) -> Callable[..., An
 
 def _timed_sync(timer: Timer, label: str, fast: SyncHandler | None, handler: Handler) -> SyncHandler:
     """A plain-function handler that times the delivery (the handler's own coroutine included)."""
-    clock = time.perf_counter
+    clock = timer.clock
     call: Callable[[Envelope], Any] = fast if fast is not None else handler
 
     async def finish(result: Any, started: float) -> None:

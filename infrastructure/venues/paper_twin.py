@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from core.clock import ms_from_utc
 from core.columns import CandleColumn, Column, utc_from_ms
+from core.trading.fillmodel import Bar
 from core.trading.quiet import rows_by_key
 
 if TYPE_CHECKING:
@@ -46,8 +47,10 @@ def _us(value: object) -> int:
 def _effective(venue: PaperVenue, column: CandleColumn, symbol: str, rows: Rows) -> Rows:
     """The rows the venue does not ignore as replays (close time after the symbol's last one)."""
     last = venue._last_close.get(symbol)
-    close_ms = column.close_ms[rows]
     floor = np.int64(ms_from_utc(last)) if last is not None else np.iinfo(np.int64).min
+    if column.single_series:  # one series: close times increase, the replays are a prefix
+        return rows[int(column.close_ms[rows].searchsorted(floor, side="right")) :]
+    close_ms = column.close_ms[rows]
     before = np.empty_like(close_ms)
     if close_ms.shape[0]:
         before[0] = floor
@@ -105,6 +108,8 @@ def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int
     """The first row in ``[start, stop)`` on which the venue could fill or fire (``stop`` if none)."""
     if venue.journal_path is not None or not isinstance(column, CandleColumn):
         return start  # a journalled venue writes its state on every candle: no twin
+    if stop - start == 1:
+        return start if _row_wakes(venue, column, sids, start) else stop
     by_key = rows_by_key(column, sids, start, stop)
     by_symbol: dict[str, Rows] = {}
     for (_, symbol), rows in by_key.items():
@@ -138,9 +143,46 @@ def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int
     return stop
 
 
+def _row_wakes(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], i: int) -> bool:
+    """:func:`next_wake` for the one row ``i`` (scalar: a delivered row asks this of every consumer)."""
+    s = int(column.series[i])
+    if s not in sids:
+        return False
+    symbol = column.table[s].symbol
+    if venue._open.get(symbol):
+        return True
+    if venue.halted or not venue._protections:
+        return False
+    last = venue._last_close.get(symbol)
+    close_ms = int(column.close_ms[i])
+    if last is not None and close_ms <= ms_from_utc(last):
+        return False  # a replay: ignored
+    open_us = int(column.open_ms[i]) * 1000
+    low, high = float(column.low[i]), float(column.high[i])
+    for prot in venue._protections:
+        if prot.symbol != symbol or _held(venue, prot) <= ZERO or open_us < _us(prot.active_from):
+            continue
+        levels = prot.levels
+        stops = [float(levels.stop_loss)] if levels.stop_loss is not None else []
+        if levels.trailing_pct is not None and levels.best_price is not None:
+            factor = float(levels.trailing_pct) / 100.0
+            best = float(levels.best_price)
+            stops.append(best * (1.0 - factor) * (1.0 + MARGIN) if levels.long else best * (1.0 + factor) * (1.0 - MARGIN))
+        tp = float(levels.take_profit) if levels.take_profit is not None else None
+        if levels.long:
+            if (stops and low <= max(stops)) or (tp is not None and high >= tp):
+                return True
+        elif (stops and high >= min(stops)) or (tp is not None and low <= tp):
+            return True
+    return False
+
+
 def skip(venue: PaperVenue, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
     """Apply the quiet rows ``[start, stop)`` (see the module docstring)."""
     assert isinstance(column, CandleColumn)
+    if stop - start == 1:
+        _skip_row(venue, column, sids, start)
+        return
     by_key = rows_by_key(column, sids, start, stop)
     by_symbol: dict[str, Rows] = {}
     for (_, symbol), rows in by_key.items():
@@ -164,6 +206,36 @@ def skip(venue: PaperVenue, column: Column, sids: Sequence[int], start: int, sto
     for symbol, eff in effective.items():
         if eff.shape[0]:
             venue._last_close[symbol] = utc_from_ms(int(column.close_ms[eff[-1]]))
+
+
+def _skip_row(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], i: int) -> None:
+    """:func:`skip` of the one row ``i``: exactly what :meth:`PaperVenue.on_candle` does on it."""
+    s = int(column.series[i])
+    if s not in sids:
+        return
+    symbol = column.table[s].symbol
+    last = venue._last_close.get(symbol)
+    close_ms = int(column.close_ms[i])
+    if last is not None and close_ms <= ms_from_utc(last):
+        return
+    if not venue.halted and venue._protections:
+        open_us = int(column.open_ms[i]) * 1000
+        keep = []
+        bar = None
+        for prot in venue._protections:
+            if prot.symbol != symbol:
+                keep.append(prot)
+                continue
+            if _held(venue, prot) <= ZERO:
+                continue
+            if open_us >= _us(prot.active_from) and prot.levels.trailing_pct is not None:
+                if bar is None:
+                    o, h, low, c, v = column.exact(i)
+                    bar = Bar(o, h, low, c, v)
+                prot.levels = prot.levels.after(bar)
+            keep.append(prot)
+        venue._protections = keep
+    venue._last_close[symbol] = utc_from_ms(close_ms)
 
 
 def _after(column: CandleColumn, prot: _Protection, rows: Rows) -> object:

@@ -92,8 +92,8 @@ class _Crossover(Strategy[CrossParams]):
         flat with ``allow_short`` (SHORT)."""
         diff = columns.values[self._fast_key] - columns.values[self._slow_key]
         before = last_nonzero_before(diff, self._last_nonzero)
-        up = (before < 0.0) & (diff > 0.0)
-        down = (diff < 0.0) & (before > 0.0)
+        up = (before[:-1] < 0.0) & (diff > 0.0)
+        down = (diff < 0.0) & (before[:-1] > 0.0)
         flat = up | down if self.params.allow_short else up
         return VoteRows(rows_where(flat), rows_where(down), rows_where(up), before)
 
@@ -105,6 +105,11 @@ class _Crossover(Strategy[CrossParams]):
     def twin_state(self) -> float:
         """The last non-zero difference."""
         return self._last_nonzero
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the last non-zero difference."""
+        assert isinstance(state, float)
+        self._last_nonzero = state
 
 
 class SmaCross(_Crossover):
@@ -129,3 +134,4 @@ class EmaCross(_Crossover):
     version = "1"
     prefix = "ema"
     Params = EmaCrossParams
+

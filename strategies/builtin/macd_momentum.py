@@ -86,8 +86,8 @@ class MacdMomentum(Strategy[MacdParams]):
         flat with ``allow_short`` (SHORT)."""
         hist = columns.values["macd_hist"]
         before = last_nonzero_before(hist, self._last_nonzero)
-        up = (before < 0.0) & (hist > 0.0)
-        down = (hist < 0.0) & (before > 0.0)
+        up = (before[:-1] < 0.0) & (hist > 0.0)
+        down = (hist < 0.0) & (before[:-1] > 0.0)
         flat = up | down if self.params.allow_short else up
         return VoteRows(rows_where(flat), rows_where(down), rows_where(up), before)
 
@@ -98,3 +98,8 @@ class MacdMomentum(Strategy[MacdParams]):
     def twin_state(self) -> float:
         """The last non-zero histogram."""
         return self._last_nonzero
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the last non-zero histogram."""
+        assert isinstance(state, float)
+        self._last_nonzero = state
