@@ -294,6 +294,9 @@ class Replay:
         """Rows ``[start, stop)`` changed no agent's state: take their samples from the arrays."""
         column = self._column
         assert column is not None
+        if column.single_series and len(self.symbols) == 1:
+            self._quiet_one_series(column, start, stop)
+            return
         cm = column.close_ms[start:stop]
         sym = np.asarray(self._symbol_of, dtype=np.intp)[column.series[start:stop]]
         n = stop - start
@@ -317,6 +320,47 @@ class Replay:
         last_ms = int(cm[-1])
         self._advance_ms(utc_from_ms(last_ms), last_ms)
         self.count += n
+        self._tick()
+
+    def _quiet_one_series(self, column: CandleColumn, start: int, stop: int) -> None:
+        """:meth:`quiet` for one series: close times strictly increase, so every row but a first one
+        starts a new bar, whose sample sees the previous row's close."""
+        symbol = self.symbols[0]
+        close_ms = column.close_ms
+        close = column.close
+        first = start if self._current_ms is not None else start + 1  # a sample before each of these rows
+        if symbol not in self._last_float:
+            first = max(first, start + 1)  # no close of the symbol seen before the run: nothing to sample
+        if first < stop:
+            m = stop - first
+            self.times.extend(close_ms[first - 1 : stop - 1].tolist() if first > start else
+                              [self._current_ms] + close_ms[start : stop - 1].tolist())  # fmt: skip
+            if first > start:
+                closes = close[first - 1 : stop - 1]
+            else:
+                closes = np.concatenate(([self._last_float[symbol]], close[start : stop - 1]))
+            self.closes[symbol].extend(closes.tolist())
+            recorder = self.swarm.recorder
+            if recorder.in_market():
+                self._materialise_closes()
+                held = dict(self.closes_now)
+                equity = self.equity
+                close_decimal = column.close_decimal
+                for i in range(first, stop):
+                    if i > start:
+                        held[symbol] = close_decimal(i - 1)
+                    equity.append(float(recorder.equity(held)))
+                self.in_market.extend(b"\x01" * m)
+            else:
+                self.equity.extend([recorder.cash_float()] * m)
+                self.in_market.extend(b"\x00" * m)
+        last = stop - 1
+        self._pending_rows[symbol] = last
+        self._last_float[symbol] = float(close[last])
+        last_ms = int(close_ms[last])
+        self._current_ms = last_ms
+        self._advance_ms(utc_from_ms(last_ms), last_ms)
+        self.count += stop - start
         self._tick()
 
     # -- samples --------------------------------------------------------------------------------
