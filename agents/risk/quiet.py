@@ -174,6 +174,7 @@ def _simulate(
         d = days[j]
         if d != day:
             day = d
+            equity = _equity(cash, quantities, marks)  # the same Decimal as the per-candle path's
             day_start = equity
             floor = equity * (1 - limit)
             hit = False
@@ -216,6 +217,31 @@ def _simulate(
     return run, None
 
 
+def _equity(cash: Decimal, quantities: list[Decimal], marks: list[Decimal]) -> Decimal:
+    """``Portfolio.equity`` from its positions' quantities and marks (in the positions' order)."""
+    total = ZERO
+    for q, m in zip(quantities, marks, strict=True):
+        total += q * m
+    return cash + total
+
+
+def _equity_at(engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], keys: list[Key]) -> Decimal:
+    """The portfolio's equity after marking it at ``rows`` (the last row of each position's key)."""
+    portfolio = engine.portfolio
+    series = column.series[rows]
+    quantities, marks = [], []
+    for key, position in portfolio.positions.items():
+        mark = position.mark_price if position.mark_price is not None else position.average_price
+        sids = [s for s, k in enumerate(keys) if k == key]
+        if sids:
+            own = np.flatnonzero(np.isin(series, sids))
+            if own.shape[0]:
+                mark = column.close_decimal(int(rows[own[-1]]))
+        quantities.append(position.quantity)
+        marks.append(mark)
+    return _equity(portfolio.cash, quantities, marks)
+
+
 def _simulate_flat(
     engine: RiskEngine,
     column: CandleColumn,
@@ -241,11 +267,13 @@ def _simulate_flat(
     if first_change > 0 and not hit and equity <= floor:
         return run, row_list[0]
     if first_change < n:
-        day_start = equity
-        floor = equity * (1 - engine._daily_limit)
-        hit = False
-        if equity <= floor:
+        if equity <= equity * (1 - engine._daily_limit):
             return run, row_list[first_change]
+        # the day's start as the per-candle path stores it: the equity at the last new day's row
+        last_change = int(changes[-1])
+        day_start = _equity_at(engine, column, rows[: last_change + 1], keys)
+        floor = day_start * (1 - engine._daily_limit)
+        hit = False
     # the drawdown breaker: the same answer on every row
     breaker_peak, breaker_floor = run.breaker
     peak = run.peak
