@@ -123,8 +123,12 @@ def csv_candles(path: Path, key: CandleKey, start: datetime | None = None, end: 
 
 
 def file_source(path: str | Path, start: datetime | None = None, end: datetime | None = None,
-                limit: int | None = None) -> SeriesSource:  # fmt: skip
-    """A series from a ``.csv`` or ``.parquet`` candle file (name gives venue/symbol/timeframe)."""
+                limit: int | None = None, *, cache: bool = False) -> SeriesSource:  # fmt: skip
+    """A series from a ``.csv`` or ``.parquet`` candle file (name gives venue/symbol/timeframe).
+
+    A CSV file is also readable as blocks of arrays (the backtest kernel's input); with ``cache`` the
+    parsed blocks are kept in the process for the next run on the same file (optimisation trials).
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file not found: {p}")
@@ -134,7 +138,21 @@ def file_source(path: str | Path, start: datetime | None = None, end: datetime |
         raise DataError(str(exc)) from None
     suffix = p.suffix.lower()
     if suffix == ".csv":
-        return SeriesSource(key, str(p), lambda: csv_candles(p, key, start, end, limit))
+        from backtesting.csv_blocks import cached_blocks, csv_blocks
+
+        lo, hi = _window(start, end)
+
+        def rows() -> Iterator[Candle]:
+            return csv_candles(p, key, start, end, limit)
+
+        def blocks() -> Iterator[Any]:
+            try:
+                reader = cached_blocks if cache else csv_blocks
+                yield from reader(p, key, lo, hi, limit, rows)  # type: ignore[arg-type]
+            except CandleFileError as exc:
+                raise DataError(str(exc)) from None
+
+        return SeriesSource(key, str(p), rows, blocks)
     if suffix == ".parquet":
         lo, hi = _window(start, end)
 
