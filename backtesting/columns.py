@@ -199,7 +199,7 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
     order = np.lexsort((series, close_ms))  # close time, then rank (the table is in rank order)
 
     def cat(name: str) -> NDArray[np.generic]:
-        return np.concatenate([getattr(b, name)[:take] for _, b, take in parts])[order]  # type: ignore[no-any-return]
+        return np.concatenate([getattr(b, name)[:take] for _, b, take in parts])[order]
 
     series = series[order]
     local = local[order]
@@ -211,7 +211,7 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
     if has_candles:
         candles = [blocks[s].candles[j] for s, j in zip(series_list, local_list, strict=True)]  # type: ignore[index]
 
-    def exact(i: int) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    def merged_exact(i: int) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
         return blocks[series_list[i]].exact(local_list[i])
 
     def exact_close(i: int) -> Decimal:
@@ -231,7 +231,7 @@ def _column(table: list[SeriesInfo], parts: list[tuple[int, SeriesBlock, int]], 
         close=cat("close"),  # type: ignore[arg-type]
         volume=cat("volume"),  # type: ignore[arg-type]
         sequence=cat("sequence"),  # type: ignore[arg-type]
-        exact=exact,
+        exact=merged_exact,
         source=source_id,
         clock=clock,
         candles=candles,

@@ -43,9 +43,10 @@ def csv_blocks(path: Path, key: CandleKey, lo: int | None, hi: int | None, limit
     seq = 0
     reader = pd.read_csv(path, dtype=str, usecols=range(6), chunksize=size, keep_default_na=False, header=0,
                          names=list(HEADER), engine="c")  # fmt: skip
-    for frame in reader:
+    for chunk in reader:
+        frame = chunk
         try:
-            times = frame["timestamp"].astype(np.int64).to_numpy()
+            times: NDArray[np.int64] = np.asarray(frame["timestamp"].astype(np.int64).to_numpy(), dtype=np.int64)
         except (ValueError, TypeError, OverflowError):
             yield from _fallback(row_reader, seq)
             return
@@ -174,4 +175,3 @@ def cached_blocks(path: Path, key: CandleKey, lo: int | None, hi: int | None, li
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[cache_key] = blocks
     return iter(blocks)
-

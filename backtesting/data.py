@@ -148,7 +148,7 @@ def file_source(path: str | Path, start: datetime | None = None, end: datetime |
         def blocks() -> Iterator[Any]:
             try:
                 reader = cached_blocks if cache else csv_blocks
-                yield from reader(p, key, lo, hi, limit, rows)  # type: ignore[arg-type]
+                yield from reader(p, key, lo, hi, limit, rows)
             except CandleFileError as exc:
                 raise DataError(str(exc)) from None
 

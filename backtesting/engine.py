@@ -43,8 +43,8 @@ from backtesting.recorder import FeedEvent, OrderRecord, Recorder
 from backtesting.trades import FillRecord, RoundTrip, RoundTripBuilder
 from core.clock import SimulatedClock
 from core.columns import CandleColumn, utc_from_ms
-from core.ids import CounterIds
 from core.domain import Mode
+from core.ids import CounterIds
 from core.messages import Candle, Envelope
 from core.routing import routing_key
 from core.settings import Settings
@@ -333,8 +333,11 @@ class Replay:
             first = max(first, start + 1)  # no close of the symbol seen before the run: nothing to sample
         if first < stop:
             m = stop - first
-            self.times.extend(close_ms[first - 1 : stop - 1].tolist() if first > start else
-                              [self._current_ms] + close_ms[start : stop - 1].tolist())  # fmt: skip
+            if first > start:
+                self.times.extend(close_ms[first - 1 : stop - 1].tolist())
+            else:
+                assert self._current_ms is not None
+                self.times.extend([self._current_ms, *close_ms[start : stop - 1].tolist()])
             if first > start:
                 closes = close[first - 1 : stop - 1]
             else:
@@ -376,7 +379,11 @@ class Replay:
             if not sel.shape[0]:
                 return
             lasts = [sel - 1]
-            closes_f = [np.where(lasts[0] >= 0, column.close[start + np.maximum(lasts[0], 0)], self._last_float.get(symbol, 0.0))]
+            closes_f = [
+                np.where(
+                    lasts[0] >= 0, column.close[start + np.maximum(lasts[0], 0)], self._last_float.get(symbol, 0.0)
+                )
+            ]
         else:
             lasts = []
             for k in range(nsym):
@@ -396,7 +403,9 @@ class Replay:
             sel = ks[picked]
             lasts = [last[picked] for last in lasts]
             closes_f = [
-                np.where(lasts[k] >= 0, column.close[start + np.maximum(lasts[k], 0)], self._last_float.get(symbol, 0.0))
+                np.where(
+                    lasts[k] >= 0, column.close[start + np.maximum(lasts[k], 0)], self._last_float.get(symbol, 0.0)
+                )
                 for k, symbol in enumerate(self.symbols)
             ]
         self.times.extend(prev[sel].tolist())

@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backtesting.data import SeriesSource, utc_ms
-from core.trusted import trusted_candle
 from core.gateway import CandleKey
+from core.trusted import trusted_candle
 
 F64 = NDArray[np.float64]
 Arrays = tuple[NDArray[np.int64], F64, F64, F64, F64, F64]

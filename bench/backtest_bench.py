@@ -124,9 +124,16 @@ def _backtesting_py(n: int, seed: int) -> dict[str, Any] | None:
         data = Path(tmp) / "gbm.npz"
         np.savez(data, times=times, open=o, high=h, low=low, close=c, volume=v)
         del times, o, h, low, c, v
-        done = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-S", str(ROOT / "bench" / "backtesting_py_run.py"), str(BTPY_DIR), str(data),
-             str(STOP_LOSS), str(TAKE_PROFIT)],  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-S",
+                str(ROOT / "bench" / "backtesting_py_run.py"),
+                str(BTPY_DIR),
+                str(data),
+                str(STOP_LOSS),
+                str(TAKE_PROFIT),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -215,7 +222,7 @@ def _line(label: str, r: dict[str, Any]) -> str:
 def _install_backtesting_py() -> None:
     BTPY_DIR.mkdir(parents=True, exist_ok=True)
     print(f"installing backtesting.py into {BTPY_DIR} (isolated: its package name clashes with ours)")
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(BTPY_DIR), "backtesting"], check=True
     )
 
@@ -270,7 +277,8 @@ def main() -> None:
             f"{bt['cpu'] / ours['cpu']:.2f}x CPU"
         )
         if ref is not None:
-            print(f"    final equity, reference vs backtrader: rel. difference {abs(ref['final'] - bt['final']) / bt['final']:.2e}")
+            gap = abs(ref["final"] - bt["final"]) / bt["final"]
+            print(f"    final equity, reference vs backtrader: rel. difference {gap:.2e}")
     if not args.no_backtesting_py:
         btpy = _backtesting_py(n, args.seed)
         if btpy is None:

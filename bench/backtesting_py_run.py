@@ -26,10 +26,15 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    import importlib
+
     import numpy as np
     import pandas as pd
-    from backtesting import Strategy  # backtesting.py, from ``deps``
-    from backtesting.lib import FractionalBacktest, crossover
+
+    # backtesting.py, from ``deps`` (imported by name: the project has a package of the same name)
+    library = importlib.import_module("backtesting")
+    lib = importlib.import_module("backtesting.lib")
+    base, backtest_class, crossover = library.Strategy, lib.FractionalBacktest, lib.crossover
 
     arrays = np.load(data)
     frame = pd.DataFrame(
@@ -46,7 +51,7 @@ def main() -> None:
     def sma(values: np.ndarray, n: int) -> np.ndarray:
         return pd.Series(values).rolling(n).mean().to_numpy()
 
-    class SmaCross(Strategy):  # type: ignore[misc]
+    class SmaCross(base):  # type: ignore[misc,valid-type]
         def init(self) -> None:
             self.fast = self.I(sma, self.data.Close, 10)
             self.slow = self.I(sma, self.data.Close, 30)
@@ -63,7 +68,7 @@ def main() -> None:
 
     cpu0 = time.process_time()
     started = time.perf_counter()
-    backtest = FractionalBacktest(frame, SmaCross, cash=10_000, commission=0.001, finalize_trades=True,
+    backtest = backtest_class(frame, SmaCross, cash=10_000, commission=0.001, finalize_trades=True,
                                   fractional_unit=1e-8)  # fmt: skip
     stats = backtest.run()
     elapsed = time.perf_counter() - started

@@ -37,8 +37,9 @@ def write_csv(n: int, seed: int) -> Path:
         for times, o, h, low, c, v in gbm_chunks(n, seed=seed):
             out.writelines(
                 f"{t},{oo:.2f},{hh:.2f},{ll:.2f},{cc:.2f},{vv:.4f}\n"
-                for t, oo, hh, ll, cc, vv in zip(times.tolist(), o.tolist(), h.tolist(), low.tolist(), c.tolist(),
-                                                 v.tolist(), strict=True)  # fmt: skip
+                for t, oo, hh, ll, cc, vv in zip(
+                    times.tolist(), o.tolist(), h.tolist(), low.tolist(), c.tolist(), v.tolist(), strict=True
+                )
             )
     tmp.replace(path)
     return path

@@ -86,8 +86,7 @@ class CounterIds:
 
     def next(self, ms: int) -> uuid.UUID:
         """The next id at simulated time ``ms`` (never smaller than the previous one)."""
-        if ms < self._last_ms:
-            ms = self._last_ms  # a clock never goes back; ids stay ordered anyway
+        ms = max(ms, self._last_ms)  # a clock never goes back; ids stay ordered anyway
         self._last_ms = ms
         seq = self._seq
         if seq >= 1 << 48:

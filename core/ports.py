@@ -15,10 +15,9 @@ from core.messages.base import Envelope
 from core.messages.market import Candle
 from core.wake import WakePolicy
 
-Handler = Callable[[Envelope], Awaitable[None] | None]
-"""A message handler: a coroutine function, or a plain function for a handler that never suspends
-(called without a coroutine; a plain function may also return an awaitable to finish with). Returning
-normally acks; raising retries (then dead-letters)."""
+Handler = Callable[[Envelope], Awaitable[None]]
+"""An async message handler. Returning normally acks; raising retries (then dead-letters). The
+in-memory bus calls a handler's plain-function twin (``handler.sync``) when it has one."""
 
 
 @dataclass(frozen=True, slots=True)

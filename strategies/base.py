@@ -124,6 +124,7 @@ def last_nonzero(series: F64, initial: float) -> float:
     nz = np.flatnonzero(series != 0.0)
     return float(series[nz[-1]]) if nz.shape[0] else initial
 
+
 P = TypeVar("P", bound=StrategyParams)
 
 

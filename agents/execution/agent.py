@@ -219,7 +219,6 @@ def _micros(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-
 def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
     """The paper venue configured by ``settings``."""
     from infrastructure.venues.paper import PaperVenue

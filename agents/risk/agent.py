@@ -26,8 +26,8 @@ from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.risk import quiet
 from agents.risk.engine import RiskEngine
 from agents.risk.settings import RiskSettings
-from core.domain import CommandKind, DecisionVerdict, TradingState
 from core.columns import Column
+from core.domain import CommandKind, DecisionVerdict, TradingState
 from core.ids import uuid7
 from core.messages import Candle, Command, ComplianceDecision, Envelope, Fill, OrderUpdate, RiskDecision, TradeIntent
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES

@@ -44,7 +44,7 @@ from core.routing import FILLS, INDICATORS, POSITIONS, partition_of
 from core.wake import WakeOn
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
-from strategies.base import Columns
+from strategies.base import Columns, Rows
 from strategies.consensus import ConsensusResult
 from strategies.runner import BookTwin
 
@@ -79,7 +79,7 @@ class StrategyAgent(Agent):
         self.decisions = 0
         self.intents = 0
         self.strategy_errors: dict[str, int] = {}
-        self._twins: dict[int, tuple[Column, np.ndarray, BookTwin]] = {}  # type: ignore[type-arg]
+        self._twins: dict[int, tuple[Column, Rows, BookTwin]] = {}
         """Per series of the column being published: (column, its rows still to apply, the twin)."""
 
     def subscriptions(self) -> list[Subscription]:
@@ -118,7 +118,7 @@ class StrategyAgent(Agent):
 
     # -- wake condition: only the snapshots some strategy votes on ---------------------------------
 
-    def _twin(self, column: Column, s: int) -> tuple[np.ndarray, BookTwin] | None:  # type: ignore[type-arg]
+    def _twin(self, column: Column, s: int) -> tuple[Rows, BookTwin] | None:
         """The book twin of series ``s`` of ``column`` (its rows not applied yet), built once per column."""
         cached = self._twins.get(s)
         if cached is not None and cached[0] is column:
@@ -172,7 +172,8 @@ class StrategyAgent(Agent):
             twin.skip(int(k), int(end))
             info = column.table[s]
             state = self._state_of(info.venue, info.symbol, info.timeframe)
-            assert state is not None and isinstance(column, IndicatorColumn)
+            assert state is not None
+            assert isinstance(column, IndicatorColumn)
             state.last_close_time = utc_from_ms(int(column.close_ms[rows[end - 1]]))
 
     async def on_partitions_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:

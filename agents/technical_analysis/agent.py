@@ -13,8 +13,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import numpy as np
+from numpy.typing import NDArray
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.base.partitions import symbol_partitions
@@ -104,15 +106,16 @@ class TechnicalAnalysisAgent(Agent):
             return None
         n = column.n
         present = np.zeros(n, dtype=bool)
-        values: dict[str, np.ndarray] = {}  # type: ignore[type-arg]
-        patterns: dict[str, np.ndarray] = {}  # type: ignore[type-arg]
+        values: dict[str, NDArray[np.float64]] = {}
+        patterns: dict[str, NDArray[np.int64]] = {}
         regime = np.full(n, REGIME_CODE[MarketRegime.UNKNOWN], dtype=np.int8)
         for s in sids:
             rows = column.rows(s)
             if not rows.shape[0]:
                 continue
             info = column.table[s]
-            series = self._series_of(info.venue, info.symbol, info.timeframe, lambda i=int(rows[0]): column.candle(i))
+            first = int(rows[0])
+            series = self._series_of(info.venue, info.symbol, info.timeframe, partial(column.candle, first))
             if series is None:
                 continue
             open_ms = column.open_ms[rows]

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from agents.technical_analysis.snapshot import build_snapshot
 from core.columns import REGIMES, CandleColumn, IndicatorColumn, SeriesInfo
@@ -25,9 +26,17 @@ _isfinite = math.isfinite
 class SnapshotColumn(IndicatorColumn):
     """Row ``i``: the snapshot the agent publishes when it handles candle ``i`` of ``candles``."""
 
-    def __init__(self, candles: CandleColumn, table: Sequence[SeriesInfo], present: np.ndarray,  # type: ignore[type-arg]
-                 values: dict[str, np.ndarray], patterns: dict[str, np.ndarray], regime: np.ndarray,  # type: ignore[type-arg]
-                 *, source: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        candles: CandleColumn,
+        table: Sequence[SeriesInfo],
+        present: NDArray[np.bool_],
+        values: dict[str, NDArray[np.float64]],
+        patterns: dict[str, NDArray[np.int64]],
+        regime: NDArray[np.int8],
+        *,
+        source: str,
+    ) -> None:
         super().__init__(candles, table, present, values, regime, source=source)
         self.patterns = patterns
         self._lists: dict[str, list[float]] | None = None
@@ -56,7 +65,11 @@ class SnapshotColumn(IndicatorColumn):
 def snapshot_table(candles: CandleColumn) -> list[SeriesInfo]:
     """The snapshot routing of each series of ``candles``."""
     return [
-        SeriesInfo(info.venue, info.symbol, info.timeframe,
-                   INDICATORS.key(venue=info.venue, symbol=info.symbol, timeframe=info.timeframe))  # fmt: skip
+        SeriesInfo(
+            info.venue,
+            info.symbol,
+            info.timeframe,
+            INDICATORS.key(venue=info.venue, symbol=info.symbol, timeframe=info.timeframe),
+        )
         for info in candles.table
     ]

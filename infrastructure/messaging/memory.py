@@ -413,8 +413,8 @@ class InMemoryBus:
                 self._derived[(id(queue), id(column))] = derived
                 routes2: list[tuple[_Queue, ...]] = []
                 for info in derived.table:
-                    queues = self._route_cache.get(info.routing_key)
-                    routes2.append(queues if queues is not None else self._route(info.routing_key))
+                    cached = self._route_cache.get(info.routing_key)
+                    routes2.append(cached if cached is not None else self._route(info.routing_key))
                 self._derived_routes[id(derived)] = routes2
                 out.extend(self._participants(derived, routes2, columns))
             else:
@@ -499,7 +499,7 @@ class InMemoryBus:
                         group = queue.spec.group
                         if group is not None and group in held:
                             await self._flush(group)
-                envelope: Envelope = item.column.envelope(item.index) if type(item) is _Row else item  # type: ignore[union-attr,assignment]
+                envelope: Envelope = item.column.envelope(item.index) if type(item) is _Row else item  # type: ignore[assignment]
                 if not handlers:
                     queue.backlog.append((queue, envelope, key, body, None))
                     continue
@@ -514,7 +514,7 @@ class InMemoryBus:
                         if result is not None:
                             await result
                     else:
-                        await handler(envelope)  # type: ignore[misc]
+                        await handler(envelope)
                 except MessageRejected as exc:
                     self._dead_letter(queue, key, body or self._encode(envelope), exc.reason)
                     continue
@@ -545,7 +545,7 @@ class InMemoryBus:
                 if result is not None:
                     await result
             else:
-                await handler(envelope)  # type: ignore[misc]
+                await handler(envelope)
         except MessageRejected as exc:
             self._dead_letter(queue, key, body or self._encode(envelope), exc.reason)
             return
@@ -572,7 +572,7 @@ class InMemoryBus:
         error: Exception = first
         for _ in range(queue.delivery_limit - 1):
             try:
-                await handler(envelope)  # type: ignore[misc]
+                await handler(envelope)
             except MessageRejected as exc:
                 self._dead_letter(queue, key, body or self._encode(envelope), exc.reason)
                 return False
@@ -593,7 +593,6 @@ class InMemoryBus:
             return self._codec.encode(envelope)
         except MessageRejected:
             return envelope.model_dump_json().encode()
-
 
 
 class _Participant:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from core.clock import ms_from_utc
 from core.columns import CandleColumn, Column, utc_from_ms
 from core.trading.fillmodel import Bar
+from core.trading.protective import ProtectiveLevels
 from core.trading.quiet import rows_by_key
 
 if TYPE_CHECKING:
@@ -115,23 +116,23 @@ def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int
     for (_, symbol), rows in by_key.items():
         by_symbol[symbol] = rows if symbol not in by_symbol else np.sort(np.concatenate((by_symbol[symbol], rows)))
     for symbol, coids in venue._open.items():
-        rows = by_symbol.get(symbol)
-        if coids and rows is not None:
-            stop = min(stop, int(rows[0]))
+        open_rows = by_symbol.get(symbol)
+        if coids and open_rows is not None:
+            stop = min(stop, int(open_rows[0]))
     if venue.halted or not venue._protections:
         return stop
     effective: dict[str, Rows] = {}
     for prot in venue._protections:
-        rows = by_symbol.get(prot.symbol)
-        if rows is None:
+        own = by_symbol.get(prot.symbol)
+        if own is None:
             continue
-        rows = rows[rows < stop]
+        rows = own[own < stop]
         if not rows.shape[0]:
             continue
-        eff = effective.get(prot.symbol)
-        if eff is None:
-            eff = effective[prot.symbol] = _effective(venue, column, prot.symbol, rows)
-        eff = eff[eff < stop]
+        known = effective.get(prot.symbol)
+        if known is None:
+            known = effective[prot.symbol] = _effective(venue, column, prot.symbol, rows)
+        eff = known[known < stop]
         if not eff.shape[0] or _held(venue, prot) <= ZERO:
             continue  # dropped on its symbol's next candle: no output
         checked = _checked(column, prot, eff)
@@ -167,7 +168,9 @@ def _row_wakes(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], i: 
         if levels.trailing_pct is not None and levels.best_price is not None:
             factor = float(levels.trailing_pct) / 100.0
             best = float(levels.best_price)
-            stops.append(best * (1.0 - factor) * (1.0 + MARGIN) if levels.long else best * (1.0 + factor) * (1.0 - MARGIN))
+            stops.append(
+                best * (1.0 - factor) * (1.0 + MARGIN) if levels.long else best * (1.0 + factor) * (1.0 - MARGIN)
+            )
         tp = float(levels.take_profit) if levels.take_profit is not None else None
         if levels.long:
             if (stops and low <= max(stops)) or (tp is not None and high >= tp):
@@ -238,7 +241,7 @@ def _skip_row(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], i: i
     venue._last_close[symbol] = utc_from_ms(close_ms)
 
 
-def _after(column: CandleColumn, prot: _Protection, rows: Rows) -> object:
+def _after(column: CandleColumn, prot: _Protection, rows: Rows) -> ProtectiveLevels:
     """``levels.after(bar)`` over ``rows`` in order: the trailing high (long) or low (short) water mark."""
     levels = prot.levels
     values = column.high[rows] if levels.long else column.low[rows]

@@ -17,7 +17,16 @@ from pydantic import Field, model_validator
 
 from core.domain import Direction
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Columns, Position, Strategy, StrategyParams, VoteRows, last_nonzero, last_nonzero_before, rows_where
+from strategies.base import (
+    Columns,
+    Position,
+    Strategy,
+    StrategyParams,
+    VoteRows,
+    last_nonzero,
+    last_nonzero_before,
+    rows_where,
+)
 
 
 class CrossParams(StrategyParams):
@@ -134,4 +143,3 @@ class EmaCross(_Crossover):
     version = "1"
     prefix = "ema"
     Params = EmaCrossParams
-

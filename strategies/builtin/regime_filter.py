@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from core.columns import REGIME_CODE
 from core.domain import Direction, MarketRegime
 from core.messages import IndicatorSnapshot, StrategyVote
-from core.columns import REGIME_CODE
 from strategies.base import Columns, Position, Strategy, StrategyParams, VoteRows, rows_where
 
 _HIGH_VOL = REGIME_CODE[MarketRegime.HIGH_VOLATILITY]

@@ -145,7 +145,9 @@ def test_optimize_prints_trials_per_minute() -> None:
     proc = cli("optimize", "--data", str(BTC_1H), "--space", "sma_cross.fast=5,10", "--sampler", "grid", "--jobs", "1")
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stderr.splitlines() if "trials/min" in x)
-    assert line.startswith("2 trials in ") and "per worker process (1)" in line and "candles per trial" in line
+    assert line.startswith("2 trials in ")
+    assert "per worker process (1)" in line
+    assert "candles per trial" in line
 
 
 def test_optimize_rejects_bad_space() -> None:

@@ -110,22 +110,39 @@ def agent_state(swarm: Swarm) -> dict[str, str]:
     risk = swarm.risk.engine
     ex = swarm.execution.engine
     venue: Any = ex.venue
-    out = {
-        "risk.portfolio": repr((risk.portfolio.cash, risk.portfolio.peak_equity, sorted(risk.portfolio.positions.items()))),
+    return {
+        "risk.portfolio": repr(
+            (risk.portfolio.cash, risk.portfolio.peak_equity, sorted(risk.portfolio.positions.items()))
+        ),
         "risk.day": repr((risk._day, risk._day_start_equity, risk._daily_floor, risk._daily_loss_hit, risk.state)),
-        "risk.returns": repr((list(risk.returns.returns), risk.returns._last, risk._marks, risk.var, risk._var_alerted)),
+        "risk.returns": repr(
+            (list(risk.returns.returns), risk.returns._last, risk._marks, risk.var, risk._var_alerted)
+        ),
         "risk.last_price": repr(sorted(risk.last_price.items())),
-        "execution.portfolio": repr((ex.portfolio.cash, ex.portfolio.peak_equity, sorted(ex.portfolio.positions.items()))),
-        "venue": repr((sorted(venue._last_close.items()), [(p.parent, p.levels, p.active_from) for p in venue._protections],
-                       sorted(venue._net.items()))),  # fmt: skip
+        "execution.portfolio": repr(
+            (ex.portfolio.cash, ex.portfolio.peak_equity, sorted(ex.portfolio.positions.items()))
+        ),
+        "venue": repr(
+            (
+                sorted(venue._last_close.items()),
+                [(p.parent, p.levels, p.active_from) for p in venue._protections],
+                sorted(venue._net.items()),
+            )
+        ),
         "compliance.last_price": repr(sorted(swarm.compliance.gate.last_price.items())),
         "strategy.positions": repr(sorted(swarm.strategy.positions.items())),
-        "strategy.series": repr(sorted((k, s.last_close_time, [getattr(st, "__dict__", None) or st.twin_state()
-                                                               for _, st, _ in s.book._entries])
-                                       for k, s in swarm.strategy.series.items())),  # fmt: skip
+        "strategy.series": repr(
+            sorted(
+                (
+                    k,
+                    s.last_close_time,
+                    [getattr(st, "__dict__", None) or st.twin_state() for _, st, _ in s.book._entries],
+                )
+                for k, s in swarm.strategy.series.items()
+            )
+        ),
         "ta.series": repr(sorted((k, s.last_open_time, s.published, s.gaps) for k, s in swarm.ta.series.items())),
     }
-    return out
 
 
 def run(config: BacktestConfig, sources: Sequence[SeriesSource], *, wake: bool) -> Outcome:
@@ -153,8 +170,10 @@ def assert_same(config: BacktestConfig, sources: Sequence[SeriesSource]) -> tupl
     for key, value in awake.state.items():
         assert woken.state[key] == value, f"{key} differs:\n awake {value}\n woken {woken.state[key]}"
     assert awake.skipped == 0
-    assert woken.skipped > 0 and woken.delivered < awake.delivered
-    assert awake.records and any(r[0] == "fill" for r in awake.records)
+    assert woken.skipped > 0
+    assert woken.delivered < awake.delivered
+    assert awake.records
+    assert any(r[0] == "fill" for r in awake.records)
     return awake, woken
 
 

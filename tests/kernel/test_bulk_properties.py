@@ -50,7 +50,9 @@ def series(draw: st.DrawFn, max_len: int = 40, step_min: int = 60) -> list[Candl
     for k, symbol in enumerate(symbols):
         price = Decimal(draw(st.sampled_from(["100", "100.5", "99.75", "2000.125"])))
         for i in range(n):
-            move = Decimal(draw(st.integers(min_value=-400, max_value=400))) / Decimal(draw(st.sampled_from([100, 1000])))
+            move = Decimal(draw(st.integers(min_value=-400, max_value=400))) / Decimal(
+                draw(st.sampled_from([100, 1000]))
+            )
             close = max(price + move, Decimal("1"))
             high = max(price, close) + Decimal(draw(st.integers(0, 300))) / 100
             low = max(min(price, close) - Decimal(draw(st.integers(0, 300))) / 100, Decimal("0.5"))

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -45,7 +47,7 @@ def snapshot_of(values: dict[str, float], close: float, regime: MarketRegime, i:
     return build_snapshot(candle, values, {}, regime)
 
 
-def per_row_votes(strategy: Strategy, columns: Columns, position: Position) -> tuple[list[int], object]:
+def per_row_votes(strategy: Strategy[Any], columns: Columns, position: Position) -> tuple[list[int], object]:
     """Rows where vote() votes (on a copy of the strategy), and the state it ends in."""
     s = copy.deepcopy(strategy)
     rows = []
@@ -75,7 +77,7 @@ STRATEGIES = [
 
 
 @st.composite
-def columns_for(draw: st.DrawFn, strategy: Strategy) -> Columns:
+def columns_for(draw: st.DrawFn, strategy: Strategy[Any]) -> Columns:
     n = draw(st.integers(min_value=1, max_value=40))
     values = {key: np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
               for key in strategy.indicators}  # fmt: skip
@@ -88,10 +90,12 @@ def columns_for(draw: st.DrawFn, strategy: Strategy) -> Columns:
 @pytest.mark.parametrize(("name", "params"), STRATEGIES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(STRATEGIES)])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_vote_rows_are_exactly_the_rows_vote_votes_on(name: str, params: dict[str, object], data: st.DataObject) -> None:
+def test_vote_rows_are_exactly_the_rows_vote_votes_on(
+    name: str, params: dict[str, object], data: st.DataObject
+) -> None:
     strategy = build_specs([name], {name: params}, {})[0].create()
     if hasattr(strategy, "_last_nonzero"):
-        strategy._last_nonzero = data.draw(st.sampled_from([0.0, 1.5, -2.0]))  # type: ignore[attr-defined]
+        vars(strategy)["_last_nonzero"] = data.draw(st.sampled_from([0.0, 1.5, -2.0]))
     columns = data.draw(columns_for(strategy))
     twin = strategy.vote_rows(columns)
     assert twin is not None
@@ -145,7 +149,7 @@ def test_book_twin_finds_the_first_vote_and_skips_exactly(data: st.DataObject) -
     assert twin.valid_at(first)
 
 
-GROUPS = [
+GROUPS: list[tuple[Any, ...]] = [
     ("sma", "ema", "rsi"),
     ("macd", "bbands", "atr"),
     ("adx", "stoch", "obv", "mfi"),
@@ -166,12 +170,14 @@ def test_update_many_equals_update_row_by_row(groups: tuple[str, ...], seed: int
     high = np.maximum(opens, close) + np.round(rng.uniform(0, 1, n), 2)
     low = np.minimum(opens, close) - np.round(rng.uniform(0, 1, n), 2)
     volume = np.round(rng.gamma(2.0, 10.0, n), 3)
-    settings_ = TechnicalAnalysisSettings(indicators=groups, sma_periods=(5, 12), ema_periods=(6, 13), history_candles=0)
+    settings_ = TechnicalAnalysisSettings(
+        indicators=cast(Any, groups), sma_periods=(5, 12), ema_periods=(6, 13), history_candles=0
+    )
     one, block = IndicatorEngine(settings_), IndicatorEngine(settings_)
     expected = [one.update(float(opens[i]), float(high[i]), float(low[i]), float(close[i]), float(volume[i]))
                 for i in range(n)]  # fmt: skip
     bounds = sorted({0, n, *(c for c in np.cumsum(cuts) if c < n)})
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         got = block.update_many(opens[a:b], high[a:b], low[a:b], close[a:b], volume[a:b])
         for j in range(b - a):
             want = expected[a + j]

@@ -37,7 +37,9 @@ def with_gaps(path: Path, holes: list[tuple[int, int]]) -> SeriesSource:
     candles = list(source.candles())
     kept = [c for i, c in enumerate(candles) if not any(a <= i < b for a, b in holes)]
     key = source.key
-    return list_source(CandleKey(venue=key.venue, symbol=key.symbol, timeframe=key.timeframe), kept, f"{path.name} with gaps")
+    return list_source(
+        CandleKey(venue=key.venue, symbol=key.symbol, timeframe=key.timeframe), kept, f"{path.name} with gaps"
+    )
 
 
 def test_reference_sma_cross_on_gbm() -> None:
@@ -67,16 +69,22 @@ def test_long_and_short_with_atr_stops_and_take_profits() -> None:
     )
     awake, _ = assert_same(config, files(BTC_1H, ETH_1H))
     sides = {(f.symbol, f.side.value) for f in awake.result.fills}
-    assert ("BTC/USDT", "sell") in sides and ("BTC/USDT", "buy") in sides
+    assert ("BTC/USDT", "sell") in sides
+    assert ("BTC/USDT", "buy") in sides
     assert {t.side for t in awake.result.trips} == {"long", "short"}
-    assert any("stop_loss" in r[2] for r in awake.records) and any("take_profit" in r[2] for r in awake.records)
+    assert any("stop_loss" in r[2] for r in awake.records)
+    assert any("take_profit" in r[2] for r in awake.records)
 
 
 def test_fixed_stops_take_profits_and_trailing_stops() -> None:
     config = BacktestConfig(
         params={"sma_cross": {"fast": 5, "slow": 20, "allow_short": True}},
-        risk={"allow_short": True, "stop_loss_pct": Decimal("0.01"), "take_profit_pct": Decimal("0.02"),
-              "trailing_stop_pct": 0.8},  # fmt: skip
+        risk={
+            "allow_short": True,
+            "stop_loss_pct": Decimal("0.01"),
+            "take_profit_pct": Decimal("0.02"),
+            "trailing_stop_pct": 0.8,
+        },
         fraction=Decimal("0.5"),
     )
     awake, _ = assert_same(config, files(BTC_1H, ETH_1H))
@@ -132,9 +140,16 @@ def test_alerts_daily_loss_drawdown_and_var_fire_identically() -> None:
     config = BacktestConfig(
         params={"sma_cross": {"fast": 3, "slow": 8}},
         fraction=Decimal(1),
-        risk={"max_position_pct": Decimal(1), "daily_loss_limit_pct": Decimal("0.01"),
-              "max_drawdown_pct": Decimal("0.05"), "var_limit_pct": 0.004, "var_every": 7, "var_window": 40,
-              "stop_loss_pct": None, "take_profit_pct": None},  # fmt: skip
+        risk={
+            "max_position_pct": Decimal(1),
+            "daily_loss_limit_pct": Decimal("0.01"),
+            "max_drawdown_pct": Decimal("0.05"),
+            "var_limit_pct": 0.004,
+            "var_every": 7,
+            "var_window": 40,
+            "stop_loss_pct": None,
+            "take_profit_pct": None,
+        },
     )
     awake, _ = assert_same(config, files(BTC_1H, ETH_1H))
     alerts = [r for r in awake.records if r[0] == "risk_alert"]
