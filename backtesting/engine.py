@@ -56,9 +56,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class BacktestResult:
-    """Everything a report needs from one run."""
+    """Everything a report needs from one run.
+
+    Its repr is short on purpose: ``asyncio.run`` formats the repr of the task that returned it when
+    it restores the SIGINT handler (Python 3.11), and a dataclass repr of a million-sample equity
+    curve costs seconds and tens of MB.
+    """
 
     config: BacktestConfig
     symbols: list[str]
@@ -88,6 +93,12 @@ class BacktestResult:
             fees=float(self.fees),
             traded_notional=float(self.traded_notional),
             benchmark=self.benchmark(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BacktestResult(candles={self.candles}, trades={len(self.trips)}, "
+            f"final_equity={self.final_equity}, series={self.series})"
         )
 
     def benchmark(self) -> Any:
