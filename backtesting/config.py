@@ -54,11 +54,16 @@ NO_LIMITS_COMPLIANCE: dict[str, Any] = {
 """Compliance overrides of ``no_limits``."""
 
 NO_LIMITS_STRATEGY: dict[str, Any] = {"stop_atr_multiple": 0.0, "take_profit_atr_multiple": 0.0}
+"""Strategy overrides of ``no_limits``: no ATR stop / take-profit hints on intents."""
+GAP_ALLOWANCE_BPS = Decimal(20)
+"""Besides the configured fee and slippage, the risk agent's cash reserve of a backtest keeps this
+much for the move from the decision candle's close to the fill at the next open."""
+REFERENCE_CREDIT = Decimal(1_000_000)
+"""The paper credit line of :func:`reference_config` (backtrader's reference gets the same)."""
 RETENTION_GRACE_S = 86_400.0
 """Backtests forget the per-order / per-intent state of execution, the paper venue, risk and compliance
 one simulated day after the intent expired (``retention_grace_s``): memory then follows the trading
 rate, not the length of the run (docs/backtesting.md, Memory)."""
-"""Strategy overrides of ``no_limits``: no ATR stop / take-profit hints on intents."""
 
 
 class BacktestConfig(BaseModel):
@@ -91,7 +96,12 @@ class BacktestConfig(BaseModel):
 
 def reference_config(fee_bps: Decimal | int = 10, fast: int = 10, slow: int = 30) -> BacktestConfig:
     """The configuration of the backtrader reference test: sma_cross, 100% fixed fraction, fees on
-    notional, no slippage, no limits, market orders at the next candle's open."""
+    notional, no slippage, no limits, market orders at the next candle's open.
+
+    Like backtrader's sizing in the reference, it keeps no cash reserve (``fee_reserve_bps`` 0), so a
+    fill after a gap up costs a little more than the cash: the paper account gets a credit line
+    (:data:`REFERENCE_CREDIT`, the same as the reference's), the only configuration where cash may
+    go negative."""
     return BacktestConfig(
         strategies=("sma_cross",),
         params={"sma_cross": {"fast": fast, "slow": slow}},
@@ -100,6 +110,8 @@ def reference_config(fee_bps: Decimal | int = 10, fast: int = 10, slow: int = 30
         fee_bps=Decimal(fee_bps),
         slippage_bps=Decimal(0),
         no_limits=True,
+        risk={"fee_reserve_bps": Decimal(0)},
+        execution={"paper_credit": REFERENCE_CREDIT},
     )
 
 
@@ -179,6 +191,8 @@ def agent_settings(
         "initial_cash": config.initial_cash,
         "sizing": config.sizing,
         "retention_grace_s": RETENTION_GRACE_S,
+        # the cash kept aside per entry: the run's own fee and slippage, plus the move to the next open
+        "fee_reserve_bps": min(config.fee_bps + config.slippage_bps + GAP_ALLOWANCE_BPS, Decimal(1000)),
     }
     if config.fraction is not None:
         risk_layer["fixed_fraction"] = config.fraction

@@ -39,6 +39,7 @@ from backtesting.columns import column_blocks
 from backtesting.config import AgentSettings, BacktestConfig, agent_settings
 from backtesting.data import SeriesSource, check_single_venue
 from backtesting.metrics import Metrics, buy_and_hold_curve, compute_metrics
+from backtesting.outcomes import Outcomes, effective_limits, state_durations
 from backtesting.recorder import FeedEvent, OrderRecord, Recorder
 from backtesting.trades import FillRecord, RoundTrip, RoundTripBuilder
 from core.clock import SimulatedClock
@@ -82,6 +83,12 @@ class BacktestResult:
     candles: int
     elapsed_s: float
     dead_letters: int
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    """Rejections, adjustments and alerts by reason, and the trading-state changes."""
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The effective limits and costs of the run (:func:`backtesting.outcomes.effective_limits`)."""
+    min_cash: Decimal | None = None
+    """The lowest cash after any fill."""
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -110,10 +117,21 @@ class BacktestResult:
         """Candles through the pipeline per second of wall time."""
         return self.candles / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def trading_states(self) -> dict[str, dict[str, float]]:
+        """Seconds and share of the run (first to last sample) spent in each risk trading state."""
+        if not self.times_ms:
+            return state_durations((), 0, 0)
+        return state_durations(self.outcomes.state_changes, self.times_ms[0], self.times_ms[-1])
+
     def summary(self) -> dict[str, Any]:
         """The JSON summary (``summary.json`` and ``--json``)."""
         m = self.metrics.as_dict()
         return {
+            **self.outcomes.as_dict(),
+            "trading_states": self.trading_states(),
+            "limits": self.limits,
+            "cash_min": float(self.min_cash) if self.min_cash is not None else None,
+            "undefined_metrics": dict(self.metrics.undefined),
             "bars": self.candles,
             "samples": len(self.times_ms),
             "trades": len(self.trips),
@@ -506,6 +524,9 @@ class Replay:
             candles=self.count,
             elapsed_s=elapsed,
             dead_letters=dead_letters,
+            outcomes=recorder.outcomes,
+            limits=effective_limits(self.swarm.settings),
+            min_cash=recorder.min_cash,
         )
 
 

@@ -15,20 +15,35 @@ Conventions (also in ``docs/backtesting.md``):
 * trade statistics come from closed round trips' net PnL (after fees): win rate = wins / trades,
   profit factor = gross wins / gross losses (``inf`` without a loss, 0 without a win).
 
-Undefined ratios (no variance, no drawdown, no trade) are ``0.0`` rather than NaN, so summaries
-stay valid JSON; ``profit_factor`` is ``None`` when there is no losing trade.
+Undefined figures are ``None`` with the reason in :attr:`Metrics.undefined` (the reports print
+``n/a`` and the reason, never a number that means nothing):
+
+* volatility, Sharpe and Sortino need at least :data:`MIN_RETURNS` returns;
+* CAGR and Calmar (and the benchmark's CAGR) need a span of at least :data:`MIN_SPAN_DAYS` days
+  (annualising a few days' growth gives absurd numbers);
+* once equity fell to zero or below, returns and growth rates mean nothing: volatility, Sharpe,
+  Sortino, CAGR and Calmar are undefined (total return and drawdown, which can exceed 100%, stay);
+* win rate, profit factor and average win / loss need closed trades (a win, a loss).
+
+Ratios that are defined but degenerate are ``0.0`` (no variance: Sharpe 0; no drawdown: Calmar 0);
+``profit_factor`` is ``None`` without a losing trade (infinite) but not listed as undefined.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 YEAR_MS = 365 * 86_400 * 1000
+MIN_RETURNS = 30
+"""Returns needed before volatility, Sharpe and Sortino are reported."""
+MIN_SPAN_DAYS = 30.0
+"""Days a run must span before growth is annualised (CAGR, Calmar)."""
 FloatArray = NDArray[np.float64]
 
 
@@ -223,29 +238,33 @@ class Metrics:
     initial_equity: float
     final_equity: float
     total_return: float
-    cagr: float
-    annualised_volatility: float
-    sharpe: float
-    sortino: float
-    calmar: float
+    cagr: float | None
+    annualised_volatility: float | None
+    sharpe: float | None
+    sortino: float | None
+    calmar: float | None
     max_drawdown: float
     max_drawdown_duration_bars: int
     max_drawdown_duration_days: float
     trades: int
-    win_rate: float
+    win_rate: float | None
     profit_factor: float | None
-    avg_win: float
-    avg_loss: float
+    avg_win: float | None
+    avg_loss: float | None
     exposure: float
     fees: float
     turnover: float
     benchmark_return: float
-    benchmark_cagr: float
+    benchmark_cagr: float | None
     benchmark_max_drawdown: float
+    undefined: dict[str, str] = field(default_factory=dict)
+    """Metric name -> why it is undefined (its value is ``None``)."""
 
     def as_dict(self) -> dict[str, float | int | None]:
-        """The metrics as a plain dict (JSON-ready)."""
-        return asdict(self)
+        """The metrics as a plain dict (JSON-ready; undefined ones are ``None``, see :attr:`undefined`)."""
+        out: dict[str, float | int | None] = asdict(self)
+        del out["undefined"]
+        return out
 
 
 def compute_metrics(
@@ -267,7 +286,7 @@ def compute_metrics(
     spell = longest_drawdown(e, t)
     stats = trade_stats(trade_pnls)
     mean_equity = float(e.mean()) if e.size else 0.0
-    return Metrics(
+    metrics = Metrics(
         bars=int(e.size),
         start_ms=int(t[0]) if t.size else 0,
         end_ms=int(t[-1]) if t.size else 0,
@@ -294,3 +313,37 @@ def compute_metrics(
         benchmark_cagr=cagr(b, t) if b.size == t.size else 0.0,
         benchmark_max_drawdown=max_drawdown(b),
     )
+    undefined = undefined_metrics(t, e, stats)
+    if not undefined:
+        return metrics
+    cleared: dict[str, Any] = dict.fromkeys(undefined)
+    return replace(metrics, **cleared, undefined=undefined)
+
+
+def undefined_metrics(times_ms: FloatArray, equity: FloatArray, stats: TradeStats) -> dict[str, str]:
+    """Which metrics of a run mean nothing, and why (see the module docstring)."""
+    reasons: dict[str, str] = {}
+    returns = max(0, int(equity.size) - 1)
+    span_days = float(times_ms[-1] - times_ms[0]) / 86_400_000 if times_ms.size > 1 else 0.0
+    if equity.size and float(equity.min()) <= 0.0:
+        ruined = "equity fell to zero or below: returns and growth rates are meaningless"
+        for name in ("annualised_volatility", "sharpe", "sortino", "cagr", "calmar"):
+            reasons[name] = ruined
+    else:
+        if returns < MIN_RETURNS:
+            for name in ("annualised_volatility", "sharpe", "sortino"):
+                reasons[name] = f"{returns} returns: at least {MIN_RETURNS} are needed"
+        if span_days < MIN_SPAN_DAYS:
+            for name in ("cagr", "calmar"):
+                reasons[name] = f"{span_days:.1f} days: growth is annualised from {MIN_SPAN_DAYS:g} days on"
+    if span_days < MIN_SPAN_DAYS:
+        reasons["benchmark_cagr"] = f"{span_days:.1f} days: growth is annualised from {MIN_SPAN_DAYS:g} days on"
+    if stats.trades == 0:
+        for name in ("win_rate", "profit_factor", "avg_win", "avg_loss"):
+            reasons[name] = "no closed trade"
+    else:
+        if stats.wins == 0:
+            reasons["avg_win"] = "no winning trade"
+        if stats.losses == 0:
+            reasons["avg_loss"] = "no losing trade"
+    return reasons

@@ -1,9 +1,11 @@
-"""The backtest's observer on the bus: fills, orders and (optionally) the decision flow.
+"""The backtest's observer on the bus: fills, orders, decisions, alerts and (optionally) the flow.
 
 It is an ordinary subscriber like any agent: it sees exactly what the swarm published. The engine
 asks it for the account value at each bar close (cash plus positions at the last closes), so the
 equity curve is computed from the fills on the bus with the same accounting conventions as the
-portfolio (a buy pays notional + fee, a sell receives notional - fee).
+portfolio (a buy pays notional + fee, a sell receives notional - fee). It counts every rejection,
+adjustment and alert by reason and the trading-state changes (:class:`backtesting.outcomes.Outcomes`)
+— a handful of messages per order, none per candle.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from agents.base import Agent, AgentContext, Subscription
+from backtesting.outcomes import Outcomes
 from backtesting.trades import FillRecord
 from core.domain import Side
 from core.messages import (
@@ -25,6 +29,7 @@ from core.messages import (
     OrderRequest,
     OrderUpdate,
     PortfolioSnapshot,
+    ReviewRequest,
     RiskAlert,
     RiskDecision,
     TradeIntent,
@@ -38,11 +43,18 @@ from core.routing import (
     ORDER_UPDATES,
     ORDERS_APPROVED,
     PORTFOLIO,
+    REVIEW_REQUESTS,
     RISK_APPROVED,
     RISK_REJECTED,
 )
 
 ZERO = Decimal(0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +100,60 @@ class Recorder(Agent):
         self._on_event = on_event
         self._open = 0
         self._cash_float: float | None = None
+        self.outcomes = Outcomes()
+        self.min_cash = initial_cash
+        """The lowest cash after any fill (a spot account without credit never goes below zero)."""
 
     def subscriptions(self) -> Sequence[Subscription]:
-        """Fills and approved orders; the decision flow when observing it."""
+        """Fills, approved orders, decisions and outputs; the intents too when observing the flow."""
         subs = [
             Subscription("fills", (FILLS.all(),), {Fill: self.on_fill}),
             Subscription("orders", (ORDERS_APPROVED.all(),), {OrderRequest: self.on_order}),
             # outputs no trading agent consumes (the orchestrator does in a full deployment): bound
-            # here so that mandatory publishing finds a queue, and shown by the live view
+            # here so that mandatory publishing finds a queue, counted, and shown by the live view
             Subscription(
                 "outputs",
-                (CONSENSUS.all(), ALERTS.all(), PORTFOLIO.all()),
-                {ConsensusDecision: self.on_flow, RiskAlert: self.on_flow, PortfolioSnapshot: self.on_flow},
+                (CONSENSUS.all(), ALERTS.all(), PORTFOLIO.all(), REVIEW_REQUESTS.all()),
+                {
+                    ConsensusDecision: self.on_output,
+                    RiskAlert: self.on_output,
+                    PortfolioSnapshot: self.on_flow,
+                    ReviewRequest: self.on_review,
+                },
+            ),
+            Subscription(
+                "decisions",
+                (RISK_APPROVED.all(), RISK_REJECTED.all(), COMPLIANCE_DECISIONS.all(), ORDER_UPDATES.all()),
+                {RiskDecision: self.on_decision, ComplianceDecision: self.on_decision, OrderUpdate: self.on_decision},
             ),
         ]
         if self.observe_flow:
-            handlers: dict[type[Any], Any] = {
-                TradeIntent: self.on_flow,
-                RiskDecision: self.on_flow,
-                ComplianceDecision: self.on_flow,
-                OrderUpdate: self.on_flow,
-            }
-            patterns = (INTENTS.all(), RISK_APPROVED.all(), RISK_REJECTED.all(), COMPLIANCE_DECISIONS.all(),
-                        ORDER_UPDATES.all())  # fmt: skip
-            subs.append(Subscription("flow", patterns, handlers))
+            subs.append(Subscription("flow", (INTENTS.all(),), {TradeIntent: self.on_flow}))
         return subs
+
+    async def on_decision(self, payload: RiskDecision | ComplianceDecision | OrderUpdate, envelope: Envelope) -> None:
+        """Count a decision or an order's end by reason (shown by the live view when observing)."""
+        if isinstance(payload, RiskDecision):
+            self.outcomes.on_risk(payload)
+        elif isinstance(payload, ComplianceDecision):
+            self.outcomes.on_compliance(payload)
+        else:
+            self.outcomes.on_order(payload)
+        if self.observe_flow:
+            await self.on_flow(payload, envelope)
+
+    async def on_review(self, request: ReviewRequest, envelope: Envelope) -> None:
+        """A MANUAL_REVIEW queued for a person: nobody reviews in a backtest, so it expires (counted)."""
+        self.outcomes.reviews_requested += 1
+        await self.on_flow(request, envelope)
+
+    async def on_output(self, payload: ConsensusDecision | RiskAlert, envelope: Envelope) -> None:
+        """Count consensus outcomes and alerts (with the trading-state changes they carry)."""
+        if isinstance(payload, RiskAlert):
+            self.outcomes.on_alert(payload, _ms(envelope.ts_event))
+        else:
+            self.outcomes.on_consensus(payload)
+        await self.on_flow(payload, envelope)
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Move cash and the position; keep the fill for the round trips."""
@@ -123,6 +164,7 @@ class Recorder(Agent):
         else:
             self.cash += notional - fill.fee
             signed = -fill.quantity
+        self.min_cash = min(self.min_cash, self.cash)
         self.positions[fill.symbol] = self.positions.get(fill.symbol, ZERO) + signed
         self._open = sum(1 for q in self.positions.values() if q)
         self._cash_float = None
@@ -174,6 +216,8 @@ class Recorder(Agent):
             text = f"{payload.symbol} {payload.client_order_id} {payload.status.value}"
         elif isinstance(payload, RiskAlert):
             text = f"{payload.severity.value} {payload.code}: {payload.message}"
+        elif isinstance(payload, ReviewRequest):
+            text = f"{payload.symbol} {payload.side.value} ({payload.direction.value}) waits for a person"
         else:  # pragma: no cover - every subscribed type is handled above
             text = kind
         self._event(envelope, kind, text)

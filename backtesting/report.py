@@ -1,9 +1,18 @@
-"""Backtest reports: ``trades.csv``, ``summary.json``, ``equity.png``, ``report.html`` and a rich table.
+"""Backtest reports: ``trades.csv``, ``equity.csv``, ``summary.json``, ``equity.png``, ``report.html``
+and rich tables for the terminal.
 
 Everything written is a deterministic function of the result (fixed decimal formatting, sorted
 JSON keys, no timestamps of the run itself in the files that tests compare), so two runs on the
-same data give byte-identical ``trades.csv`` and ``summary.json`` apart from ``elapsed_s`` and
-``bars_per_second``. The HTML report is self-contained: its charts are PNGs embedded as base64.
+same data give byte-identical ``trades.csv``, ``equity.csv`` and ``summary.json`` apart from
+``elapsed_s`` and ``bars_per_second``. The HTML report is self-contained: its charts are PNGs
+embedded as base64.
+
+``trades.csv`` lists every round trip: the closed ones, then those still open at the end
+(``status`` ``open``, no exit, ``pnl`` valued at ``mark_price``, the last close). ``equity.csv``
+has one row per sample (bar close): equity, drawdown, whether a position was open, and the
+buy-and-hold benchmark. Undefined metrics (:mod:`backtesting.metrics`) are shown as ``n/a`` with
+their reason. Every report also says what the limits did: rejections, adjustments and alerts by
+reason, the time in each trading state, and the effective limits.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import base64
 import csv
 import html
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +32,7 @@ import numpy as np
 import orjson
 
 from backtesting.metrics import drawdown_series
+from backtesting.outcomes import reason_rows
 from backtesting.trades import RoundTrip
 
 if TYPE_CHECKING:
@@ -29,7 +40,11 @@ if TYPE_CHECKING:
 
     from backtesting.engine import BacktestResult
 
-TRADE_COLUMNS = ("symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "quantity", "fees", "pnl")
+TRADE_COLUMNS = (
+    "symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "quantity", "fees", "pnl", "status",
+    "mark_price",
+)  # fmt: skip
+EQUITY_COLUMNS = ("time", "equity", "drawdown", "in_market", "benchmark")
 _Q = Decimal("0.00000001")
 MAX_PLOT_POINTS = 4000
 
@@ -43,6 +58,7 @@ class ReportFiles:
     summary_json: Path
     equity_png: Path
     html: Path
+    equity_csv: Path
 
 
 def _dec(value: Decimal | None) -> str:
@@ -59,17 +75,44 @@ def trade_rows(trips: list[RoundTrip]) -> list[list[str]]:
     """Round trips as CSV rows (strings), in the order of :data:`TRADE_COLUMNS`."""
     return [
         [t.symbol, t.side, _time(t.entry_time), _dec(t.entry_price), _time(t.exit_time), _dec(t.exit_price),
-         _dec(t.quantity), _dec(t.fees), _dec(t.pnl)]
+         _dec(t.quantity), _dec(t.fees), _dec(t.pnl), "closed" if t.closed else "open", _dec(t.mark_price)]
         for t in trips
     ]  # fmt: skip
 
 
 def write_trades_csv(path: Path, trips: list[RoundTrip]) -> None:
-    """One row per closed round trip."""
+    """One row per round trip: the closed ones, then those still open (marked ``open``)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(TRADE_COLUMNS)
         writer.writerows(trade_rows(trips))
+
+
+def equity_rows(result: BacktestResult) -> list[list[str]]:
+    """The equity curve as CSV rows, in the order of :data:`EQUITY_COLUMNS`."""
+    times = result.times_ms
+    equity = np.asarray(result.equity)
+    drawdown = drawdown_series(equity)
+    benchmark = np.asarray(result.benchmark())
+    has_benchmark = benchmark.size == len(times)
+    return [
+        [
+            datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            f"{equity[i]:.8f}",
+            f"{drawdown[i]:.8f}",
+            str(result.in_market[i]),
+            f"{benchmark[i]:.8f}" if has_benchmark else "",
+        ]
+        for i in range(len(times))
+    ]
+
+
+def write_equity_csv(path: Path, result: BacktestResult) -> None:
+    """One row per sample (bar close): equity, drawdown, a position open (1/0), buy and hold."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(EQUITY_COLUMNS)
+        writer.writerows(equity_rows(result))
 
 
 def summary_bytes(summary: dict[str, Any]) -> bytes:
@@ -182,8 +225,10 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
-def format_metric(value: Any, kind: str) -> str:
-    """A metric for humans."""
+def format_metric(value: Any, kind: str, undefined: str | None = None) -> str:
+    """A metric for humans; ``n/a (why)`` when it is undefined."""
+    if undefined is not None:
+        return f"n/a ({undefined})"
     if value is None:
         return "inf" if kind == "num" else "-"
     if kind == "pct":
@@ -200,28 +245,83 @@ def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
     from rich.table import Table
 
     m = result.metrics.as_dict()
+    undefined = result.metrics.undefined
     table = Table(title=f"{title}: {', '.join(result.config.strategies)} on {', '.join(result.series)}",
                   show_header=True, header_style="bold")  # fmt: skip
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, (label, kind) in METRIC_LABELS.items():
-        table.add_row(label, format_metric(m[key], kind))
+        table.add_row(label, format_metric(m[key], kind, undefined.get(key)))
+    if result.min_cash is not None:
+        table.add_row("Lowest cash", f"{result.min_cash:,.2f}")
     table.add_row("Candles", f"{result.candles:,}")
     table.add_row("Speed", f"{result.bars_per_second:,.0f} candles/s ({result.elapsed_s:.2f} s)")
     return table
 
 
+def limits_tables(result: BacktestResult) -> list[Table]:
+    """What the limits did (rejections, adjustments, alerts by reason), the time in each trading
+    state, and the effective limits, as rich tables."""
+    from rich.table import Table
+
+    summary = result.outcomes.as_dict()
+    did = Table(title="Rejections, adjustments and alerts", show_header=True, header_style="bold")
+    did.add_column("stage")
+    did.add_column("reason")
+    did.add_column("count", justify="right")
+    rows = reason_rows(summary)
+    for stage, reason, count in rows:
+        did.add_row(stage, reason, f"{count:,}")
+    if not rows:
+        did.add_row("-", "no rejection, adjustment or alert", "0")
+    consensus = ", ".join(f"{k} {v:,}" for k, v in summary["consensus"].items())
+    did.caption = (
+        f"risk approved {summary['approved']['risk']:,} as asked; consensus: {consensus}; "
+        f"reviews requested {summary['reviews']['requested']:,} (nobody reviews in a backtest: they expired)"
+    )
+    states = Table(title="Time in each trading state", show_header=True, header_style="bold")
+    for col in ("state", "time", "share"):
+        states.add_column(col, justify="left" if col == "state" else "right")
+    for state, spent in result.trading_states().items():
+        states.add_row(state, _duration(spent["seconds"]), f"{spent['share'] * 100:.2f}%")
+    limits = Table(title="Effective limits and costs", show_header=True, header_style="bold")
+    for col in ("agent", "setting", "value"):
+        limits.add_column(col, justify="right" if col == "value" else "left")
+    for agent, values in result.limits.items():
+        for name, value in values.items():
+            limits.add_row(agent, name, _setting(value))
+    return [did, states, limits]
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(round(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}h {rest // 60:02d}m"
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def render_html(result: BacktestResult, equity: bytes, prices: bytes) -> str:
     """The self-contained HTML report."""
     m = result.metrics.as_dict()
+    undefined = result.metrics.undefined
     rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td class=num>{html.escape(format_metric(m[key], kind))}</td></tr>"
+        f"<tr><td>{html.escape(label)}</td>"
+        f"<td class=num>{html.escape(format_metric(m[key], kind, undefined.get(key)))}</td></tr>"
         for key, (label, kind) in METRIC_LABELS.items()
     )
     trade_head = "".join(f"<th>{c}</th>" for c in TRADE_COLUMNS)
     trade_body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in trade_rows(result.trips)
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in trade_rows(result.trips + result.open_trips)
     )
+    limits_html = _limits_html(result)
     eq = base64.b64encode(equity).decode()
     px = base64.b64encode(prices).decode()
     title = html.escape(f"tradeswarm backtest: {', '.join(result.config.strategies)}")
@@ -240,18 +340,54 @@ slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.co
 <h2>Equity and drawdown</h2><img alt="equity curve" src="data:image/png;base64,{eq}">
 <h2>Prices and trades</h2><img alt="prices with trades" src="data:image/png;base64,{px}">
 <h2>Metrics</h2><table>{rows}</table>
+{limits_html}
 <h2>Trades ({len(result.trips)} closed, {len(result.open_trips)} open at the end)</h2>
 <table><tr>{trade_head}</tr>{trade_body}</table>
 </body></html>
 """
 
 
+def _table_html(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
+def _limits_html(result: BacktestResult) -> str:
+    """The report's sections on what the limits did, the trading states and the effective limits."""
+    summary = result.outcomes.as_dict()
+    did = [(stage, reason, f"{n:,}") for stage, reason, n in reason_rows(summary)] or [
+        ("-", "no rejection, adjustment or alert", "0")
+    ]
+    consensus = ", ".join(f"{k} {v:,}" for k, v in summary["consensus"].items())
+    states = [
+        (state, _duration(spent["seconds"]), f"{spent['share'] * 100:.2f}%")
+        for state, spent in result.trading_states().items()
+    ]
+    limits = [
+        (agent, name, _setting(value)) for agent, values in result.limits.items() for name, value in values.items()
+    ]
+    cash = f"{result.min_cash:,.2f}" if result.min_cash is not None else "-"
+    return (
+        "<h2>Rejections, adjustments and alerts</h2>"
+        + _table_html(("stage", "reason", "count"), did)
+        + f"<p>Risk approved {summary['approved']['risk']:,} intents as asked; consensus: {html.escape(consensus)};"
+        f" manual reviews requested {summary['reviews']['requested']:,} (nobody reviews in a backtest: they"
+        f" expired). Lowest cash after a fill: {cash}.</p>"
+        + "<h2>Time in each trading state</h2>"
+        + _table_html(("state", "time", "share"), states)
+        + "<h2>Effective limits and costs</h2>"
+        + _table_html(("agent", "setting", "value"), limits)
+    )
+
+
 def write_report(result: BacktestResult, directory: str | Path) -> ReportFiles:
     """Write every report file into ``directory`` (created when missing)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(out, out / "trades.csv", out / "summary.json", out / "equity.png", out / "report.html")
-    write_trades_csv(files.trades_csv, result.trips)
+    files = ReportFiles(out, out / "trades.csv", out / "summary.json", out / "equity.png", out / "report.html",
+                        out / "equity.csv")  # fmt: skip
+    write_trades_csv(files.trades_csv, result.trips + result.open_trips)
+    write_equity_csv(files.equity_csv, result)
     files.summary_json.write_bytes(summary_bytes(result.summary()))
     equity = equity_png(result)
     files.equity_png.write_bytes(equity)

@@ -23,6 +23,7 @@ from typing import Any
 from backtesting.config import BacktestConfig
 from backtesting.data import SeriesSource, merge
 from backtesting.engine import BacktestEngine, BacktestResult, Replay, Swarm
+from backtesting.outcomes import reason_rows
 from backtesting.recorder import FeedEvent
 from core.messages import Candle
 
@@ -85,6 +86,7 @@ class LiveView:
             f"fees {rec.fees:,.2f}"
         )
         counts = " · ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()) if k != "portfolio_snapshot")
+        limited = " · ".join(f"{stage} {reason} {n}" for stage, reason, n in reason_rows(rec.outcomes.as_dict()))
         signals = [e for e in rec.events if e.kind == "consensus_decision"][-6:]
         decisions = [e for e in rec.events if e.kind != "consensus_decision"][-10:]
         sig = Table(title="Signals (consensus)", expand=True, show_header=False)
@@ -98,7 +100,15 @@ class LiveView:
         dec.add_column("event")
         for e in decisions:
             dec.add_row(e.ts, e.kind, e.text)
-        return Group(Panel(head), prices, positions, sig, dec, Panel(counts or "no decisions yet", title="Messages"))
+        return Group(
+            Panel(head),
+            prices,
+            positions,
+            sig,
+            dec,
+            Panel(counts or "no decisions yet", title="Messages"),
+            Panel(limited or "none yet", title="Rejections, adjustments and alerts"),
+        )
 
 
 @dataclass(slots=True)

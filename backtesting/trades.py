@@ -42,6 +42,8 @@ class RoundTrip:
     quantity: Decimal
     fees: Decimal
     pnl: Decimal
+    mark_price: Decimal | None = None
+    """An open trip's last close, at which its ``pnl`` is valued (``None`` for a closed trip)."""
 
     @property
     def closed(self) -> bool:
@@ -115,7 +117,7 @@ class RoundTripBuilder:
         )
 
     def open_trips(self, marks: dict[str, Decimal]) -> list[RoundTrip]:
-        """Trips still open, valued at ``marks`` (no exit)."""
+        """Trips still open, valued at ``marks`` (no exit; ``pnl`` is net of the fees paid so far)."""
         out: list[RoundTrip] = []
         for symbol, trip in sorted(self._open.items()):
             entry = trip.entry_value / trip.entry_qty
@@ -127,7 +129,7 @@ class RoundTripBuilder:
             )
             out.append(
                 RoundTrip(symbol, "long" if trip.long else "short", trip.entry_time, entry, None, None,
-                          trip.entry_qty, trip.fees, realised + unreal - trip.fees)
+                          trip.entry_qty, trip.fees, realised + unreal - trip.fees, mark)
             )  # fmt: skip
         return out
 

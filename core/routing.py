@@ -22,6 +22,7 @@ from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, P
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, PositionUpdate
+from core.messages.reviews import ReviewDecision, ReviewRequest
 from core.messages.signals import ConsensusDecision, StrategyVote, TradeIntent
 
 EXCHANGE = "tradeswarm.events"
@@ -90,6 +91,8 @@ INDICATORS = Topic("analysis.indicators", ("venue", "symbol", "timeframe"))
 VOTES = Topic("signal.vote", ("venue", "symbol"))
 CONSENSUS = Topic("signal.consensus", ("venue", "symbol"))
 INTENTS = Topic("signal.intent", ("venue", "symbol"))
+REVIEW_REQUESTS = Topic("signal.review", ("venue", "symbol"))
+REVIEW_DECISIONS = Topic("review.decision", ("venue", "symbol"))
 RISK_APPROVED = Topic("risk.approved", ("venue", "symbol"))
 RISK_REJECTED = Topic("risk.rejected", ("venue", "symbol"))
 COMPLIANCE_DECISIONS = Topic("compliance.decision", ("venue", "symbol"))
@@ -119,6 +122,8 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     StrategyVote: lambda p: f"signal.vote.{p.venue}.{escape(p.symbol)}",
     ConsensusDecision: lambda p: f"signal.consensus.{p.venue}.{escape(p.symbol)}",
     TradeIntent: lambda p: f"signal.intent.{p.venue}.{escape(p.symbol)}",
+    ReviewRequest: lambda p: f"signal.review.{p.venue}.{escape(p.symbol)}",
+    ReviewDecision: lambda p: f"review.decision.{p.request.venue}.{escape(p.request.symbol)}",
     RiskDecision: _risk_key,
     ComplianceDecision: lambda p: f"compliance.decision.{p.venue}.{escape(p.symbol)}",
     OrderRequest: lambda p: f"order.approved.{p.venue}.{escape(p.symbol)}",
@@ -143,6 +148,8 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     StrategyVote: (VOTES,),
     ConsensusDecision: (CONSENSUS,),
     TradeIntent: (INTENTS,),
+    ReviewRequest: (REVIEW_REQUESTS,),
+    ReviewDecision: (REVIEW_DECISIONS,),
     RiskDecision: (RISK_APPROVED, RISK_REJECTED),
     ComplianceDecision: (COMPLIANCE_DECISIONS,),
     OrderRequest: (ORDERS_APPROVED,),

@@ -12,14 +12,17 @@ Definitions (also in ``docs/strategies.md``). Each vote ``i`` has a direction ``
   design's ``sum(score * confidence) / sum(confidence)``, with weights);
 * bayesian method: each vote is evidence of log-odds ``m_i * logit(x_i(D) / 100)`` (``x`` clipped to
   [0.5, 99.5]) added to even prior odds; ``score(D) = 100 * sigmoid(sum)``;
-* ``variance(D)``: the mass-weighted population variance of the ``x_i(D)``
-  ``sum(m_i * (x_i(D) - mu)^2) / sum(m_i)`` with ``mu`` the weighted mean above. It measures how much
-  the strategies disagree; with two directions in play it is the same for both.
+* ``variance(D)``: the disagreement *between directions* about ``D``, never the spread among votes
+  that agree. A vote for another direction opposes ``D`` with its conviction beyond a coin flip,
+  ``o_i = max(0, 2 * s_i - 100)`` (0..100); a vote for ``D`` opposes it with 0. The variance is the
+  mass-weighted mean square of the opposition ``sum(m_i * o_i^2) / sum(m_i)`` (score² units, 0 when
+  every vote agrees). Adding or raising an agreeing vote never raises it, so agreement can never turn
+  an EXECUTE into a MANUAL_REVIEW.
 
 The winning direction is the candidate (a direction some vote asked for) with the highest score.
-A tie between the best two has direction FLAT and is a MANUAL_REVIEW when its variance is above the
-limit, a REJECT otherwise; a winning FLAT is never executed. Then, with the winner's score and
-variance:
+A tie between the best two has direction FLAT and is a MANUAL_REVIEW when its variance (the largest
+of the tied directions') is above the limit, a REJECT otherwise; a winning FLAT is never executed.
+Then, with the winner's score and variance:
 
 * ``variance > variance_limit``                              -> MANUAL_REVIEW
 * ``variance <= variance_limit and score >= threshold``      -> EXECUTE
@@ -53,7 +56,7 @@ class ConsensusConfig:
 
     method: Method = "weighted"
     threshold: float = 75.0
-    variance_limit: float = 40.0
+    variance_limit: float = 1600.0
     weights: Mapping[str, float] | None = None
     default_weight: float = 1.0
 
@@ -100,6 +103,9 @@ def fuse(votes: Sequence[StrategyVote], config: ConsensusConfig) -> ConsensusRes
     direction, score, variance = scored[0]
     summary = _summary(votes, masses)
     if len(scored) > 1 and scored[1][1] == score:
+        # the disagreement of a tie is that of the most opposed of the tied directions (the same
+        # whichever is listed first, so mirroring every vote changes nothing)
+        variance = max(v for _, sc, v in scored if sc == score)
         tie = f"tie between {direction.value} and {scored[1][0].value} at {score:.2f}, variance {variance:.2f}"
         if variance > config.variance_limit:
             return ConsensusResult(
@@ -146,9 +152,21 @@ def _score(
 ) -> tuple[float, float]:
     xs = [v.score if v.direction is direction else 100.0 - v.score for v in votes]
     mean = math.fsum(m * x for m, x in zip(masses, xs, strict=True)) / total
-    variance = math.fsum(m * (x - mean) ** 2 for m, x in zip(masses, xs, strict=True)) / total
+    variance = _opposition(votes, masses, total, direction)
     score = mean if method == "weighted" else _bayes(masses, xs)
     return _clamp_score(score), variance
+
+
+def _opposition(votes: Sequence[StrategyVote], masses: Sequence[float], total: float, direction: Direction) -> float:
+    """The mass-weighted mean square of the votes' opposition to ``direction`` (module docstring)."""
+    return (
+        math.fsum(
+            m * max(0.0, 2.0 * v.score - 100.0) ** 2
+            for v, m in zip(votes, masses, strict=True)
+            if v.direction is not direction
+        )
+        / total
+    )
 
 
 def _bayes(masses: Sequence[float], xs: Sequence[float]) -> float:

@@ -264,7 +264,8 @@ def backtest_command(
         ),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Write trades.csv, summary.json, equity.png and report.html here.")
+        Path | None,
+        typer.Option(help="Write trades.csv, equity.csv, summary.json, equity.png and report.html here."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
 ) -> None:
@@ -290,14 +291,16 @@ def backtest_command(
     if as_json:
         _emit_json(result.summary())
         return
-    from backtesting.report import summary_table
+    from backtesting.report import limits_tables, summary_table
 
     out = Console()
     out.print(summary_table(result))
+    for table in limits_tables(result):
+        out.print(table)
     if result.dead_letters:
         err.print(f"[yellow]warning: {result.dead_letters} message(s) were dead-lettered by the agents[/]")
     if files is not None:
-        out.print(f"report: {files.html}  (trades.csv, summary.json, equity.png beside it)")
+        out.print(f"report: {files.html}  (trades.csv, equity.csv, summary.json, equity.png beside it)")
 
 
 def _run_backtest(
@@ -464,7 +467,7 @@ def run_command(
     from rich.console import Console
 
     from backtesting.data import list_source
-    from backtesting.report import summary_table, write_report
+    from backtesting.report import limits_tables, summary_table, write_report
     from backtesting.session import SessionOptions, gateway_feed, run_session, sample_files
     from core.gateway import CandleKey
 
@@ -500,7 +503,9 @@ def run_command(
         files = write_report(result, report)
     out.print()
     out.print(summary_table(result, title="Paper session"))
-    out.print(f"session report: {files.html}  (trades.csv, summary.json, equity.png beside it)")
+    for table in limits_tables(result):
+        out.print(table)
+    out.print(f"session report: {files.html}  (trades.csv, equity.csv, summary.json, equity.png beside it)")
 
 
 def register(app: typer.Typer) -> None:

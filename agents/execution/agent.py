@@ -237,6 +237,8 @@ def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
         latency=timedelta(milliseconds=settings.latency_ms),
         journal_path=settings.paper_journal,
         retention=grace_of(settings.retention_grace_s),
+        cash=settings.initial_cash,
+        credit=settings.paper_credit,
     )
 
 

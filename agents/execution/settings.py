@@ -31,6 +31,11 @@ class ExecutionSettings(BaseSettings):
         default=None, gt=0, le=1, description="Max share of a candle's volume per fill."
     )
     latency_ms: int = Field(default=0, ge=0, le=600_000)
+    paper_credit: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="Quote currency the paper account may borrow: cash may go down to -credit (0 = spot, no margin).",
+    )
     paper_journal: Path | None = Field(default=None, description="File keeping the paper venue's book across restarts.")
     store: Literal["postgres", "memory"] = "postgres"
     snapshot_interval_s: float = Field(default=60.0, gt=0)

@@ -1,5 +1,12 @@
 """The orchestrator agent: agent registry from heartbeats, DOWN detection, commands and their
-acknowledgements, and the live state behind the REST API (it implements the API's ControlPlane).
+acknowledgements, the review queue of MANUAL_REVIEW decisions, and the live state behind the REST
+API (it implements the API's ControlPlane).
+
+Review queue: every :class:`ReviewRequest` the strategy agent publishes is stored
+(:class:`core.trading.reviews.ReviewStore`: PostgreSQL in the stack, memory otherwise). A person with
+the API token approves or rejects a pending review before it expires; the verdict is recorded
+atomically, then published as a :class:`ReviewDecision` (only the orchestrator may publish
+``review.decision.*``) for the strategy agent, which turns an approval into the trade intent.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from agents.orchestrator.market import LatestSnapshots
 from agents.orchestrator.partitions import PartitionPlanner
 from agents.orchestrator.registry import AgentRegistry, AgentState, Transition, system_status
 from agents.orchestrator.settings import OrchestratorSettings
-from agents.orchestrator.views import agent_view, command_view, snapshot_view
+from agents.orchestrator.views import agent_view, command_view, review_view, snapshot_view
 from core import routing
 from core.domain import CommandKind, Severity
 from core.errors import UnroutableMessage
@@ -31,10 +38,13 @@ from core.messages import (
     IndicatorSnapshot,
     PartitionAssignment,
     Payload,
+    ReviewDecision,
+    ReviewRequest,
     RiskAlert,
 )
-from infrastructure.api.ports import CommandRefused
-from infrastructure.api.schemas import AgentView, CommandView, HealthView, SeriesView, SnapshotView
+from core.trading import reviews as queue
+from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound
+from infrastructure.api.schemas import AgentView, CommandView, HealthView, Page, ReviewView, SeriesView, SnapshotView
 from infrastructure.observability import metrics
 
 AGENT_DOWN_CODE = "agent_down"
@@ -64,8 +74,11 @@ class OrchestratorAgent(Agent):
         ctx: AgentContext,
         settings: OrchestratorSettings | None = None,
         services: Sequence[Service] = (),
+        reviews: queue.ReviewStore | None = None,
     ) -> None:
         super().__init__(ctx)
+        self.reviews_store: queue.ReviewStore = reviews or queue.InMemoryReviewStore()
+        """The review queue (PostgreSQL when the API runs with a database)."""
         self.settings = settings or OrchestratorSettings()
         self.registry = AgentRegistry()
         self.book = CommandBook(
@@ -101,6 +114,7 @@ class OrchestratorAgent(Agent):
             Subscription(
                 "indicators", (routing.INDICATORS.all(),), {IndicatorSnapshot: self.on_snapshot}, prefetch=256
             ),
+            Subscription("reviews", (routing.REVIEW_REQUESTS.all(),), {ReviewRequest: self.on_review_request}),
         ]
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -266,6 +280,17 @@ class OrchestratorAgent(Agent):
         """Keep the latest snapshots for ``/market``."""
         self.snapshots.add(snapshot)
 
+    async def on_review_request(self, request: ReviewRequest, envelope: Envelope) -> None:
+        """Queue a MANUAL_REVIEW for a person (a redelivery changes nothing)."""
+        if await self.reviews_store.add(request, self.ctx.clock.now()):
+            self.log.warning(
+                "manual review queued",
+                review_id=str(request.review_id),
+                symbol=request.symbol,
+                direction=request.direction.value,
+                expires_at=request.expires_at.isoformat(),
+            )
+
     # ------------------------------------------------------------------------------ announcing
 
     async def _announce(self, transition: Transition) -> None:
@@ -400,3 +425,43 @@ class OrchestratorAgent(Agent):
         """Recent commands, newest first."""
         records = self.registry.records()
         return [command_view(r, records) for r in self.book.recent(limit)]
+
+    async def reviews(self, state: str | None, limit: int, offset: int) -> Page[ReviewView]:
+        """The review queue (of one state), newest request first."""
+        now = self.ctx.clock.now()
+        wanted = queue.ReviewState(state) if state is not None else None
+        items, total = await self.reviews_store.list(wanted, now, limit, offset)
+        return Page[ReviewView](items=[review_view(r, now) for r in items], total=total, limit=limit, offset=offset)
+
+    async def review(self, review_id: UUID) -> ReviewView | None:
+        """One review."""
+        found = await self.reviews_store.get(review_id)
+        return review_view(found, self.ctx.clock.now()) if found is not None else None
+
+    async def decide_review(self, review_id: UUID, *, approve: bool, reviewer: str, note: str) -> ReviewView:
+        """Record a person's verdict (atomically: once, before expiry), then send it to the strategy
+        agent. When it cannot be delivered the verdict is undone and the review stays pending."""
+        now = self.ctx.clock.now()
+        verdict = queue.ReviewState.APPROVED if approve else queue.ReviewState.REJECTED
+        try:
+            review = await self.reviews_store.decide(review_id, verdict, reviewer, note, now)
+        except queue.ReviewNotFound:
+            raise ReviewNotFound(f"no review {review_id}") from None
+        except queue.ReviewClosed as exc:
+            raise ReviewConflict(str(exc)) from None
+        decision = ReviewDecision(
+            review_id=review_id, approved=approve, reviewer=reviewer, note=note, decided_at=now, request=review.request
+        )
+        try:
+            await self.publish(decision)
+        except UnroutableMessage:
+            await self.reviews_store.reopen(review_id, verdict)
+            raise CommandRefused(
+                f"no strategy agent listens for review verdicts on {review.request.symbol}: the review stays pending"
+            ) from None
+        self.log.warning(
+            "review decided", review_id=str(review_id), verdict=verdict.value, reviewer=reviewer, note=note[:200]
+        )
+        if self.ctx.instrument:
+            metrics.REVIEWS_DECIDED.labels(verdict.value).inc()
+        return review_view(review, now)

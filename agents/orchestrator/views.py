@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from agents.orchestrator.commands import CommandRecord, progress
 from agents.orchestrator.registry import AgentRecord
-from core.messages import IndicatorSnapshot
-from infrastructure.api.schemas import AckView, AgentView, CommandView, SnapshotView
+from core.messages import IndicatorSnapshot, StrategyVote
+from core.trading.reviews import Review
+from infrastructure.api.schemas import AckView, AgentView, CommandView, ReviewView, SnapshotView, VoteView
 
 
 def agent_view(record: AgentRecord) -> AgentView:
@@ -72,4 +74,38 @@ def snapshot_view(snapshot: IndicatorSnapshot) -> SnapshotView:
         indicators=dict(snapshot.values),
         patterns=dict(snapshot.patterns),
         regime=snapshot.regime.value,
+    )
+
+
+def _vote_view(v: StrategyVote) -> VoteView:
+    return VoteView(
+        strategy=v.strategy, direction=v.direction.value, score=v.score, confidence=v.confidence, rationale=v.rationale
+    )
+
+
+def review_view(review: Review, now: datetime) -> ReviewView:
+    """The API view of one review at ``now``."""
+    r = review.request
+    return ReviewView(
+        review_id=r.review_id,
+        state=review.state(now).value,
+        venue=r.venue,
+        symbol=r.symbol,
+        timeframe=r.timeframe,
+        side=r.side.value,
+        direction=r.direction.value,  # type: ignore[arg-type]
+        reference_price=r.reference_price,
+        stop_loss=r.stop_loss,
+        take_profit=r.take_profit,
+        score=r.score,
+        variance=r.variance,
+        method=r.method,
+        strategies=list(r.strategies),
+        votes=[_vote_view(v) for v in r.votes],
+        rationale=r.rationale,
+        requested_at=r.requested_at,
+        expires_at=r.expires_at,
+        decided_at=review.decided_at,
+        decided_by=review.decided_by,
+        note=review.note,
     )

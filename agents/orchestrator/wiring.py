@@ -14,18 +14,22 @@ from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.queries import PostgresReadModel
 from infrastructure.api.server import ApiServer
+from infrastructure.database.timescale.migrate import apply_migrations
 from infrastructure.database.timescale.pool import Database
+from infrastructure.database.timescale.reviews import PostgresReviewStore
 
 
 class DatabaseService:
-    """Opens the read pool with the agent and closes it after (the API's PostgreSQL access)."""
+    """Opens the pool with the agent and closes it after (the API's PostgreSQL access and the review
+    queue, whose table the orchestrator migrates)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def start(self) -> None:
-        """Connect (retrying while PostgreSQL is unreachable)."""
+        """Connect (retrying while PostgreSQL is unreachable) and apply the pending migrations."""
         await self.db.connect()
+        await apply_migrations(self.db)
 
     async def stop(self) -> None:
         """Close the pool."""
@@ -66,12 +70,13 @@ def load_backtest_runner(spec: str, data_dir: Path) -> BacktestRunner | None:
 
 
 async def build(ctx: AgentContext) -> Agent:
-    """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API."""
+    """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API and keeps
+    the review queue in PostgreSQL (without the API, in memory: nobody could decide a review anyway)."""
     settings = OrchestratorSettings()
-    agent = OrchestratorAgent(ctx, settings)
     if not settings.api_enabled:
-        return agent
+        return OrchestratorAgent(ctx, settings)
     db = Database(ctx.settings.postgres_dsn.get_secret_value(), min_size=1, max_size=4)
+    agent = OrchestratorAgent(ctx, settings, reviews=PostgresReviewStore(db))
     runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
     jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
     app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token)

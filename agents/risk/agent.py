@@ -28,8 +28,19 @@ from agents.risk.engine import RiskEngine
 from agents.risk.settings import RiskSettings
 from core.columns import Column
 from core.domain import CommandKind, DecisionVerdict, TradingState
+from core.errors import UnroutableMessage
 from core.ids import uuid7
-from core.messages import Candle, Command, ComplianceDecision, Envelope, Fill, OrderUpdate, RiskDecision, TradeIntent
+from core.messages import (
+    Candle,
+    Command,
+    ComplianceDecision,
+    Envelope,
+    Fill,
+    OrderUpdate,
+    RiskAlert,
+    RiskDecision,
+    TradeIntent,
+)
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES
 from core.trading.stores import ExecutionStore
 from core.wake import WakeOn
@@ -137,13 +148,15 @@ class RiskAgent(Agent):
     async def on_intent(self, intent: TradeIntent, envelope: Envelope) -> None:
         """Decide and publish the decision (a rejection when deciding fails)."""
         now = self.ctx.clock.now()
+        alerts: Sequence[RiskAlert] = ()
         try:
             verdict = self.engine.decide(intent, now)
-            decision = verdict.decision
+            decision, alerts = verdict.decision, verdict.alerts
         except Exception as exc:
             self.log.exception("risk could not decide: rejecting")
             decision = self.engine._reject(intent, "risk_error", str(exc)[:500])
         await self.publish(decision, cause=envelope)
+        await self._publish_alerts(alerts, envelope)
         if self.ctx.instrument:
             outcome = {DecisionVerdict.APPROVE: "approved", DecisionVerdict.ADJUST: "adjusted"}.get(
                 decision.verdict, "rejected"
@@ -153,16 +166,28 @@ class RiskAgent(Agent):
     async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
         """Mark to market; publish any alert raised."""
         alerts = self.engine.on_candle(
-            candle.venue, candle.symbol, candle.close_time, candle.high, candle.low, candle.close
+            candle.venue, candle.symbol, candle.timeframe, candle.close_time, candle.high, candle.low, candle.close
         )
-        for alert in alerts:
-            await self.publish(alert, cause=envelope)
-            if self.ctx.instrument:
-                metrics.RISK_ALERTS.labels(alert.severity.value, alert.code).inc()
-        if alerts or self.ctx.instrument:
+        if alerts:
+            await self._publish_alerts(alerts, envelope)
+        elif self.ctx.instrument:
             self._export_state()
         if self.flattening is not None:  # an exit it waits for may have expired; the next round is due
             await self._settle_flatten(at_candle=True)
+
+    async def _publish_alerts(self, alerts: Sequence[RiskAlert], envelope: Envelope | None) -> None:
+        """Publish alerts, then export the state. Alerts are informational: with no consumer bound
+        (a test, a partial deployment) one is logged instead, and the handler goes on."""
+        if not alerts:
+            return
+        for alert in alerts:
+            try:
+                await self.publish(alert, cause=envelope)
+            except UnroutableMessage:
+                self.log.warning("alert not delivered: no consumer is bound", code=alert.code, detail=alert.message)
+            if self.ctx.instrument:
+                metrics.RISK_ALERTS.labels(alert.severity.value, alert.code).inc()
+        self._export_state()
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Apply a fill to the risk view of the portfolio."""
@@ -210,11 +235,13 @@ class RiskAgent(Agent):
             CommandKind.PAUSE: TradingState.REDUCING,
             CommandKind.RESUME: TradingState.ACTIVE,
         }[command.kind]
-        self.engine.set_state(state)
+        alert = self.engine.set_state(state)
         self.halted = state is TradingState.HALTED
         self.paused = state is TradingState.REDUCING
         self._export_state()
-        return f"trading state {state.value}"
+        if alert is not None:
+            await self._publish_alerts([alert], envelope)
+        return f"trading state {self.engine.state.value}"
 
     async def _flatten(self, command: Command, envelope: Envelope) -> str | None:
         """Exits only, and a closing decision per open position; the ack waits for the fills."""

@@ -4,6 +4,11 @@ The agent feeds it candles (marks, ATR, VaR), fills, order updates and complianc
 asks it to decide on intents. Approved quantities are *reserved* until the order ends (filled,
 cancelled, rejected) so a flood of intents cannot together exceed a limit before fills arrive.
 Every path that cannot decide rejects (fail closed).
+
+ATR and the VaR return windows are kept per series ``(venue, symbol, timeframe)``: an intent is sized
+on the ATR of its own timeframe. The trading state is what the commands asked (ACTIVE, REDUCING,
+HALTED) combined with the drawdown breaker, which lifts by ``drawdown_recovery`` (see
+:meth:`RiskEngine._after_mark`); every change of state raises an alert carrying the new state.
 """
 
 from __future__ import annotations
@@ -15,8 +20,16 @@ from decimal import Decimal
 from uuid import UUID
 
 from agents.risk.settings import RiskSettings
-from agents.risk.sizing import AtrTracker, TradeStats, fixed_fraction, half_kelly_fraction, round_down, volatility_size
-from agents.risk.var import ReturnWindow, VarFigures
+from agents.risk.sizing import (
+    AtrTracker,
+    NetPnl,
+    TradeStats,
+    fixed_fraction,
+    half_kelly_fraction,
+    risk_size,
+    round_down,
+)
+from agents.risk.var import ReturnWindow, SeriesKey, VarFigures, portfolio_figures
 from core.domain import DecisionVerdict, Direction, OrderStatus, Severity, Side, TradingState
 from core.ids import content_id
 from core.messages.control import RiskAlert
@@ -27,7 +40,8 @@ from core.trading.portfolio import ZERO, Portfolio
 from core.trading.retention import ExpiryQueue, grace_of
 
 BPS = Decimal(10_000)
-
+MIN_VAR_RETURNS = 20
+"""Returns a series needs before it enters the portfolio VaR."""
 
 _BREAKER_MARGIN = Decimal("1e-9")
 
@@ -66,11 +80,17 @@ class RiskEngine:
         self.settings = settings
         self.portfolio = portfolio or Portfolio(settings.initial_cash, settings.account)
         self.state = TradingState.ACTIVE
+        """The effective trading state: :attr:`commanded` combined with the drawdown breaker."""
+        self.commanded = TradingState.ACTIVE
+        """What the commands asked (HALT, PAUSE / FLATTEN, RESUME)."""
+        self.breaker_tripped = False
+        """The drawdown breaker holds the state at REDUCING until ``drawdown_recovery`` lifts it."""
         self.reservations: dict[UUID, Reservation] = {}
         self.last_price: dict[tuple[str, str], Decimal] = {}
-        self.atr: dict[tuple[str, str], AtrTracker] = {}
+        self.atr: dict[SeriesKey, AtrTracker] = {}
         self.stats = TradeStats()
-        self.returns = ReturnWindow(settings.var_window)
+        self._net_pnl = NetPnl()
+        self.returns: dict[SeriesKey, ReturnWindow] = {}
         self.var: VarFigures | None = None
         self._decided: OrderedDict[UUID, RiskDecision] = OrderedDict()
         self._decision_cache = decision_cache
@@ -84,6 +104,7 @@ class RiskEngine:
         self._daily_limit = settings.daily_loss_limit_pct
         self._daily_floor = settings.initial_cash * (1 - settings.daily_loss_limit_pct)
         self._max_drawdown = float(settings.max_drawdown_pct)
+        self._resume_level = float(settings.drawdown_resume_pct)
         self._breaker_peak: Decimal | None = None
         self._breaker_floor = ZERO
         self._var_every = settings.var_every
@@ -94,17 +115,21 @@ class RiskEngine:
 
     # --- inputs --------------------------------------------------------------------------------
     def on_candle(
-        self, venue: str, symbol: str, ts: datetime, high: Decimal, low: Decimal, close: Decimal
+        self, venue: str, symbol: str, timeframe: str, ts: datetime, high: Decimal, low: Decimal, close: Decimal
     ) -> list[RiskAlert]:
-        """Mark to market, update ATR (volatility sizing only), daily PnL, drawdown and VaR; returns
-        alerts raised."""
-        key = (venue, symbol)
-        self.last_price[key] = close
+        """Mark to market, update the series' ATR (volatility sizing only) and returns, daily PnL,
+        drawdown (and the breaker's recovery) and VaR; returns the alerts raised."""
+        self.last_price[(venue, symbol)] = close
+        series = (venue, symbol, timeframe)
         if self._track_atr:
-            tracker = self.atr.get(key)
+            tracker = self.atr.get(series)
             if tracker is None:
-                tracker = self.atr[key] = AtrTracker(self.settings.atr_period)
+                tracker = self.atr[series] = AtrTracker(self.settings.atr_period)
             tracker.update(high, low, close)
+        window = self.returns.get(series)
+        if window is None:
+            window = self.returns[series] = ReturnWindow(self.settings.var_window)
+        window.add_price(float(close))
         self.portfolio.mark(venue, symbol, close)
         return self._after_mark(ts)
 
@@ -115,6 +140,10 @@ class RiskEngine:
         day = ts.date()
         if day != self._day:
             self._day = day
+            if self.breaker_tripped and self.settings.drawdown_recovery == "next_day":
+                # the breaker lifts at the first mark of a new UTC day; the drawdown restarts from here
+                portfolio.peak_equity = equity
+                alerts.append(self._lift_breaker(portfolio.drawdown_at(equity), "a new trading day"))
             self._day_start_equity = equity
             self._daily_floor = equity * (1 - self._daily_limit)
             self._daily_loss_hit = False
@@ -129,39 +158,80 @@ class RiskEngine:
                     float(self._day_start_equity * self.settings.daily_loss_limit_pct),
                 )
             )
-        if (
-            self.state is TradingState.ACTIVE
-            and equity < portfolio.peak_equity
+        if self.breaker_tripped:
+            if self.settings.drawdown_recovery == "recovered" and portfolio.drawdown_at(equity) <= self._resume_level:
+                alerts.append(self._lift_breaker(portfolio.drawdown_at(equity), "the drawdown recovered"))
+        elif (
+            equity < portfolio.peak_equity
             and not self._surely_above_breaker(equity, portfolio.peak_equity)
             and portfolio.drawdown_at(equity) >= self._max_drawdown
         ):
-            self.state = TradingState.REDUCING
-            alerts.append(
-                self._alert(
-                    Severity.CRITICAL,
-                    "max_drawdown",
-                    "drawdown circuit breaker: exits only",
-                    portfolio.drawdown_at(equity),
-                    float(self.settings.max_drawdown_pct),
-                )
-            )
-        self.returns.add_equity(float(equity))
+            alerts.append(self._trip_breaker(portfolio.drawdown_at(equity)))
         self._marks += 1
         if self._marks % self._var_every == 0:
-            self.var = self.returns.figures()
-            over = self.var.var99 > self.settings.var_limit_pct
-            if over and not self._var_alerted:
-                alerts.append(
-                    self._alert(
-                        Severity.WARNING,
-                        "var_limit",
-                        "99% historical VaR above its limit",
-                        self.var.var99,
-                        self.settings.var_limit_pct,
+            var = self._portfolio_var()
+            if var is not None:
+                self.var = var
+                over = var.var99 > self.settings.var_limit_pct
+                if over and not self._var_alerted:
+                    alerts.append(
+                        self._alert(
+                            Severity.WARNING,
+                            "var_limit",
+                            f"99% historical VaR of the positions ({var.timeframe} horizon) above its limit",
+                            var.var99,
+                            self.settings.var_limit_pct,
+                        )
                     )
-                )
-            self._var_alerted = over
+                self._var_alerted = over
         return alerts
+
+    def _portfolio_var(self) -> VarFigures | None:
+        """Historical-simulation VaR of the open positions (:func:`agents.risk.var.portfolio_figures`)."""
+        portfolio = self.portfolio
+        equity = portfolio.equity
+        if equity <= ZERO:
+            return None
+        weights = {key: float(p.market_value / equity) for key, p in portfolio.positions.items() if p.is_open}
+        return portfolio_figures(weights, self.returns, MIN_VAR_RETURNS)
+
+    # --- trading state ---------------------------------------------------------------------------
+    def _effective_state(self) -> TradingState:
+        if self.commanded is TradingState.HALTED:
+            return TradingState.HALTED
+        if self.commanded is TradingState.REDUCING or self.breaker_tripped:
+            return TradingState.REDUCING
+        return TradingState.ACTIVE
+
+    def _trip_breaker(self, drawdown: float) -> RiskAlert:
+        """The drawdown breaker trips: exits only until ``drawdown_recovery`` lifts it."""
+        self.breaker_tripped = True
+        self.state = self._effective_state()
+        recovery = {
+            "next_day": "until the next UTC day",
+            "recovered": f"until the drawdown is back at {self.settings.drawdown_resume_pct:%}",
+            "manual": "until a RESUME command",
+        }[self.settings.drawdown_recovery]
+        return self._alert(
+            Severity.CRITICAL,
+            "max_drawdown",
+            f"drawdown circuit breaker: exits only {recovery}",
+            drawdown,
+            float(self.settings.max_drawdown_pct),
+            trading_state=self.state,
+        )
+
+    def _lift_breaker(self, drawdown: float, why: str) -> RiskAlert:
+        self.breaker_tripped = False
+        self.state = self._effective_state()
+        return self._alert(
+            Severity.INFO,
+            "drawdown_breaker_lifted",
+            f"drawdown circuit breaker lifted ({why}): trading state {self.state.value}",
+            drawdown,
+            float(self.settings.max_drawdown_pct),
+            trading_state=self.state,
+        )
 
     def _surely_above_breaker(self, equity: Decimal, peak: Decimal) -> bool:
         """Whether ``equity`` is clearly (by 1e-9 of the peak) above the drawdown breaker's level.
@@ -200,8 +270,12 @@ class RiskEngine:
             self._fill_expiry.add(fill.fill_id, fill.ts)
             self.portfolio.forget_fills(self._fill_expiry.due(fill.ts))
         self.last_price.setdefault((fill.venue, fill.symbol), fill.price)
-        if new.realized_pnl != before.realized_pnl:
-            self.stats.record(new.realized_pnl - before.realized_pnl)
+        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+        net = self._net_pnl.on_fill(
+            (fill.venue, fill.symbol), before.quantity, signed, fill.fee, new.realized_pnl - before.realized_pnl
+        )
+        if net is not None:
+            self.stats.record(net)
         res = self.reservations.get(fill.intent_id)
         if res is not None:
             res.remaining -= fill.quantity
@@ -217,11 +291,26 @@ class RiskEngine:
         """Compliance blocked an approved intent: release its reservation."""
         self.reservations.pop(intent_id, None)
 
-    def set_state(self, state: TradingState) -> None:
-        """Set the trading state (commands); resuming resets the drawdown peak to current equity."""
-        if state is TradingState.ACTIVE and self.state is not TradingState.ACTIVE:
+    def set_state(self, state: TradingState) -> RiskAlert | None:
+        """Set the commanded trading state (HALT, PAUSE, RESUME); RESUME also lifts the drawdown
+        breaker and resets the drawdown peak to current equity. Returns the alert announcing a change
+        of the effective state (``None`` when it did not change)."""
+        before = self.state
+        if state is TradingState.ACTIVE and before is not TradingState.ACTIVE:
             self.portfolio.peak_equity = self.portfolio.equity
-        self.state = state
+            self.breaker_tripped = False
+        self.commanded = state
+        self.state = self._effective_state()
+        if self.state is before:
+            return None
+        return self._alert(
+            Severity.INFO if self.state is TradingState.ACTIVE else Severity.WARNING,
+            "trading_state",
+            f"trading state {before.value} -> {self.state.value} (command)",
+            None,
+            None,
+            trading_state=self.state,
+        )
 
     def expire_reservations(self, now: datetime) -> None:
         """Drop reservations nobody reported on long after their intent expired."""
@@ -236,13 +325,14 @@ class RiskEngine:
         if cached is not None:
             return Verdict(cached, [])
         self.expire_reservations(now)
-        decision = self._decide(intent, now)
+        alerts: list[RiskAlert] = []
+        decision = self._decide(intent, now, alerts)
         self._remember(decision, now)
         if decision.approved and decision.quantity is not None:
             self.reservations[intent.intent_id] = Reservation(
                 intent.venue, intent.symbol, decision.side, decision.quantity, intent.reference_price, intent.expires_at
             )
-        return Verdict(decision, [])
+        return Verdict(decision, alerts)
 
     def _remember(self, decision: RiskDecision, now: datetime) -> None:
         """Cache a decision (the same intent gets the same answer), at most ``decision_cache`` of them.
@@ -279,7 +369,7 @@ class RiskEngine:
             expires_at=intent.expires_at,
         )
 
-    def _decide(self, intent: TradeIntent, now: datetime) -> RiskDecision:
+    def _decide(self, intent: TradeIntent, now: datetime, alerts: list[RiskAlert]) -> RiskDecision:
         s = self.settings
         if now >= intent.expires_at:
             return self._reject(intent, "stale_intent", f"expired at {intent.expires_at.isoformat()}")
@@ -318,32 +408,48 @@ class RiskEngine:
         if self._daily_loss_hit or self._daily_loss_reached(equity):
             self._daily_loss_hit = True
             return self._reject(intent, "daily_loss_limit")
-        if Decimal(str(self.portfolio.drawdown)) >= s.max_drawdown_pct:
-            self.state = TradingState.REDUCING
+        drawdown = self.portfolio.drawdown
+        if Decimal(str(drawdown)) >= s.max_drawdown_pct:  # fills since the last mark (fees) took it there
+            alerts.append(self._trip_breaker(drawdown))
             return self._reject(intent, "drawdown_breaker")
         open_symbols = {k for k, p in self.portfolio.positions.items() if p.is_open}
         open_symbols |= {(r.venue, r.symbol) for r in self.reservations.values()}
         if key not in open_symbols and len(open_symbols) >= s.max_open_positions:
             return self._reject(intent, "max_open_positions", f"{len(open_symbols)} open")
 
-        # sizing
+        # protective levels first: volatility sizing risks RISK_PER_TRADE at the stop it attaches
+        sign = Decimal(1) if intent.side is Side.BUY else Decimal(-1)
         stop_loss = intent.stop_loss
-        atr = self.atr.get(key)
+        atr = self.atr.get((intent.venue, intent.symbol, intent.timeframe))
+        if s.sizing == "volatility" and (atr is None or atr.value is None):
+            return self._reject(intent, "no_volatility", f"ATR of {intent.timeframe} not warmed up")
+        if stop_loss is None and s.sizing == "volatility" and s.use_atr_stops and atr is not None and atr.value:
+            level = price - sign * atr.value * s.atr_multiple
+            stop_loss = level if level > ZERO else None
+        if stop_loss is None and s.stop_loss_pct is not None:
+            level = price * (1 - sign * s.stop_loss_pct)
+            stop_loss = level if level > ZERO else None
+        take_profit = intent.take_profit
+        if take_profit is None and s.take_profit_pct is not None:
+            level = price * (1 + sign * s.take_profit_pct)
+            take_profit = level if level > ZERO else None
+
+        # sizing
         if s.sizing == "fixed_fraction":
             requested = fixed_fraction(equity, price, s.fixed_fraction, s.fee_reserve_bps)
         elif s.sizing == "volatility":
-            if atr is None or atr.value is None:
-                return self._reject(intent, "no_volatility", "ATR not warmed up")
-            requested = volatility_size(equity, atr.value, s.atr_multiple, s.risk_per_trade)
-            if stop_loss is None and s.use_atr_stops:
-                distance = atr.value * s.atr_multiple
-                level = price - distance if intent.side is Side.BUY else price + distance
-                stop_loss = level if level > ZERO else None
+            if atr is None or atr.value is None:  # checked above; keeps the type checker informed
+                return self._reject(intent, "no_volatility")
+            # the loss at the stop the entry carries; without any stop, at an ATR_MULTIPLE move
+            distance = abs(price - stop_loss) if stop_loss is not None else atr.value * s.atr_multiple
+            requested = risk_size(equity, distance, s.risk_per_trade)
         else:
             win_rate, payoff = self.stats.estimate(s.kelly_win_rate, s.kelly_payoff, s.kelly_min_trades)
             fraction = half_kelly_fraction(win_rate, payoff, s.kelly_cap)
             if fraction <= ZERO:
-                return self._reject(intent, "no_edge", f"kelly win_rate={win_rate:.3f} payoff={payoff:.3f}")
+                return self._reject(
+                    intent, "no_edge", f"kelly (net of fees) win_rate={win_rate:.3f} payoff={payoff:.3f}"
+                )
             requested = fixed_fraction(equity, price, fraction, s.fee_reserve_bps)
         requested = round_down(requested, s.quantity_step)
         if requested < s.min_quantity:
@@ -351,7 +457,6 @@ class RiskEngine:
 
         # limits: each caps the quantity; the reason of the tightest cap is reported
         qty, reason = requested, "approved"
-        sign = Decimal(1) if intent.side is Side.BUY else Decimal(-1)
         max_pos_qty = s.max_position_pct * equity / price - abs(projected)
         if qty > max_pos_qty:
             qty, reason = max_pos_qty, "max_position"
@@ -362,19 +467,12 @@ class RiskEngine:
         if sign > 0:
             reserved_cash = sum((r.remaining * r.price for r in self.reservations.values() if r.side is Side.BUY), ZERO)
             fee_factor = 1 + s.fee_reserve_bps / BPS
-            cash_room = (self.portfolio.cash - reserved_cash) / (price * fee_factor)
+            cash_room = (self.portfolio.cash - reserved_cash * fee_factor) / (price * fee_factor)
             if qty > cash_room:
                 qty, reason = cash_room, "insufficient_cash"
         qty = round_down(qty, s.quantity_step)
         if qty < s.min_quantity:
             return self._reject(intent, reason if reason != "approved" else "below_min_quantity", f"room {qty}")
-        take_profit = intent.take_profit
-        if stop_loss is None and s.stop_loss_pct is not None:
-            level = price * (1 - s.stop_loss_pct) if sign > 0 else price * (1 + s.stop_loss_pct)
-            stop_loss = level if level > ZERO else None
-        if take_profit is None and s.take_profit_pct is not None:
-            level = price * (1 + s.take_profit_pct) if sign > 0 else price * (1 - s.take_profit_pct)
-            take_profit = level if level > ZERO else None
         return RiskDecision(
             intent_id=intent.intent_id,
             verdict=DecisionVerdict.APPROVE if qty == requested else DecisionVerdict.ADJUST,
@@ -420,8 +518,9 @@ class RiskEngine:
         by compliance): execution caps a reduce-only order to what its own book still holds. The
         intent ids derive from ``tag`` (the command id), so a redelivered command repeats the same
         decisions and compliance refuses the duplicates."""
-        if self.state is TradingState.ACTIVE:
-            self.state = TradingState.REDUCING
+        if self.commanded is TradingState.ACTIVE:
+            self.commanded = TradingState.REDUCING
+            self.state = self._effective_state()
         decisions: list[RiskDecision] = []
         for (venue, symbol), quantity in sorted(self.closable().items()):
             intent_id = content_id("flatten", tag, venue, symbol)
@@ -478,6 +577,15 @@ class RiskEngine:
         )
 
     def _alert(
-        self, severity: Severity, code: str, message: str, value: float | None, limit: float | None
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        value: float | None,
+        limit: float | None,
+        *,
+        trading_state: TradingState | None = None,
     ) -> RiskAlert:
-        return RiskAlert(severity=severity, code=code, message=message, value=value, limit=limit)
+        return RiskAlert(
+            severity=severity, code=code, message=message, value=value, limit=limit, trading_state=trading_state
+        )

@@ -1,33 +1,30 @@
 """The risk engine over quiet candles: :meth:`RiskEngine.on_candle` for a run of candles, in one step.
 
-Marking to market raises an alert on some candles (daily loss limit, drawdown breaker, VaR above
-its limit); on all the others it only moves state: the last prices, the marks and the peak equity,
-the trading day and its loss floor, the window of equity returns, the count of marks and the VaR
-figures. :func:`simulate` replays exactly that state over a run of candles without touching the
-engine and stops at the first candle that would raise an alert (the agent must be woken there);
-:func:`apply` writes the state it reached. The same Decimal and float operations as the per-candle
-path are used, in the same order, so the state is identical (``tests/kernel`` proves it on random
-series, flat and in a position). With volatility sizing (an ATR per candle) there is no twin: the
-agent is woken on every candle.
+Marking to market raises an alert on some candles (daily loss limit, drawdown breaker tripped or
+lifted, portfolio VaR above its limit); on all the others it only moves state: the last prices, the
+marks and the peak equity, each series' window of close-to-close returns, the trading day and its
+loss floor, the count of marks and the VaR figures. :func:`simulate` replays exactly that state over
+a run of candles without touching the engine and stops at the first candle that would raise an
+alert (the agent must be woken there); :func:`apply` writes the state it reached. The same Decimal and
+float operations as the per-candle path are used, in the same order, so the state is identical
+(``tests/kernel`` proves it on random series, flat and in a position, with every recovery rule).
+With volatility sizing (an ATR per candle) there is no twin: the agent is woken on every candle.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.risk.var import VarFigures, historical_var
+from agents.risk.var import ReturnWindow, SeriesKey, VarFigures, portfolio_figures
 from core.columns import CandleColumn, Column
-from core.domain import TradingState
 from core.trading.portfolio import ZERO
 
 if TYPE_CHECKING:
@@ -47,7 +44,6 @@ class Run:
     start: int
     end: int
     """The first row NOT applied: an alert row (the agent must be woken there) or the run's end."""
-    rows: int = 0
     last_rows: dict[Key, int] = field(default_factory=dict)
     marks: list[Decimal] = field(default_factory=list)
     peak: Decimal = ZERO
@@ -55,13 +51,21 @@ class Run:
     day_start_equity: Decimal = ZERO
     daily_floor: Decimal = ZERO
     daily_loss_hit: bool = False
-    appended: list[float] = field(default_factory=list)
-    last_equity: float | None = None
+    returns: dict[SeriesKey, tuple[list[float], float]] = field(default_factory=dict)
+    """Per series: the returns the run appends to its window and the last close (float)."""
     marks_count: int = 0
-    var_window: list[float] | None = None
-    """The returns window at the run's last VaR point (None: no VaR point in the run)."""
+    var: VarFigures | None = None
     var_alerted: bool = False
     breaker: tuple[Decimal | None, Decimal] = (None, ZERO)
+
+
+class _Window:
+    """A series' return window as it stands inside a run (the engine's deque plus the appended)."""
+
+    __slots__ = ("returns",)
+
+    def __init__(self, returns: list[float]) -> None:
+        self.returns = returns
 
 
 def _rows(column: CandleColumn, sids: Sequence[int], start: int, stop: int) -> NDArray[np.intp]:
@@ -76,27 +80,38 @@ def _day_number(value: date | None) -> int | None:
     return None if value is None else (value - EPOCH_DATE).days
 
 
-def _tail_count(n: int) -> int:
-    return max(1, math.ceil(n * (1 - 0.99)))  # historical_var's expression at level 0.99
+def _equity(cash: Decimal, quantities: list[Decimal], marks: list[Decimal]) -> Decimal:
+    """``Portfolio.equity`` from its positions' quantities and marks (in the positions' order)."""
+    total = ZERO
+    for q, m in zip(quantities, marks, strict=True):
+        total += q * m
+    return cash + total
 
 
-def _var99_over(window: Sequence[float], limit: float) -> bool:
-    """``historical_var(window, 0.99)[0] > limit`` (the k-th smallest return, exactly)."""
-    n = len(window)
-    if not n:
-        return False
-    k = _tail_count(n)
-    kth = heapq.nsmallest(k, window)[-1]
-    return max(-kth, 0.0) > limit
+def _drawdown(equity: Decimal, peak: Decimal) -> float:
+    """``Portfolio.drawdown_at``."""
+    if peak <= ZERO:
+        return 1.0
+    return min(max(float(1 - equity / peak), 0.0), 1.0)
 
 
-def _window(old: deque[float], appended: list[float], size: int) -> list[float]:
-    """The last ``size`` returns of ``old`` followed by ``appended`` (the window after them)."""
-    if len(appended) >= size:
-        return appended[-size:]
-    keep = size - len(appended)
-    head = list(old)[-keep:] if keep < len(old) else list(old)
-    return head + appended
+def _series_returns(
+    engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], keys: list[SeriesKey]
+) -> dict[SeriesKey, tuple[list[float], float, NDArray[np.intp]]]:
+    """Per series: the returns ``ReturnWindow.add_price`` appends over ``rows``, its last close and
+    the rows (float arithmetic, vectorised: the same IEEE operations)."""
+    out: dict[SeriesKey, tuple[list[float], float, NDArray[np.intp]]] = {}
+    series = column.series[rows]
+    for s in np.unique(series).tolist():
+        own = rows[series == s]
+        closes = column.close[own]
+        window = engine.returns.get(keys[s])
+        last = window._last if window is not None else None
+        prices = closes if last is None else np.concatenate(([last], closes))
+        ratios = prices[1:] / prices[:-1] - 1.0
+        ok = prices[:-1] > 0  # add_price keeps a return only after a positive close
+        out[keys[s]] = ((ratios[ok] if not ok.all() else ratios).tolist(), float(closes[-1]), own)
+    return out
 
 
 def simulate(engine: RiskEngine, column: Column, sids: Sequence[int], start: int, stop: int) -> Run:
@@ -120,141 +135,148 @@ def _simulate(
     positions = list(portfolio.positions.items())
     index = {key: k for k, (key, _) in enumerate(positions)}
     quantities = [p.quantity for _, p in positions]
-    marks: list[Decimal] = [p.mark_price if p.mark_price is not None else p.average_price for _, p in positions]
+    marks: list[Decimal] = [p.mark for _, p in positions]
     run.marks = marks
     run.peak = peak = portfolio.peak_equity
     run.day = day = _day_number(engine._day)
     run.day_start_equity = day_start = engine._day_start_equity
     run.daily_floor = floor = engine._daily_floor
     run.daily_loss_hit = hit = engine._daily_loss_hit
-    run.last_equity = last_f = engine.returns._last
     run.marks_count = marks_count = engine._marks
+    run.var = var = engine.var
     run.var_alerted = var_alerted = engine._var_alerted
-    run.breaker = (engine._breaker_peak, engine._breaker_floor)
+    run.breaker = breaker = (engine._breaker_peak, engine._breaker_floor)
     rows = _rows(column, sids, start, stop)
     if not rows.shape[0]:
         return run, None
-    keys = [(info.venue, info.symbol) for info in column.table]
+    table = column.table
+    skeys: list[SeriesKey] = [(info.venue, info.symbol, info.timeframe) for info in table]
+    keys: list[Key] = [(info.venue, info.symbol) for info in table]
+    per_series = _series_returns(engine, column, rows, skeys)
     cash = portfolio.cash
     equity = portfolio.equity
     limit = engine._daily_limit
     max_dd = engine._max_drawdown
-    breaker_peak, breaker_floor = run.breaker
-    active = engine.state is TradingState.ACTIVE
-    window = engine.returns.returns
-    size = window.maxlen or 0
-    if not any(q != ZERO for q in quantities):
-        return _simulate_flat(engine, column, rows, run, keys, equity)
-    old = window  # not copied: the returns this run appends are kept apart (``appended``)
+    resume = engine._resume_level
+    recovery = settings.drawdown_recovery
+    tripped = engine.breaker_tripped
+    max_pct = settings.max_drawdown_pct
     var_every = engine._var_every
     var_limit = settings.var_limit_pct
-    max_pct = settings.max_drawdown_pct
-    appended = run.appended
-    var_window: list[float] | None = None
+    open_any = any(q != ZERO for q in quantities)
+    if not open_any and not tripped:
+        flat = _simulate_flat(engine, column, rows, run, keys, equity)
+        if flat is not None:
+            run.returns = {k: (r, last) for k, (r, last, _) in per_series.items()}
+            return run, flat if flat >= 0 else None
+    # the position of each row within its series (to know the returns window at a VaR point)
+    done: dict[SeriesKey, int] = dict.fromkeys(per_series, 0)
+    first_counted = {k: (1 if (w := engine.returns.get(k)) is not None and w._last is not None else 0)
+                     for k in per_series}  # fmt: skip
+    breaker_peak, breaker_floor = breaker
     days = (column.close_ms[rows] // DAY_MS).tolist()
-    last_rows = run.last_rows
     series_list = column.series[rows].tolist()
+    last_rows = run.last_rows
     close_decimal = column.close_decimal
-    single = len(quantities) == 1
     for j, r in enumerate(rows.tolist()):
-        key = keys[series_list[j]]
+        s = series_list[j]
+        key = keys[s]
         last_rows[key] = r
+        done[skeys[s]] += 1
         k = index.get(key)
         if k is not None:
-            mark = marks[k] = close_decimal(r)
+            marks[k] = close_decimal(r)
             if quantities[k] != ZERO:
-                if single:
-                    equity = cash + (ZERO + quantities[0] * mark)
-                else:
-                    total = ZERO
-                    for q, m in zip(quantities, marks, strict=True):
-                        total += q * m
-                    equity = cash + total
+                equity = _equity(cash, quantities, marks)
                 peak = max(peak, equity)
         d = days[j]
         if d != day:
             day = d
             equity = _equity(cash, quantities, marks)  # the same Decimal as the per-candle path's
+            if tripped and recovery == "next_day":
+                return run, r  # the breaker lifts (an alert)
             day_start = equity
             floor = equity * (1 - limit)
             hit = False
         if not hit and equity <= floor:
             return run, r
-        if active and equity < peak:
+        if tripped:
+            if recovery == "recovered" and _drawdown(equity, peak) <= resume:
+                return run, r
+        elif equity < peak:
             surely_above = False
             if peak > ZERO:
                 if peak is not breaker_peak:
                     breaker_peak = peak
                     breaker_floor = peak * (1 - max_pct + _BREAKER_MARGIN)
                 surely_above = equity > breaker_floor
-            if not surely_above:
-                drawdown = 1.0 if peak <= ZERO else min(max(float(1 - equity / peak), 0.0), 1.0)
-                if drawdown >= max_dd:
-                    return run, r
-        equity_f = float(equity)
-        if last_f is not None and last_f > 0:
-            appended.append(equity_f / last_f - 1.0)
-        last_f = equity_f
-        marks_count += 1
-        if marks_count % var_every == 0:
-            current = _window(old, appended, size)
-            over = _var99_over(current, var_limit)
-            if over and not var_alerted:
+            if not surely_above and _drawdown(equity, peak) >= max_dd:
                 return run, r
-            var_alerted = over
-            var_window = current
+        marks_count += 1
+        if marks_count % var_every == 0 and equity > ZERO:
+            windows = _windows_at(engine, per_series, done, first_counted)
+            weights = {
+                pkey: float(q * marks[pk] / equity)
+                for pk, ((pkey, _), q) in enumerate(zip(positions, quantities, strict=True))
+                if q != ZERO
+            }
+            figures = portfolio_figures(weights, windows, engine_min_returns())  # type: ignore[arg-type]
+            if figures is not None:
+                var = figures
+                over = figures.var99 > var_limit
+                if over and not var_alerted:
+                    return run, r
+                var_alerted = over
     run.peak = peak
     run.day = day
     run.day_start_equity = day_start
     run.daily_floor = floor
     run.daily_loss_hit = hit
-    run.last_equity = last_f
     run.marks_count = marks_count
-    run.var_window = var_window
+    run.var = var
     run.var_alerted = var_alerted
     run.breaker = (breaker_peak, breaker_floor)
-    run.rows = len(days)
+    run.returns = {k: (r, last) for k, (r, last, _) in per_series.items()}
     return run, None
 
 
-def _equity(cash: Decimal, quantities: list[Decimal], marks: list[Decimal]) -> Decimal:
-    """``Portfolio.equity`` from its positions' quantities and marks (in the positions' order)."""
-    total = ZERO
-    for q, m in zip(quantities, marks, strict=True):
-        total += q * m
-    return cash + total
+def engine_min_returns() -> int:
+    """The least returns a series needs for the portfolio VaR (the engine's constant)."""
+    from agents.risk.engine import MIN_VAR_RETURNS
+
+    return MIN_VAR_RETURNS
 
 
-def _equity_at(engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], keys: list[Key]) -> Decimal:
-    """The portfolio's equity after marking it at ``rows`` (the last row of each position's key)."""
-    portfolio = engine.portfolio
-    series = column.series[rows]
-    quantities, marks = [], []
-    for key, position in portfolio.positions.items():
-        mark = position.mark_price if position.mark_price is not None else position.average_price
-        sids = [s for s, k in enumerate(keys) if k == key]
-        if sids:
-            own = np.flatnonzero(np.isin(series, sids))
-            if own.shape[0]:
-                mark = column.close_decimal(int(rows[own[-1]]))
-        quantities.append(position.quantity)
-        marks.append(mark)
-    return _equity(portfolio.cash, quantities, marks)
+def _windows_at(
+    engine: RiskEngine,
+    per_series: dict[SeriesKey, tuple[list[float], float, NDArray[np.intp]]],
+    done: dict[SeriesKey, int],
+    first_counted: dict[SeriesKey, int],
+) -> dict[SeriesKey, ReturnWindow | _Window]:
+    """Every series' return window after the rows seen so far (``done`` rows of each series)."""
+    windows: dict[SeriesKey, ReturnWindow | _Window] = dict(engine.returns)
+    size = engine.settings.var_window
+    for skey, (appended, _, _) in per_series.items():
+        seen = done[skey]
+        if not seen:
+            continue
+        # the returns appended after ``seen`` rows: one per row, except a first close with no previous
+        count = seen - (0 if first_counted[skey] else 1)
+        new = appended[: max(count, 0)]
+        old = engine.returns.get(skey)
+        base = list(islice(old.returns, max(0, len(old.returns) - (size - len(new))), None)) if old else []
+        windows[skey] = _Window((base + new)[-size:] if size else [])
+    return windows
 
 
 def _simulate_flat(
-    engine: RiskEngine,
-    column: CandleColumn,
-    rows: NDArray[np.intp],
-    run: Run,
-    keys: list[Key],
-    equity: Decimal,
-) -> tuple[Run, int | None]:
-    """:func:`_simulate` when no position is open: the equity is constant, so each rule is decided
-    on the few rows where its inputs change (a new day, a VaR point) instead of row by row."""
-    settings = engine.settings
+    engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], run: Run, keys: list[Key], equity: Decimal
+) -> int | None:
+    """:func:`_simulate` with no position open and the breaker not tripped: the equity is constant, so
+    each rule is decided on the rows where its input changes (a new day); the portfolio VaR of no
+    position is zero. Returns the alert row, -1 for none, or None to let the row-by-row path decide."""
     n = int(rows.shape[0])
-    row_list = rows.tolist()
+    row_list: list[int] = rows.tolist()
     days = column.close_ms[rows] // DAY_MS
     prev = np.empty_like(days)
     prev[0] = run.day if run.day is not None else -1
@@ -262,71 +284,34 @@ def _simulate_flat(
     changes = np.flatnonzero(days != prev)
     day_start, floor, hit = run.day_start_equity, run.daily_floor, run.daily_loss_hit
     first_change = int(changes[0]) if changes.shape[0] else n
-    # the daily floor: decided before the first new day with today's floor, and from then on with the
-    # floor of the constant equity
     if first_change > 0 and not hit and equity <= floor:
-        return run, row_list[0]
+        return row_list[0]
     if first_change < n:
         if equity <= equity * (1 - engine._daily_limit):
-            return run, row_list[first_change]
+            return row_list[first_change]
         # the day's start as the per-candle path stores it: the equity at the last new day's row
         last_change = int(changes[-1])
         day_start = _equity_at(engine, column, rows[: last_change + 1], keys)
         floor = day_start * (1 - engine._daily_limit)
         hit = False
-    # the drawdown breaker: the same answer on every row
     breaker_peak, breaker_floor = run.breaker
     peak = run.peak
-    if engine.state is TradingState.ACTIVE and equity < peak:
+    if equity < peak:
         surely_above = False
         if peak > ZERO:
             if peak is not breaker_peak:
                 breaker_peak = peak
-                breaker_floor = peak * (1 - settings.max_drawdown_pct + _BREAKER_MARGIN)
+                breaker_floor = peak * (1 - engine.settings.max_drawdown_pct + _BREAKER_MARGIN)
             surely_above = equity > breaker_floor
-        if not surely_above:
-            drawdown = 1.0 if peak <= ZERO else min(max(float(1 - equity / peak), 0.0), 1.0)
-            if drawdown >= engine._max_drawdown:
-                return run, row_list[0]
-    # the returns: the first against the last equity, then zeros (x / x - 1.0 == 0.0)
-    window = engine.returns.returns
-    size = window.maxlen or 0
-    equity_f = float(equity)
-    last_f = run.last_equity
-    first: list[float] = [equity_f / last_f - 1.0] if last_f is not None and last_f > 0 else []
-    zeros_per_row = equity_f > 0  # rows after the first append 0.0; a non-positive equity appends nothing
-    appended = first + ([0.0] * min(n - 1, size) if zeros_per_row and n > 1 else [])
-    old = list(window)
-
-    def window_at(j: int) -> list[float]:
-        """The returns window after row ``j``."""
-        count = len(first) + (j if zeros_per_row else 0)
-        new = first[:count] + [0.0] * max(0, min(count - len(first), size))
-        return (old + new)[-size:]
-
+        if not surely_above and _drawdown(equity, peak) >= engine._max_drawdown:
+            return row_list[0]
     var_every = engine._var_every
-    var_alerted = run.var_alerted
-    var_window: list[float] | None = None
-    j = (var_every - (run.marks_count + 1) % var_every) % var_every  # the first row that is a VaR point
-    while j < n:
-        current = window_at(j)
-        last_point = j + ((n - 1 - j) // var_every) * var_every
-        if not any(x < 0.0 for x in current):
-            # no loss in the window (and none can come in while flat): VaR is zero from here on
-            var_alerted = False
-            var_window = window_at(last_point)
-            break
-        over = _var99_over(current, settings.var_limit_pct)
-        if over and not var_alerted:
-            return run, row_list[j]
-        var_alerted = over
-        var_window = current
-        if not zeros_per_row:  # the window no longer moves: every later point decides the same
-            break
-        j += var_every
+    first_point = (var_every - (run.marks_count + 1) % var_every) % var_every
+    if first_point < n and equity > ZERO:
+        run.var = VarFigures(0.0, 0.0, 0.0, 0.0)  # no open position is no risk
+        run.var_alerted = False
     last_rows = run.last_rows
-    series_list = column.series[rows].tolist()
-    for k, r in zip(series_list, row_list, strict=True):
+    for k, r in zip(column.series[rows].tolist(), row_list, strict=True):
         last_rows[keys[k]] = r
     for k, key in enumerate(engine.portfolio.positions):
         row = last_rows.get(key)
@@ -336,14 +321,26 @@ def _simulate_flat(
     run.day_start_equity = day_start
     run.daily_floor = floor
     run.daily_loss_hit = hit
-    run.appended = appended
-    run.last_equity = equity_f
     run.marks_count = run.marks_count + n
-    run.var_alerted = var_alerted
-    run.var_window = var_window
     run.breaker = (breaker_peak, breaker_floor)
-    run.rows = n
-    return run, None
+    return -1
+
+
+def _equity_at(engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], keys: list[Key]) -> Decimal:
+    """The portfolio's equity after marking it at ``rows`` (the last row of each position's key)."""
+    portfolio = engine.portfolio
+    series = column.series[rows]
+    quantities, marks = [], []
+    for key, position in portfolio.positions.items():
+        mark = position.mark
+        sids = [s for s, k in enumerate(keys) if k == key]
+        if sids:
+            own = np.flatnonzero(np.isin(series, sids))
+            if own.shape[0]:
+                mark = column.close_decimal(int(rows[own[-1]]))
+        quantities.append(position.quantity)
+        marks.append(mark)
+    return _equity(portfolio.cash, quantities, marks)
 
 
 def apply(engine: RiskEngine, run: Run) -> None:
@@ -361,14 +358,13 @@ def apply(engine: RiskEngine, run: Run) -> None:
     engine._day_start_equity = run.day_start_equity
     engine._daily_floor = run.daily_floor
     engine._daily_loss_hit = run.daily_loss_hit
-    returns = engine.returns
-    returns.returns.extend(run.appended)
-    returns._last = run.last_equity
+    for skey, (appended, last) in run.returns.items():
+        window = engine.returns.get(skey)
+        if window is None:
+            window = engine.returns[skey] = ReturnWindow(engine.settings.var_window)
+        window.returns.extend(appended)
+        window._last = last
     engine._marks = run.marks_count
+    engine.var = run.var
     engine._var_alerted = run.var_alerted
     engine._breaker_peak, engine._breaker_floor = run.breaker
-    if run.var_window is not None:
-        at_point = run.var_window
-        var95, cvar95 = historical_var(at_point, 0.95)
-        var99, cvar99 = historical_var(at_point, 0.99)
-        engine.var = VarFigures(var95, cvar95, var99, cvar99)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,10 +23,13 @@ class RiskSettings(BaseSettings):
         default=Decimal("0.1"), gt=0, le=1, description="Share of equity per entry; 1 = 100%."
     )
     fee_reserve_bps: Decimal = Field(
-        default=Decimal(0), ge=0, le=1000, description="Keep this much cash aside for the entry fee."
+        default=Decimal(30),
+        ge=0,
+        le=1000,
+        description="Cash kept aside per entry for its fee, slippage and the move to the fill (bps of notional).",
     )
     risk_per_trade: Decimal = Field(
-        default=Decimal("0.01"), gt=0, le=1, description="Equity share lost at the ATR stop."
+        default=Decimal("0.01"), gt=0, le=1, description="volatility: equity share lost at the stop the entry carries."
     )
     atr_period: int = Field(default=14, ge=1, le=1000)
     atr_multiple: Decimal = Field(default=Decimal(2), gt=0, le=100)
@@ -49,6 +52,14 @@ class RiskSettings(BaseSettings):
     max_open_positions: int = Field(default=5, ge=1, le=1000)
     daily_loss_limit_pct: Decimal = Field(default=Decimal("0.05"), gt=0, le=1)
     max_drawdown_pct: Decimal = Field(default=Decimal("0.20"), gt=0, le=1)
+    drawdown_recovery: Literal["next_day", "recovered", "manual"] = Field(
+        default="next_day",
+        description="When the drawdown breaker lifts: next_day (first mark of the next UTC day, the peak "
+        "restarts from there), recovered (drawdown back at or below DRAWDOWN_RESUME_PCT), manual (RESUME only).",
+    )
+    drawdown_resume_pct: Decimal = Field(
+        default=Decimal("0.10"), ge=0, lt=1, description="recovered: the drawdown at which the breaker lifts."
+    )
     var_window: int = Field(default=250, ge=20, le=100_000, description="Equity returns kept for historical VaR.")
     var_every: int = Field(default=60, ge=1, description="Recompute VaR every N marks.")
     var_limit_pct: float = Field(
@@ -58,7 +69,9 @@ class RiskSettings(BaseSettings):
     stop_loss_pct: Decimal | None = Field(default=Decimal("0.05"), gt=0, lt=1)
     take_profit_pct: Decimal | None = Field(default=Decimal("0.10"), gt=0, le=10)
     trailing_stop_pct: float | None = Field(default=None, gt=0, le=100)
-    use_atr_stops: bool = Field(default=True, description="With volatility sizing, put the stop at the ATR distance.")
+    use_atr_stops: bool = Field(
+        default=True, description="volatility: an entry without a stop of its own gets one at ATR x ATR_MULTIPLE."
+    )
     reservation_ttl_s: float = Field(
         default=300.0, gt=0, description="Forget an approval with no order news after this."
     )
@@ -71,3 +84,9 @@ class RiskSettings(BaseSettings):
     flatten_ttl_s: float = Field(
         default=300.0, gt=0, le=86_400, description="Seconds a FLATTEN closing order stays valid."
     )
+
+    @model_validator(mode="after")
+    def _resume_below_trip(self) -> Self:
+        if self.drawdown_recovery == "recovered" and self.drawdown_resume_pct >= self.max_drawdown_pct:
+            raise ValueError("drawdown_resume_pct must be below max_drawdown_pct (the breaker would never trip)")
+        return self

@@ -22,12 +22,12 @@ def fixed_fraction(equity: Decimal, price: Decimal, fraction: Decimal, fee_reser
     return equity * fraction / (price * (1 + fee_reserve_bps / BPS))
 
 
-def volatility_size(equity: Decimal, atr: Decimal, atr_multiple: Decimal, risk_fraction: Decimal) -> Decimal:
-    """Quantity that loses ``risk_fraction`` of equity if the price moves ``atr_multiple`` ATRs."""
-    distance = atr * atr_multiple
-    if equity <= ZERO or distance <= ZERO:
+def risk_size(equity: Decimal, stop_distance: Decimal, risk_fraction: Decimal) -> Decimal:
+    """Quantity that loses ``risk_fraction`` of equity when the price moves ``stop_distance`` against
+    it (the distance from the entry's reference price to the stop it carries)."""
+    if equity <= ZERO or stop_distance <= ZERO:
         return ZERO
-    return equity * risk_fraction / distance
+    return equity * risk_fraction / stop_distance
 
 
 def half_kelly_fraction(win_rate: float, payoff: float, cap: Decimal) -> Decimal:
@@ -70,7 +70,7 @@ class AtrTracker:
 
 
 class TradeStats:
-    """Win rate and payoff of closed round trips, for Kelly sizing."""
+    """Win rate and payoff of closed trades, net of fees, for Kelly sizing (see :class:`NetPnl`)."""
 
     __slots__ = ("loss_sum", "losses", "win_sum", "wins")
 
@@ -81,7 +81,7 @@ class TradeStats:
         self.loss_sum = ZERO
 
     def record(self, pnl: Decimal) -> None:
-        """Record one closed trade's PnL."""
+        """Record one closed trade's PnL (net of its entry and exit fees)."""
         if pnl > ZERO:
             self.wins += 1
             self.win_sum += pnl
@@ -101,3 +101,34 @@ class TradeStats:
         win_rate = self.wins / self.count
         payoff = float((self.win_sum / self.wins) / (self.loss_sum / self.losses))
         return win_rate, payoff
+
+
+class NetPnl:
+    """The net-of-fee PnL of each position reduction: the gross PnL minus the exit fee and the share
+    of the entry fees paid for the quantity closed (entry fees are carried per position, pro rata)."""
+
+    __slots__ = ("_entry_fees",)
+
+    def __init__(self) -> None:
+        self._entry_fees: dict[tuple[str, str], Decimal] = {}
+
+    def on_fill(
+        self, key: tuple[str, str], old_quantity: Decimal, signed_quantity: Decimal, fee: Decimal, gross: Decimal
+    ) -> Decimal | None:
+        """Account one fill of ``signed_quantity`` on a position of ``old_quantity`` whose realised
+        gross PnL moved by ``gross``; returns the net PnL of the quantity it closed, or ``None`` when
+        it closed nothing (an entry or an increase)."""
+        quantity = abs(signed_quantity)
+        if quantity <= ZERO:
+            return None
+        fees = self._entry_fees.get(key, ZERO)
+        if old_quantity == ZERO or (old_quantity > ZERO) == (signed_quantity > ZERO):
+            self._entry_fees[key] = fees + fee
+            return None
+        closed = min(abs(old_quantity), quantity)
+        entry_part = fees * closed / abs(old_quantity)
+        exit_part = fee * closed / quantity
+        left = fees - entry_part
+        opened = quantity - closed
+        self._entry_fees[key] = left + (fee - exit_part if opened > ZERO else ZERO)
+        return gross - entry_part - exit_part

@@ -6,7 +6,13 @@ position updates, fuses the votes (:mod:`strategies.consensus`) and publishes
 
 * a :class:`ConsensusDecision` for every snapshot on which at least one strategy voted, whatever
   the outcome (EXECUTE, MANUAL_REVIEW, REJECT), with the votes embedded and the rationale;
-* a :class:`TradeIntent` on EXECUTE, published before its decision (which carries its id).
+* a :class:`TradeIntent` on EXECUTE, published before its decision (which carries its id);
+* a :class:`ReviewRequest` on a MANUAL_REVIEW that could trade: the trade it would make, for a
+  person to approve or reject through the orchestrator's review queue (API ``/reviews``) within
+  ``review_ttl_s``. The person's :class:`ReviewDecision` comes back here: an approval still valid
+  and still feasible (not halted, not paused for an entry, something to exit, no pyramiding) is
+  published as the :class:`TradeIntent` (id = the review's id) and takes the normal path, risk,
+  compliance, execution; either way the outcome is published as a second ConsensusDecision.
 
 Individual :class:`StrategyVote` messages are published only with ``publish_votes`` (they are in
 the decision anyway; a message per strategy per candle would cost more than the whole pipeline's
@@ -38,9 +44,12 @@ from core.messages import (
     Fill,
     IndicatorSnapshot,
     PositionUpdate,
+    ReviewDecision,
+    ReviewRequest,
     StrategyVote,
+    TradeIntent,
 )
-from core.routing import FILLS, INDICATORS, POSITIONS, partition_of
+from core.routing import FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, partition_of
 from core.wake import WakeOn
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
@@ -73,6 +82,7 @@ class StrategyAgent(Agent):
         self.strategy_names = tuple(spec.name for spec in self.specs)
         self.consensus = self.strategy_settings.consensus_config()
         self.ttl = timedelta(seconds=self.strategy_settings.intent_ttl_s)
+        self.review_ttl = timedelta(seconds=self.strategy_settings.review_ttl_s)
         self.series: dict[SeriesKey, _SeriesState] = {}
         self.positions: dict[PositionKey, Position] = {}
         self._seen_fills: dict[str, None] = {}
@@ -97,6 +107,7 @@ class StrategyAgent(Agent):
                 INDICATORS.pattern(symbol=symbol, timeframe=tf) for symbol in symbols for tf in s.timeframes
             )
             positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in (FILLS, POSITIONS))
+            reviews = tuple(REVIEW_DECISIONS.pattern(symbol=symbol) for symbol in symbols)
             subscriptions += [
                 Subscription(
                     purpose="indicators",
@@ -110,6 +121,13 @@ class StrategyAgent(Agent):
                     purpose="positions",
                     patterns=positions,
                     handlers={Fill: self.on_fill, PositionUpdate: self.on_position},
+                    partition=partition,
+                    single_active_consumer=True,
+                ),
+                Subscription(
+                    purpose="reviews",
+                    patterns=reviews,
+                    handlers={ReviewDecision: self.on_review},
                     partition=partition,
                     single_active_consumer=True,
                 ),
@@ -249,7 +267,8 @@ class StrategyAgent(Agent):
         result = fuse(votes, self.consensus)
         result, side = self._feasible(result, position)
         intent_id: UUID | None = None
-        if result.outcome is ConsensusOutcome.EXECUTE and side is not None:
+        if side is not None and result.outcome in (ConsensusOutcome.EXECUTE, ConsensusOutcome.MANUAL_REVIEW):
+            review = result.outcome is ConsensusOutcome.MANUAL_REVIEW
             intent = build_intent(
                 snapshot,
                 result,
@@ -257,14 +276,17 @@ class StrategyAgent(Agent):
                 votes,
                 self.strategy_names,
                 decided_at=self.ctx.clock.now(),
-                ttl=self.ttl,
+                ttl=self.review_ttl if review else self.ttl,
                 atr=snapshot.values.get(self.strategy_settings.atr_indicator),
                 stop_mult=self.strategy_settings.stop_atr_multiple,
                 tp_mult=self.strategy_settings.take_profit_atr_multiple,
             )
-            await self.publish(intent, cause=envelope)
-            intent_id = intent.intent_id
-            self.intents += 1
+            if review:
+                await self._request_review(intent, result, votes, envelope)
+            else:
+                await self.publish(intent, cause=envelope)
+                intent_id = intent.intent_id
+                self.intents += 1
         try:
             await self.publish(self._decision(snapshot, result, votes, intent_id), cause=envelope)
         except UnroutableMessage:
@@ -275,11 +297,116 @@ class StrategyAgent(Agent):
         if self.ctx.instrument:
             metrics.CONSENSUS_DECISIONS.labels(result.outcome.value, self.consensus.method).inc()
 
+    async def _request_review(
+        self, proposed: TradeIntent, result: ConsensusResult, votes: list[StrategyVote], envelope: Envelope
+    ) -> None:
+        """Queue a MANUAL_REVIEW for a person (the orchestrator keeps the queue)."""
+        request = ReviewRequest(
+            review_id=proposed.intent_id,
+            venue=proposed.venue,
+            symbol=proposed.symbol,
+            timeframe=proposed.timeframe,
+            side=proposed.side,
+            direction=proposed.direction,
+            reference_price=proposed.reference_price,
+            stop_loss=proposed.stop_loss,
+            take_profit=proposed.take_profit,
+            score=result.score,
+            variance=result.variance,
+            confidence=proposed.confidence,
+            method=self.consensus.method,
+            requested_at=proposed.decided_at,
+            expires_at=proposed.expires_at,
+            strategies=proposed.strategies,
+            votes=tuple(votes[:64]),
+            rationale=proposed.rationale,
+        )
+        try:
+            await self.publish(request, cause=envelope)
+        except UnroutableMessage:
+            self.log.warning(
+                "manual review not queued: no review queue is bound (is the orchestrator deployed?)",
+                symbol=proposed.symbol,
+                review_id=str(request.review_id),
+            )
+
+    # -- reviews -------------------------------------------------------------------------------
+
+    async def on_review(self, verdict: ReviewDecision, envelope: Envelope) -> None:
+        """A person's verdict on a review: an approval still valid and feasible becomes the intent
+        (the normal path); the outcome is published as a ConsensusDecision either way."""
+        request = verdict.request
+        now = self.ctx.clock.now()
+        position = self.position(request.venue, request.symbol)
+        who = f"review {request.review_id} by {verdict.reviewer}"
+        note = f" ({verdict.note})" if verdict.note else ""
+        head = ConsensusResult(ConsensusOutcome.EXECUTE, request.direction, request.score, request.variance, "")
+        side: Side | None = None
+        reason: str | None
+        if not verdict.approved:
+            reason = f"rejected in {who}{note}"
+        elif now >= request.expires_at:
+            reason = f"approved in {who} after the review expired at {request.expires_at.isoformat()}"
+        else:
+            checked, side = self._feasible(head, position)
+            reason = None if side is not None else f"approved in {who} but {checked.rationale.rstrip('; ')}"
+        intent_id: UUID | None = None
+        if side is not None:
+            intent = self._approved_intent(request, side, now, f"approved in {who}{note}")
+            await self.publish(intent, cause=envelope)
+            intent_id = intent.intent_id
+            self.intents += 1
+            outcome, rationale = ConsensusOutcome.EXECUTE, intent.rationale
+        else:
+            outcome, rationale = ConsensusOutcome.REJECT, f"{reason}; {request.rationale}"
+        decision = ConsensusDecision(
+            venue=request.venue,
+            symbol=request.symbol,
+            timeframe=request.timeframe,
+            method=request.method,
+            outcome=outcome,
+            direction=request.direction,
+            weighted_score=request.score,
+            variance=request.variance,
+            votes=request.votes,
+            intent_id=intent_id,
+            rationale=rationale[:2000],
+        )
+        try:
+            await self.publish(decision, cause=envelope)
+        except UnroutableMessage:
+            self.log.debug("consensus decision unroutable: no consumer is bound", symbol=request.symbol)
+        self.log.info("review decided", review_id=str(request.review_id), outcome=outcome.value, detail=rationale[:200])
+
+    def _approved_intent(self, request: ReviewRequest, side: Side, now: datetime, why: str) -> TradeIntent:
+        """The intent of an approved review: the reviewed trade, valid ``intent_ttl_s`` from now."""
+        entry = request.direction in (Direction.LONG, Direction.SHORT)
+        return TradeIntent(
+            intent_id=request.review_id,
+            venue=request.venue,
+            symbol=request.symbol,
+            timeframe=request.timeframe,
+            side=side,
+            direction=request.direction,
+            reference_price=request.reference_price,
+            stop_loss=request.stop_loss if entry else None,
+            take_profit=request.take_profit if entry else None,
+            score=request.score,
+            confidence=request.confidence,
+            decided_at=now,
+            expires_at=now + self.ttl,
+            strategies=request.strategies,
+            rationale=f"{why}; {request.rationale}"[:2000],
+        )
+
     def _feasible(self, result: ConsensusResult, position: Position) -> tuple[ConsensusResult, Side | None]:
-        """Turn an EXECUTE that cannot or must not trade into a REJECT with the reason."""
-        if result.outcome is not ConsensusOutcome.EXECUTE:
+        """Turn an EXECUTE (or a MANUAL_REVIEW) that cannot or must not trade into a REJECT with the
+        reason: a person is not asked about a trade that could not be made."""
+        if result.outcome not in (ConsensusOutcome.EXECUTE, ConsensusOutcome.MANUAL_REVIEW):
             return result, None
         direction = result.direction
+        if direction is Direction.FLAT:  # a review of a tie: the strategies split, no trade to propose
+            return result, None
         reason = None
         side = intent_side(direction, position)
         if self.halted:

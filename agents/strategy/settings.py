@@ -28,8 +28,19 @@ class StrategySettings(BaseSettings):
     weights: dict[str, float] = Field(default_factory=dict)
     method: Literal["weighted", "bayesian"] = "weighted"
     threshold: float = Field(default=75.0, ge=0, le=100, description="Score at or above which a consensus executes.")
-    variance_limit: float = Field(default=40.0, ge=0, description="Score variance above which a human reviews.")
+    variance_limit: float = Field(
+        default=1600.0,
+        ge=0,
+        description="Disagreement between directions (mean square opposition, score² units) above which "
+        "a person reviews the consensus (docs/strategies.md).",
+    )
     intent_ttl_s: float = Field(default=60.0, gt=0, le=30 * 86_400, description="Seconds an intent stays valid.")
+    review_ttl_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Seconds a MANUAL_REVIEW waits in the review queue for a person before it expires.",
+    )
     stop_atr_multiple: float = Field(default=2.0, ge=0, le=100, description="Stop-loss hint in ATRs; 0 = none.")
     take_profit_atr_multiple: float = Field(
         default=3.0, ge=0, le=100, description="Take-profit hint in ATRs; 0 = none."

@@ -19,6 +19,7 @@ from core.messages.orders import (
     transition,
 )
 from core.messages.registry import REGISTRY, MessageRegistry
+from core.messages.reviews import ReviewDecision, ReviewRequest
 from core.messages.signals import ConsensusDecision, StrategyVote, TradeIntent
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "PortfolioSnapshot",
     "PositionUpdate",
     "RiskAlert",
+    "ReviewDecision",
+    "ReviewRequest",
     "RiskDecision",
     "StrategyVote",
     "Trade",

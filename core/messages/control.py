@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from core.domain import CommandKind, Severity
+from core.domain import CommandKind, Severity, TradingState
 from core.messages.base import (
     AgentId,
     Payload,
@@ -100,6 +100,9 @@ class RiskAlert(Payload):
     symbol: Symbol | None = None
     value: FiniteFloat | None = None
     limit: FiniteFloat | None = None
+    trading_state: TradingState | None = None
+    """The risk trading state from this alert on; set only by the alerts that change it (the drawdown
+    breaker tripping or lifting, a command), so the alerts alone tell the state's history."""
 
 
 @register

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.routing import escape
 from infrastructure.api.jobs import BacktestJobs
-from infrastructure.api.ports import CommandRefused, ControlPlane, TradingReadModel
+from infrastructure.api.ports import CommandRefused, ControlPlane, ReviewConflict, ReviewNotFound, TradingReadModel
 from infrastructure.api.schemas import (
     AgentView,
     BacktestJobView,
@@ -34,6 +34,8 @@ from infrastructure.api.schemas import (
     Page,
     PortfolioView,
     PositionView,
+    ReviewVerdictRequest,
+    ReviewView,
     SeriesView,
     SignalView,
     SnapshotView,
@@ -47,6 +49,7 @@ MAX_PAGE = 500
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
     404: {"model": ErrorBody, "description": "Not found."},
+    409: {"model": ErrorBody, "description": "The resource's state does not allow it (e.g. a review already decided)."},
     422: {"model": ErrorBody, "description": "Invalid request."},
     503: {"model": ErrorBody, "description": "A dependency is unavailable."},
 }
@@ -78,8 +81,9 @@ def create_app(
         version=__version__,
         description=(
             "REST API of the tradeswarm orchestrator: agents and health, market snapshots, portfolio, "
-            "orders, trades, signals and decisions, backtest jobs, and the control commands "
-            "(pause, resume, halt = kill switch, flatten). POST endpoints need a bearer token."
+            "orders, trades, signals and decisions, backtest jobs, the review queue of MANUAL_REVIEW decisions, "
+            "and the control commands (pause, resume, halt = kill switch, flatten). POST endpoints need a bearer "
+            "token."
         ),
         responses=_ERRORS,
     )
@@ -200,6 +204,47 @@ def create_app(
         if job is None:
             raise HTTPException(404, f"no backtest job {job_id}")
         return job
+
+    # ------------------------------------------------------------------------------ review queue
+
+    @app.get("/reviews", tags=["reviews"])
+    async def list_reviews(
+        state: Literal["pending", "approved", "rejected", "expired"] | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[ReviewView]:
+        """MANUAL_REVIEW decisions waiting for (or decided by) a person, newest first. A pending
+        review past its ``expires_at`` is ``expired`` and can no longer be decided."""
+        return await control.reviews(state, limit, offset)
+
+    @app.get("/reviews/{review_id}", tags=["reviews"])
+    async def get_review(review_id: UUID) -> ReviewView:
+        """One review: the trade the consensus would make, its votes, and the verdict once given."""
+        view = await control.review(review_id)
+        if view is None:
+            raise HTTPException(404, f"no review {review_id}")
+        return view
+
+    async def _decide(review_id: UUID, approve: bool, body: ReviewVerdictRequest) -> ReviewView:
+        try:
+            return await control.decide_review(review_id, approve=approve, reviewer=body.reviewer, note=body.note)
+        except ReviewNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ReviewConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        except CommandRefused as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.post("/reviews/{review_id}/approve", tags=["reviews"], dependencies=[Depends(require_token)])
+    async def approve_review(review_id: UUID, body: ReviewVerdictRequest) -> ReviewView:
+        """Approve a pending review: the strategy agent turns it into its trade intent, which then
+        goes through risk, compliance and execution like any other (they may still refuse it)."""
+        return await _decide(review_id, True, body)
+
+    @app.post("/reviews/{review_id}/reject", tags=["reviews"], dependencies=[Depends(require_token)])
+    async def reject_review(review_id: UUID, body: ReviewVerdictRequest) -> ReviewView:
+        """Reject a pending review: nothing trades."""
+        return await _decide(review_id, False, body)
 
     # ------------------------------------------------------------------------------ control
 

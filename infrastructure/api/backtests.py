@@ -39,6 +39,13 @@ def _scalar(value: object) -> float | int | str | None:
     return str(value)
 
 
+LIMIT_KEYS = (
+    "rejections", "adjustments", "approved", "alerts", "consensus", "reviews", "trading_states", "limits", "cash_min",
+    "undefined_metrics",
+)  # fmt: skip
+"""The summary keys that say what the limits did (``BacktestResult.limits``)."""
+
+
 def series_path(data_dir: Path, request: BacktestRequest) -> Path:
     """The candle file of the requested series (CSV, then Parquet)."""
     stem = f"{request.venue}_{escape(request.symbol)}_{request.timeframe}"
@@ -77,6 +84,8 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         trades: list[dict[str, Any]] = [
             {k: _json_value(v) for k, v in asdict(trip).items()} for trip in [*result.trips, *result.open_trips]
         ]
-        return BacktestResult(summary=summary, equity_curve=curve, trades=trades)
+        full = result.summary()
+        limits = {key: full[key] for key in LIMIT_KEYS}
+        return BacktestResult(summary=summary, equity_curve=curve, trades=trades, limits=limits)
 
     return run

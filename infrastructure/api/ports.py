@@ -17,6 +17,7 @@ from infrastructure.api.schemas import (
     Page,
     PortfolioView,
     PositionView,
+    ReviewView,
     SeriesView,
     SignalView,
     SnapshotView,
@@ -29,6 +30,14 @@ BacktestRunner = Callable[[BacktestRequest], Awaitable[BacktestResult]]
 
 class CommandRefused(Exception):
     """A command could not be issued (e.g. no agent listens for commands)."""
+
+
+class ReviewNotFound(LookupError):
+    """No review has this id."""
+
+
+class ReviewConflict(Exception):
+    """The review cannot be decided any more (already decided, or expired)."""
 
 
 class ControlPlane(Protocol):
@@ -60,6 +69,20 @@ class ControlPlane(Protocol):
 
     def commands(self, limit: int) -> list[CommandView]:
         """Recent commands, newest first."""
+        ...
+
+    async def reviews(self, state: str | None, limit: int, offset: int) -> Page[ReviewView]:
+        """The review queue (of one state), newest request first."""
+        ...
+
+    async def review(self, review_id: UUID) -> ReviewView | None:
+        """One review."""
+        ...
+
+    async def decide_review(self, review_id: UUID, *, approve: bool, reviewer: str, note: str) -> ReviewView:
+        """Approve or reject a pending review and send the verdict to the strategy agent; raises
+        :class:`ReviewNotFound`, :class:`ReviewConflict`, or :class:`CommandRefused` when no strategy
+        agent listens (the review stays pending)."""
         ...
 
 

@@ -218,6 +218,49 @@ class DecisionView(ApiModel):
     payload: dict[str, Any]
 
 
+class VoteView(ApiModel):
+    """One strategy's vote behind a consensus."""
+
+    strategy: str
+    direction: str
+    score: float
+    confidence: float
+    rationale: str
+
+
+class ReviewView(ApiModel):
+    """A MANUAL_REVIEW in the review queue: the trade the consensus would make, and the verdict."""
+
+    review_id: UUID = Field(description="Also the id of the trade intent an approval publishes.")
+    state: Literal["pending", "approved", "rejected", "expired"]
+    venue: str
+    symbol: str
+    timeframe: str
+    side: Literal["buy", "sell"]
+    direction: Literal["long", "short", "exit"]
+    reference_price: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    score: float
+    variance: float = Field(description="Disagreement between directions (docs/strategies.md).")
+    method: str
+    strategies: list[str]
+    votes: list[VoteView]
+    rationale: str
+    requested_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str = ""
+
+
+class ReviewVerdictRequest(ApiModel):
+    """Who decides a review, and why."""
+
+    reviewer: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$", description="The person deciding.")
+    note: str = Field(default="", max_length=2000)
+
+
 class BacktestRequest(ApiModel):
     """A backtest job: which data, which period, which parameters."""
 
@@ -243,6 +286,12 @@ class BacktestResult(ApiModel):
     summary: dict[str, float | int | str | None]
     equity_curve: list[EquityPoint]
     trades: list[dict[str, Any]]
+    limits: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the limits did: rejections, adjustments and alerts by reason, consensus outcomes, "
+        "time in each trading state, the effective limits, the lowest cash and the undefined metrics "
+        "with their reasons (the same keys as the CLI's summary.json).",
+    )
 
 
 class BacktestJobView(ApiModel):

@@ -13,7 +13,8 @@ One document holds the whole broker setup of the swarm (see ``docs/security.md``
 * permissions: each user may configure/write/read only the two exchanges and its own queues
   (``^<kind>\\.``), and ``topic_permissions`` limit the routing keys it may publish to the ones its
   agent owns: only compliance may publish ``order.approved.*``, only execution ``execution.*``,
-  only the orchestrator ``control.command.*`` (and ``control.assignment.*``).
+  only the orchestrator ``control.command.*`` (and ``control.assignment.*``, and the verdicts of
+  the review queue, ``review.decision.*``).
 
 This module is pure (no I/O); ``tradeswarm/broker.py`` discovers the agents' queues and applies it.
 """
@@ -38,11 +39,11 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 PUBLISHES: Mapping[str, tuple[Topic, ...]] = {
     "data_collection": (routing.CANDLES, routing.TRADES, routing.BOOK),
     "technical_analysis": (routing.INDICATORS,),
-    "strategy": (routing.VOTES, routing.CONSENSUS, routing.INTENTS),
+    "strategy": (routing.VOTES, routing.CONSENSUS, routing.INTENTS, routing.REVIEW_REQUESTS),
     "risk": (routing.RISK_APPROVED, routing.RISK_REJECTED),
     "compliance": (routing.COMPLIANCE_DECISIONS, routing.ORDERS_APPROVED),
     "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.PORTFOLIO),
-    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS),
+    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS, routing.REVIEW_DECISIONS),
 }
 """The topics each agent kind owns: the only routing keys its user may publish (plus its own
 heartbeats and command acknowledgements, and alerts)."""

@@ -247,6 +247,9 @@ ORCHESTRATOR_AGENTS = gauge(
 ORCHESTRATOR_COMMANDS = counter(
     "tradeswarm_orchestrator_commands", "Control commands issued by the orchestrator, by kind.", ("kind",)
 )
+REVIEWS_DECIDED = counter(
+    "tradeswarm_reviews_decided", "MANUAL_REVIEW decisions approved or rejected by a person.", ("verdict",)
+)
 
 
 class _NoOp:

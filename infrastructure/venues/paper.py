@@ -13,6 +13,11 @@ exits: while halted none fires and no new order is accepted. :meth:`PaperVenue.r
 exits of positions still open: they fire from the next candle on (a level crossed during the halt
 fires at that candle's open).
 
+With a ``cash`` balance (what :func:`agents.execution.agent.paper_venue` always sets) the venue is a
+spot account: it tracks its quote balance from its fills, and a buy fills only for what the balance
+(plus ``credit``, a credit line; 0 = no margin) pays at the fill price, fee included. The rest of
+such an order is cancelled with reason ``insufficient_balance``: cash never goes below ``-credit``.
+
 With a ``retention`` grace (backtests) the book forgets terminal orders whose intent expired more
 than the grace ago (:mod:`core.trading.retention`), looked at when an order is submitted; the
 protective exit a live protection would create is kept, so it is still fired at most once.
@@ -29,7 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,16 @@ from core.domain import OrderStatus, OrderType, Side
 from core.ids import client_order_id, content_id
 from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
-from core.trading.fillmodel import Bar, FillModel, half_spread_bps
+from core.trading.fillmodel import Bar, FillModel, FillQuote, half_spread_bps
 from core.trading.protective import ProtectiveLevels
 from core.trading.retention import ExpiryQueue
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder
 from infrastructure.venues import paper_twin
 
 ZERO = Decimal(0)
+QUANTITY_STEP = Decimal("1e-8")
+"""A buy the balance cannot pay in full is cut to a multiple of this."""
+INSUFFICIENT_BALANCE = "insufficient_balance"
 
 
 @dataclass(slots=True)
@@ -103,8 +111,15 @@ class PaperVenue:
         latency: timedelta = timedelta(0),
         journal_path: Path | None = None,
         retention: timedelta | None = None,
+        cash: Decimal | None = None,
+        credit: Decimal = ZERO,
     ) -> None:
+        if credit < ZERO:
+            raise ValueError("credit must not be negative")
         self.name = name
+        self.cash = cash
+        """The quote balance (``None``: not tracked, every buy fills in full)."""
+        self.credit = credit
         self.clock = clock
         self.model = model or FillModel()
         self.latency = latency
@@ -246,9 +261,19 @@ class PaperVenue:
             )
             if quote is None:
                 continue
-            if capacity is not None:
-                capacity -= quote.quantity
-            self._add_fill(rec, quote.price, quote.quantity, quote.fee, quote.liquidity, candle.open_time)
+            short_of_cash = False
+            if self.cash is not None and rec.request.side is Side.BUY:
+                affordable = self._affordable(quote, self.cash + self.credit)
+                short_of_cash = affordable is not quote
+                quote = affordable
+            if quote is not None:
+                if capacity is not None:
+                    capacity -= quote.quantity
+                self._add_fill(rec, quote.price, quote.quantity, quote.fee, quote.liquidity, candle.open_time)
+            if short_of_cash:
+                rec.status = OrderStatus.CANCELED
+                rec.reason = INSUFFICIENT_BALANCE
+                self._drop_open(rec)
             changed.append(rec.view())
         if not self.halted:
             changed.extend(self._protect(candle, bar))
@@ -257,12 +282,27 @@ class PaperVenue:
         return changed
 
     # --- internals -----------------------------------------------------------------------------
+    def _affordable(self, quote: FillQuote, budget: Decimal) -> FillQuote | None:
+        """``quote`` when ``budget`` pays it (fee included), else the largest quantity it pays at the
+        same price (``None`` when that is nothing)."""
+        cost = quote.price * quote.quantity + quote.fee
+        if cost <= budget:
+            return quote
+        rate = quote.fee / (quote.price * quote.quantity)
+        quantity = (budget / (quote.price * (1 + rate))).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+        if quantity <= ZERO:
+            return None
+        fee = self.model.fee(quote.price, quantity, quote.liquidity)
+        return FillQuote(quote.price, quantity, fee, quote.liquidity)
+
     def _add_fill(self, rec: _Order, price: Decimal, qty: Decimal, fee: Decimal, liquidity: str, ts: datetime) -> None:
         n = len(rec.fills) + 1
         rec.fills.append(VenueFill(f"{rec.venue_order_id}-{n}", price, qty, fee, "", liquidity, ts))
         side = rec.request.side
         symbol = rec.request.symbol
         self._net[symbol] = self._net.get(symbol, ZERO) + (qty if side is Side.BUY else -qty)
+        if self.cash is not None:
+            self.cash += -(price * qty + fee) if side is Side.BUY else price * qty - fee
         if rec.filled >= rec.request.quantity:
             rec.status = OrderStatus.FILLED
             self._drop_open(rec)
@@ -372,6 +412,7 @@ class PaperVenue:
             "net": {k: str(v) for k, v in self._net.items()},
             "last_close": {k: v.isoformat() for k, v in self._last_close.items()},
             "halted": self.halted,
+            "cash": None if self.cash is None else str(self.cash),
         }
         tmp = self.journal_path.with_suffix(".tmp")
         with tmp.open("w") as fh:
@@ -392,6 +433,8 @@ class PaperVenue:
         self._net = {k: Decimal(v) for k, v in state["net"].items()}
         self._last_close = {k: datetime.fromisoformat(v) for k, v in state["last_close"].items()}
         self.halted = bool(state.get("halted", False))
+        if state.get("cash") is not None:
+            self.cash = Decimal(state["cash"])
 
 
 def _order_to_json(o: _Order) -> dict[str, Any]:

@@ -156,11 +156,14 @@ async def _send(agent, bus, clock, snapshot) -> None:
 
 
 async def test_every_outcome_is_published_with_its_rationale(candles) -> None:
-    settings = StrategySettings(strategies=("rsi_reversion", "regime_filter"), threshold=95)
+    settings = StrategySettings(
+        strategies=("rsi_reversion", "regime_filter"), threshold=95, params={"regime_filter": {"confidence": 1.0}}
+    )
     agent, bus, clock, decisions, intents = await _strategy(candles, settings)
     # rsi 10 -> LONG 91.7, alone: under the threshold 95 -> REJECT
     await _send(agent, bus, clock, _snapshot(candles, 300, rsi_14=10.0))
-    # plus a FLAT vote from the high-volatility regime: strong disagreement -> MANUAL_REVIEW
+    # plus a confident FLAT vote from the high-volatility regime (80: opposition 60, mass 1 of 1.8):
+    # disagreement 2000 > 1600 -> MANUAL_REVIEW
     await _send(agent, bus, clock, _snapshot(candles, 301, rsi_14=10.0, regime=MarketRegime.HIGH_VOLATILITY))
     # no vote at all -> nothing published
     await _send(agent, bus, clock, _snapshot(candles, 302))
@@ -169,7 +172,24 @@ async def test_every_outcome_is_published_with_its_rationale(candles) -> None:
     assert "< threshold 95" in decisions.items[0].rationale
     assert "disagree" in decisions.items[1].rationale
     assert [v.strategy for v in decisions.items[1].votes] == ["rsi_reversion", "regime_filter"]
+    assert decisions.items[1].variance == pytest.approx(3600 / 1.8)
     assert intents.items == []
+
+
+async def test_agreeing_votes_execute_however_their_scores_spread(candles) -> None:
+    """Two strategies that both say LONG, at 91.7 and 70: the old rule (variance of the agreeing
+    scores, 111.5 > 40) sent this to a person and traded nothing; agreement is not disagreement."""
+    settings = StrategySettings(strategies=("rsi_reversion", "regime_filter"))
+    agent, bus, clock, decisions, intents = await _strategy(candles, settings)
+    snap = _snapshot(candles, 300, rsi_14=10.0, adx_14=20.0, regime=MarketRegime.TRENDING_UP)
+    await _send(agent, bus, clock, snap)
+    (decision,) = decisions.items
+    assert sorted(v.score for v in decision.votes) == pytest.approx([70.0, 275 / 3])
+    assert {v.direction for v in decision.votes} == {Direction.LONG}
+    assert (decision.outcome, decision.variance) == (ConsensusOutcome.EXECUTE, 0.0)
+    (intent,) = intents.items
+    assert decision.intent_id == intent.intent_id
+    assert intent.direction is Direction.LONG
 
 
 async def test_execute_publishes_an_intent_with_atr_levels(candles) -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from agents.strategy.settings import StrategySettings
 from core.domain import ConsensusOutcome, Direction
 from core.messages import StrategyVote
 from strategies.consensus import ConsensusConfig, fuse, score_for
@@ -39,48 +40,74 @@ DEFAULT = ConsensusConfig()
 def test_threshold_is_inclusive() -> None:
     assert fuse(longs(75.0), DEFAULT).outcome is EX
     assert fuse(longs(math.nextafter(75.0, 0)), DEFAULT).outcome is RJ
-    assert fuse(longs(70.0, 80.0), DEFAULT).outcome is EX  # mean 75, variance 25
+    assert fuse(longs(70.0, 80.0), DEFAULT).outcome is EX  # mean 75; agreeing votes: no disagreement
     r = fuse(longs(74.0, 76.0), DEFAULT)
-    assert (r.score, r.variance, r.outcome) == (75.0, 1.0, EX)
+    assert (r.score, r.variance, r.outcome) == (75.0, 0.0, EX)
+
+
+def test_the_defaults_are_the_strategy_agents_defaults() -> None:
+    agent = StrategySettings().consensus_config()
+    assert (agent.method, agent.threshold, agent.variance_limit) == (DEFAULT.method, DEFAULT.threshold, 1600.0)
+    assert (DEFAULT.threshold, DEFAULT.variance_limit) == (75.0, 1600.0)
+
+
+def test_agreeing_votes_never_disagree_however_spread() -> None:
+    # the old rule (variance of agreeing scores > 40) sent these to a person; they all say LONG
+    for scores in ((90.0, 76.0), (100.0, 60.0, 75.0), (72.0, 76.0, 84.0, 88.0), (99.0, 1.0)):
+        r = fuse(longs(*scores), DEFAULT)
+        assert r.variance == 0.0
+        assert r.outcome is (EX if r.score >= 75 else RJ)
+    r = fuse(longs(90.0), DEFAULT)
+    assert r.outcome is EX
+    assert fuse(longs(90.0, 76.0), DEFAULT).outcome is EX  # adding an agreeing vote keeps the EXECUTE
 
 
 def test_variance_limit_is_inclusive_and_exact() -> None:
-    # scores 72, 76, 84, 88: mean 80, population variance (64 + 16 + 16 + 64) / 4 = 40 exactly
-    r = fuse(longs(72, 76, 84, 88), DEFAULT)
-    assert (r.score, r.variance, r.outcome, r.direction) == (80.0, 40.0, EX, Direction.LONG)
-    r = fuse(longs(71, 76, 84, 89), DEFAULT)  # variance (81 + 16 + 16 + 81) / 4 = 48.5
-    assert (r.score, r.variance, r.outcome) == (80.0, 48.5, MR)
-    # above the limit is MANUAL_REVIEW even with a score under the threshold
-    r = fuse(longs(50, 70), DEFAULT)
-    assert (r.score, r.variance, r.outcome) == (60.0, 100.0, MR)
-    # at the limit with a low score is a REJECT
-    r = fuse(longs(52, 56, 64, 68), DEFAULT)
-    assert (r.score, r.variance, r.outcome) == (60.0, 40.0, RJ)
+    # three LONG 90 and one EXIT 70: opposition 2 * 70 - 100 = 40 -> 40^2 / 4 = 400 ... at a limit of 400
+    votes = [*longs(90, 90, 90), vote("x", Direction.EXIT, 70)]
+    r = fuse(votes, ConsensusConfig(variance_limit=400.0))
+    assert (r.score, r.variance, r.outcome, r.direction) == (75.0, 400.0, EX, Direction.LONG)
+    r = fuse(votes, ConsensusConfig(variance_limit=math.nextafter(400.0, 0)))
+    assert r.outcome is MR
+    # the default limit 1600: one dissent at 90 among four votes is 80^2 / 4 = 1600: still EXECUTE
+    votes = [*longs(100, 100, 100), vote("x", Direction.EXIT, 90)]
+    r = fuse(votes, DEFAULT)
+    assert (r.score, r.variance, r.outcome) == (77.5, 1600.0, EX)
+    # among three it is 2133.3: a person decides, whatever the score
+    r = fuse([*longs(100, 100), vote("x", Direction.EXIT, 90)], DEFAULT)
+    assert (r.outcome, r.direction) == (MR, Direction.LONG)
+    assert r.variance == pytest.approx(6400 / 3)
+    # a vote for another direction at or below 50 is a coin flip, not an opposition
+    r = fuse([*longs(90), vote("x", Direction.SHORT, 50)], DEFAULT)
+    assert (r.variance, r.outcome) == (0.0, RJ)  # score (90 + 50) / 2 = 70 < 75
 
 
 def test_weights_and_confidence_enter_the_weighted_mean() -> None:
     votes = [vote("a", Direction.LONG, 80, 1.0), vote("b", Direction.LONG, 70, 0.5)]
-    # masses 1 and 0.5*2 = 1 -> mean 75, variance 25
+    # masses 1 and 0.5*2 = 1 -> mean 75; both agree: variance 0
     r = fuse(votes, ConsensusConfig(weights={"b": 2.0}))
-    assert (r.score, r.variance, r.outcome) == (75.0, 25.0, EX)
+    assert (r.score, r.variance, r.outcome) == (75.0, 0.0, EX)
     # unweighted: masses 1 and 0.5 -> (80 + 35) / 1.5
     assert fuse(votes, DEFAULT).score == pytest.approx(115 / 1.5)
     r = fuse(votes, ConsensusConfig(weights={"b": 0.0}))
     assert (r.score, r.variance) == (80.0, 0.0)
     assert fuse(votes, ConsensusConfig(weights={"a": 0.0, "b": 0.0})).outcome is RJ
     assert fuse([], DEFAULT).outcome is RJ
+    # weights and confidences weigh the opposition too: a dissent at 90 with mass 0.25 of 1.25
+    r = fuse([vote("a", Direction.LONG, 100), vote("c", Direction.EXIT, 90, 0.25)], DEFAULT)
+    assert r.variance == pytest.approx(0.25 * 6400 / 1.25)
 
 
 def test_opposing_votes_count_against_and_raise_the_variance() -> None:
-    # a tie: for LONG the scores are 90 and 100 - 90 = 10 -> 50, variance 1600 -> a human decides
+    # a tie: for LONG the scores are 90 and 100 - 90 = 10 -> 50; opposition 80^2 / 2 = 3200 -> a person
     r = fuse([vote("a", Direction.LONG, 90), vote("b", Direction.EXIT, 90)], DEFAULT)
-    assert (r.outcome, r.direction, r.score, r.variance) == (MR, Direction.FLAT, 50.0, 1600.0)
-    # a tie within the variance limit is a REJECT
+    assert (r.outcome, r.direction, r.score, r.variance) == (MR, Direction.FLAT, 50.0, 3200.0)
+    # a tie of coin flips: no opposition -> REJECT
     r = fuse([vote("a", Direction.LONG, 50), vote("b", Direction.SHORT, 50)], DEFAULT)
     assert (r.outcome, r.direction, r.variance) == (RJ, Direction.FLAT, 0.0)
     r = fuse([vote("a", Direction.LONG, 95), vote("b", Direction.SHORT, 80)], DEFAULT)
-    # for LONG: scores 95 and 100 - 80 = 20 -> mean 57.5, variance 1406.25
-    assert (r.direction, r.score, r.variance, r.outcome) == (Direction.LONG, 57.5, 1406.25, MR)
+    # for LONG: scores 95 and 100 - 80 = 20 -> mean 57.5; opposition 60^2 / 2 = 1800
+    assert (r.direction, r.score, r.variance, r.outcome) == (Direction.LONG, 57.5, 1800.0, MR)
 
 
 def test_a_flat_consensus_never_executes() -> None:
@@ -96,7 +123,8 @@ def test_bayesian_fusion() -> None:
     assert two == pytest.approx(100 * 16 / 17)
     assert two > 80
     tie = fuse([vote("a", Direction.LONG, 80), vote("b", Direction.SHORT, 80)], cfg)
-    assert (tie.outcome, tie.direction) == (MR, Direction.FLAT)  # scores 80 and 20: variance 900
+    assert (tie.outcome, tie.direction) == (MR, Direction.FLAT)  # scores 80 and 20; opposition 60^2 / 2 = 1800
+
     assert tie.score == pytest.approx(50.0)
     assert fuse(longs(100.0, 100.0), cfg).score <= 100.0
 
@@ -151,15 +179,47 @@ def test_score_is_monotonic_in_each_votes_score(votes, method, direction, data) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(scores, confidences), min_size=1, max_size=8), methods, st.floats(0, 100))
-def test_raising_agreeing_scores_never_undoes_an_execute(items, method, threshold) -> None:
-    votes = [vote(f"s{i}", Direction.LONG, s, c) for i, (s, c) in enumerate(items)]
-    cfg = ConsensusConfig(method=method, threshold=threshold, variance_limit=1e9)
+@given(st.lists(st.tuples(scores, confidences), min_size=1, max_size=8), vote_lists, methods, st.floats(0, 100))
+def test_raising_agreeing_scores_never_undoes_an_execute(items, others, method, threshold) -> None:
+    """With the real default variance limit, and opposing votes around: raising the scores of the
+    votes that agree with an EXECUTE never undoes it."""
+    cfg = ConsensusConfig(method=method, threshold=threshold)
+    votes = [*others, *[vote(f"a{i}", Direction.LONG, s, c) for i, (s, c) in enumerate(items)]]
     base = fuse(votes, cfg)
-    bumped = fuse([v.model_copy(update={"score": min(100.0, v.score + 1)}) for v in votes], cfg)
+    assume(base.outcome is EX)
+    raised = [
+        v.model_copy(update={"score": min(100.0, v.score + 1)}) if v.direction is base.direction else v for v in votes
+    ]
+    bumped = fuse(raised, cfg)
+    assert bumped.outcome is EX
+    assert bumped.direction is base.direction
     assert bumped.score >= base.score
-    if base.outcome is EX:
-        assert bumped.outcome is EX
+
+
+@settings(max_examples=500, deadline=None)
+@given(vote_lists, methods, st.floats(0, 100), st.floats(50, 100), confidences)
+def test_adding_an_agreeing_vote_never_turns_an_execute_into_a_review(votes, method, threshold, score, conf):
+    """The defect the old rule had: an extra vote for the winning direction raised the "variance"
+    (spread of agreeing scores) and sent an EXECUTE to MANUAL_REVIEW. Now it can only lower the
+    disagreement; it may lower the score (a weak vote), never cause a review. (A vote scoring under
+    50 for a direction says that direction is more likely wrong than right: it does not agree.)"""
+    cfg = ConsensusConfig(method=method, threshold=threshold)
+    base = fuse(votes, cfg)
+    assume(base.outcome is EX)
+    more = fuse([*votes, vote("extra", base.direction, score, conf)], cfg)
+    assert more.outcome is not MR
+    assert more.variance <= base.variance
+    if score >= base.score:  # a vote at least as strong keeps the score (up to float rounding)
+        assert more.score >= base.score - 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(vote_lists, methods)
+def test_unanimous_votes_have_no_variance(votes, method) -> None:
+    same = [v.model_copy(update={"direction": Direction.LONG}) for v in votes]
+    r = fuse(same, ConsensusConfig(method=method))
+    assert r.variance == 0.0
+    assert r.outcome is not MR
 
 
 @settings(max_examples=500, deadline=None)

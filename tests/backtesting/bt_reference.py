@@ -6,9 +6,10 @@ Same assumptions as ``backtesting.config.reference_config``: sma_cross(fast/slow
 fees of N bps on notional on both sides; no slippage.
 
 With 100% sizing at the close, the fill at the next open costs slightly more than the cash when the
-price gapped up: the paper portfolio lets cash go a little negative, backtrader refuses the order
-(``Margin``). So backtrader gets a credit line: ``CREDIT`` extra cash that is never traded (sizing
-and the reported value subtract it), which makes its accounting identical to the portfolio's.
+price gapped up: a spot account refuses (backtrader: ``Margin``; the paper venue fills only what the
+cash pays). So both get the same credit line: ``CREDIT`` extra cash that is never traded (backtrader's
+sizing and reported value subtract it; ``reference_config`` gives the paper account
+``paper_credit`` = ``REFERENCE_CREDIT``), which keeps their accounting identical.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from backtesting.config import REFERENCE_CREDIT
+
 STEP = Decimal("0.00000001")
-CREDIT = 1_000_000.0
+CREDIT = float(REFERENCE_CREDIT)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,13 @@ def test_backtest_json_is_one_object_with_the_summary(tmp_path: Path) -> None:
         assert key in summary
     assert summary["bars"] == 2 * 31 * 24
     assert summary["params"] == {"sma_cross": {"fast": 10, "slow": 30}}
-    assert {p.name for p in (tmp_path / "r").iterdir()} == {"trades.csv", "summary.json", "equity.png", "report.html"}
+    assert {p.name for p in (tmp_path / "r").iterdir()} == {
+        "trades.csv",
+        "equity.csv",
+        "summary.json",
+        "equity.png",
+        "report.html",
+    }
 
 
 @pytest.mark.parametrize(

@@ -55,9 +55,14 @@ async def test_per_order_state_is_bounded_and_trades_are_unchanged() -> None:
         assert size <= BOUND, f"{name}: {size} entries after {bounded.orders} orders"
 
     keep_all = {"retention_grace_s": None}
+    ref = reference_config(fee_bps=10)
     unbounded = await _run(
-        reference_config(fee_bps=10).model_copy(
-            update={"risk": keep_all, "compliance": keep_all, "execution": keep_all}
+        ref.model_copy(
+            update={
+                "risk": {**ref.risk, **keep_all},
+                "compliance": {**ref.compliance, **keep_all},
+                "execution": {**ref.execution, **keep_all},
+            }
         )
     )
     assert unbounded.sizes["execution store orders"] == unbounded.orders  # without retention it grows

@@ -88,9 +88,14 @@ def test_buy_and_hold_and_compute_metrics() -> None:
     assert res.turnover == pytest.approx(3000 / ((1000 + 1100 + 990) / 3))
     assert res.benchmark_return == pytest.approx(0.0)
     assert res.benchmark_max_drawdown == pytest.approx(1 / 3)
-    assert res.calmar == pytest.approx(res.cagr / 0.1)
+    # two days, two returns: nothing can be annualised, and the figures say so instead of a number
+    for name in ("cagr", "calmar", "sharpe", "sortino", "annualised_volatility", "benchmark_cagr"):
+        assert getattr(res, name) is None
+        assert name in res.undefined
     assert res.trades == 1
     assert res.win_rate == 0.0
+    assert res.avg_win is None
+    assert res.undefined["avg_win"] == "no winning trade"
     assert res.fees == 2.5
     assert set(res.as_dict()) >= {
         "sharpe",
@@ -103,3 +108,40 @@ def test_buy_and_hold_and_compute_metrics() -> None:
         "avg_win",
         "avg_loss",
     }
+
+
+def _daily(values: list[float]) -> list[int]:
+    return [i * DAY for i in range(len(values))]
+
+
+def test_metrics_are_defined_on_a_long_enough_window() -> None:
+    rng = np.random.default_rng(3)
+    equity = list(1000.0 * np.cumprod(1 + rng.normal(0.001, 0.01, 60)))
+    res = m.compute_metrics(_daily(equity), equity, in_market=[1] * 60, trade_pnls=[5.0, -2.0], fees=0.0,
+                            traded_notional=0.0, benchmark=equity)  # fmt: skip
+    assert res.undefined == {}
+    assert res.cagr is not None
+    assert res.calmar == pytest.approx(res.cagr / res.max_drawdown)
+    assert res.sharpe is not None
+    assert res.sharpe == pytest.approx(m.sharpe_ratio(m.simple_returns(equity), 365.0))
+
+
+def test_metrics_after_equity_went_negative_are_undefined() -> None:
+    equity = [1000.0 - 40.0 * i for i in range(60)]  # below zero from day 25
+    res = m.compute_metrics(_daily(equity), equity, in_market=[1] * 60, trade_pnls=[-1360.0], fees=0.0,
+                            traded_notional=0.0, benchmark=[1000.0] * 60)  # fmt: skip
+    for name in ("sharpe", "sortino", "annualised_volatility", "cagr", "calmar"):
+        assert getattr(res, name) is None
+        assert "equity fell to zero or below" in res.undefined[name]
+    assert res.total_return == pytest.approx(-2.36)  # still defined: the account lost 236%
+    assert res.max_drawdown == pytest.approx(2.36)
+
+
+def test_trade_figures_without_trades_are_undefined() -> None:
+    equity = [1000.0] * 40
+    res = m.compute_metrics(_daily(equity), equity, in_market=[0] * 40, trade_pnls=[], fees=0.0,
+                            traded_notional=0.0, benchmark=equity)  # fmt: skip
+    for name in ("win_rate", "profit_factor", "avg_win", "avg_loss"):
+        assert getattr(res, name) is None
+        assert res.undefined[name] == "no closed trade"
+    assert res.sharpe == 0.0  # defined (40 flat returns): no variance, no reward

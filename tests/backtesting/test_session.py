@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from backtesting.config import BacktestConfig
@@ -71,3 +72,29 @@ async def test_run_live_data_command_against_the_fake_venue(tmp_path: Path) -> N
     assert summary["bars"] == 30
     assert summary["series"] == ["binance:BTC/USDT:1h"]
     assert "session report:" in out.decode()
+
+
+async def test_the_live_view_shows_what_the_limits_did(monkeypatch) -> None:
+    """The embedded session's terminal view lists rejections, adjustments and alerts by reason."""
+    import io
+
+    from rich.console import Console
+
+    from backtesting.data import file_source
+    from backtesting.session import sample_files
+
+    for name in [k for k in os.environ if k.startswith("TRADESWARM_")]:
+        monkeypatch.delenv(name)
+    console = Console(file=io.StringIO(), width=200, record=True, force_terminal=False)
+    config = BacktestConfig(fraction=Decimal("0.5"))  # above the default 25% position cap: every entry is cut
+    result = await run_session(
+        config,
+        [file_source(p) for p in sample_files()],
+        SessionOptions(speed=0, max_candles=1500, view=True, refresh_per_second=4),
+        console=console,
+    )
+    cut = result.outcomes.as_dict()["adjustments"]["risk"]["max_position"]
+    assert cut > 0
+    text = console.export_text()
+    assert "Rejections, adjustments and alerts" in text
+    assert f"risk adjusted max_position {cut}" in text

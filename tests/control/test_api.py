@@ -382,6 +382,12 @@ async def test_the_orchestrators_runner_backtests_real_candles(tmp_path: Any) ->
         assert len(result["equity_curve"]) >= 2
         assert result["trades"]
         assert {"entry_price", "pnl"} <= set(result["trades"][0])
+        # what the limits did comes with it: no_limits lifted the position cap, nothing was cut
+        limits = result["limits"]
+        assert limits["limits"]["risk"]["max_position_pct"] == 1.0
+        assert limits["adjustments"] == {"risk": {}}
+        assert set(limits["trading_states"]) == {"active", "reducing", "halted"}
+        assert limits["cash_min"] >= 0
         missing = (await w.client.post("/backtests", headers=AUTH, json={**body, "symbol": "ETH/USDT"})).json()
         await w.jobs.wait(uuid.UUID(missing["job_id"]))
         failed = (await w.client.get(f"/backtests/{missing['job_id']}")).json()

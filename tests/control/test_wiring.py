@@ -45,7 +45,17 @@ async def test_build_serves_the_api_over_http(postgres_dsn: str, monkeypatch: py
             assert "swagger" in docs.text.lower()
             refused = await client.post("/control/halt")
             assert refused.status_code == 401
-            # The order path's tables do not exist in this fresh database: a JSON 500, no traceback.
+            # the orchestrator migrated the fresh database (it owns the review queue's table)
+            assert (await client.get("/reviews")).json()["total"] == 0
+            assert (await client.get("/orders")).json()["total"] == 0
+            # a table gone: a JSON 500, no traceback
+            import asyncpg
+
+            conn = await asyncpg.connect(postgres_dsn)
+            try:
+                await conn.execute("DROP TABLE orders CASCADE")
+            finally:
+                await conn.close()
             orders = await client.get("/orders")
             assert orders.status_code == 500
             assert orders.json()["message"].startswith("internal error")

@@ -114,9 +114,23 @@ def agent_state(swarm: Swarm) -> dict[str, str]:
         "risk.portfolio": repr(
             (risk.portfolio.cash, risk.portfolio.peak_equity, sorted(risk.portfolio.positions.items()))
         ),
-        "risk.day": repr((risk._day, risk._day_start_equity, risk._daily_floor, risk._daily_loss_hit, risk.state)),
+        "risk.day": repr(
+            (
+                risk._day,
+                risk._day_start_equity,
+                risk._daily_floor,
+                risk._daily_loss_hit,
+                risk.state,
+                risk.breaker_tripped,
+            )
+        ),
         "risk.returns": repr(
-            (list(risk.returns.returns), risk.returns._last, risk._marks, risk.var, risk._var_alerted)
+            (
+                sorted((k, list(w.returns), w._last) for k, w in risk.returns.items()),
+                risk._marks,
+                risk.var,
+                risk._var_alerted,
+            )
         ),
         "risk.last_price": repr(sorted(risk.last_price.items())),
         "execution.portfolio": repr(

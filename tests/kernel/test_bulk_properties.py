@@ -190,6 +190,8 @@ def risk_setup(draw: st.DrawFn) -> tuple[RiskSettings, list[Fill], list[Candle],
         var_every=draw(st.sampled_from([1, 3, 7])),
         var_limit_pct=draw(st.sampled_from([0.0005, 0.01, 1.0])),
         initial_cash=Decimal(draw(st.sampled_from(["1000", "250.5"]))),
+        drawdown_recovery=draw(st.sampled_from(["next_day", "recovered", "manual"])),
+        drawdown_resume_pct=draw(st.sampled_from([Decimal("0.001"), Decimal("0.002")])),
     )
     step = draw(st.sampled_from([60, 300, 720]))  # minutes: several trading days in a run
     warm = draw(series(max_len=15, step_min=step))
@@ -199,7 +201,7 @@ def risk_setup(draw: st.DrawFn) -> tuple[RiskSettings, list[Fill], list[Candle],
     return settings_, draw(positions()), warm, later
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(setup=risk_setup())
 def test_risk_simulate_stops_at_the_first_alert_and_apply_equals_on_candle(
     setup: tuple[RiskSettings, list[Fill], list[Candle], list[Candle]],
@@ -207,11 +209,11 @@ def test_risk_simulate_stops_at_the_first_alert_and_apply_equals_on_candle(
     settings_, fills, warm, later = setup
     engine = RiskEngine(settings_)
     for c in warm[: len(warm) // 2]:
-        engine.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        engine.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     for f in fills:
         engine.on_fill(f)
     for c in warm[len(warm) // 2 :]:
-        engine.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        engine.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     col = column(later)
     sids = range(len(col.table))
     start = 0
@@ -220,13 +222,15 @@ def test_risk_simulate_stops_at_the_first_alert_and_apply_equals_on_candle(
         per_row = copy.deepcopy(engine)
         for i in range(start, run.end):
             c = later[i]
-            assert not per_row.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close), f"alert at {i}"
+            assert not per_row.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close), (
+                f"alert at {i}"
+            )
         risk_quiet.apply(engine, run)
         assert _state(engine) == _state(per_row)
         if run.end >= col.n:
             break
         c = later[run.end]  # the wake row: an alert, handled by the engine itself
-        assert engine.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        assert engine.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
         start = run.end + 1
 
 
@@ -242,8 +246,8 @@ def _state(engine: RiskEngine) -> str:
             engine._daily_floor,
             engine._daily_loss_hit,
             engine.state,
-            list(engine.returns.returns),
-            engine.returns._last,
+            engine.breaker_tripped,
+            sorted((k, list(w.returns), w._last) for k, w in engine.returns.items()),
             engine._marks,
             engine.var,
             engine._var_alerted,

@@ -90,7 +90,7 @@ async def test_no_limit_is_ever_exceeded(steps, fraction, halt_at):
                 risk.on_fill(event)
             elif isinstance(event, OrderUpdate):
                 risk.on_order_status(event.intent_id, event.status)
-        risk.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        risk.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
         gate.on_price(c.venue, c.symbol, c.close)
         if halt_at == i:
             gate.halt("test")

@@ -53,7 +53,7 @@ async def test_audit_trail_and_daily_report(postgres_dsn):
         for c in C[:20]:
             clock.advance_to(c.close_time)
             await bus.publish(Envelope.wrap(c, source="test", clock=clock))
-            risk.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+            risk.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
         c = C[19]
         ok = risk.decide(intent(c, tag="ok"), clock.now()).decision
         collar = risk.decide(intent(c, tag="far", price=c.close * D("1.5")), clock.now()).decision

@@ -106,7 +106,10 @@ async def test_intent_to_position_end_to_end(bus_factory):
     assert not probe.of(Fill)  # nothing fills on the decision candle
     decision = probe.of(RiskDecision)[0]
     assert decision.approved
-    assert decision.quantity == (D("0.5") * D(10_000) / C[4].close).quantize(D("1e-8"), rounding="ROUND_DOWN")
+    reserve = 1 + RiskSettings().fee_reserve_bps / D(10_000)  # cash kept for the fee, slippage, the move
+    assert decision.quantity == (D("0.5") * D(10_000) / (C[4].close * reserve)).quantize(
+        D("1e-8"), rounding="ROUND_DOWN"
+    )
     assert probe.of(ComplianceDecision)[0].verdict.value == "approve"
 
     clock.advance_to(C[5].close_time)

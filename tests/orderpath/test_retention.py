@@ -123,7 +123,7 @@ def _risk(grace: timedelta | None) -> RiskEngine:
         )
     )
     for c in C[:20]:
-        eng.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        eng.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     return eng
 
 

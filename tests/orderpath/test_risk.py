@@ -33,7 +33,7 @@ def settings(**kw) -> RiskSettings:
 def engine_at(n: int = 20, **kw) -> RiskEngine:
     eng = RiskEngine(settings(**kw))
     for c in C[:n]:
-        eng.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        eng.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     return eng
 
 
@@ -52,12 +52,16 @@ def fill_for(decision, price: D, fee: D = D(0), fid: str = "f1") -> Fill:
     )
 
 
-def test_fixed_fraction_100_percent_uses_all_equity():
+def test_fixed_fraction_100_percent_uses_all_equity_less_the_default_reserve():
     eng = engine_at(fixed_fraction=D(1))
     i = intent(C[19])
     d = eng.decide(i, C[19].close_time).decision
     assert d.verdict is DecisionVerdict.APPROVE
-    assert d.quantity == (D(10_000) / C[19].close).quantize(D("0.00000001"), rounding="ROUND_DOWN")
+    # the default reserve (30 bps) keeps cash for the fee, slippage and the move to the fill
+    expected = D(10_000) / (C[19].close * D("1.003"))
+    assert d.quantity == expected.quantize(D("0.00000001"), rounding="ROUND_DOWN")
+    bare = engine_at(fixed_fraction=D(1), fee_reserve_bps=D(0)).decide(i, C[19].close_time).decision
+    assert bare.quantity == (D(10_000) / C[19].close).quantize(D("0.00000001"), rounding="ROUND_DOWN")
 
 
 def test_fee_reserve_keeps_cash_for_the_fee():
@@ -73,7 +77,7 @@ def test_volatility_sizing_matches_talib_atr_and_sets_the_stop():
     lows = np.array([float(c.low) for c in C[:40]])
     closes = np.array([float(c.close) for c in C[:40]])
     expected_atr = talib.ATR(highs, lows, closes, timeperiod=14)[-1]
-    atr = eng.atr[("binance", "BTC/USDT")].value
+    atr = eng.atr[("binance", "BTC/USDT", "1h")].value
     assert atr is not None
     assert float(atr) == pytest.approx(expected_atr, rel=1e-9)
     d = eng.decide(intent(C[39]), C[39].close_time).decision
@@ -167,7 +171,7 @@ def test_daily_loss_limit_blocks_entries_but_not_exits():
         update={"low": C[19].close * D("0.9"), "close": C[19].close * D("0.95"), "open": C[19].close}
     )
     alerts = eng.on_candle(
-        crash.venue, crash.symbol, C[19].close_time + timedelta(minutes=30), crash.high, crash.low, crash.close
+        crash.venue, crash.symbol, "1h", C[19].close_time + timedelta(minutes=30), crash.high, crash.low, crash.close
     )
     assert any(a.code == "daily_loss_limit" for a in alerts)
     assert eng.decide(intent(C[20], tag="x"), C[20].close_time).decision.reason == "daily_loss_limit"
@@ -179,7 +183,7 @@ def test_drawdown_breaker_goes_reducing_and_resume_resets():
     entry = eng.decide(intent(C[19]), C[19].close_time).decision
     eng.on_fill(fill_for(entry, C[19].close))
     alerts = eng.on_candle(
-        "binance", "BTC/USDT", C[20].close_time, C[19].close, C[19].close * D("0.8"), C[19].close * D("0.85")
+        "binance", "BTC/USDT", "1h", C[20].close_time, C[19].close, C[19].close * D("0.8"), C[19].close * D("0.85")
     )
     assert eng.state is TradingState.REDUCING
     assert any(a.code == "max_drawdown" for a in alerts)
@@ -209,12 +213,12 @@ def test_var_alerts_on_volatile_equity():
         daily_loss_limit_pct=D(1),
     )
     for c in C[:5]:
-        eng.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        eng.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     entry = eng.decide(intent(C[4]), C[4].close_time).decision
     eng.on_fill(fill_for(entry, C[5].open))
     alerts = []
     for c in C[5:100]:
-        alerts += eng.on_candle(c.venue, c.symbol, c.close_time, c.high, c.low, c.close)
+        alerts += eng.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
     assert eng.var is not None
     assert eng.var.var99 >= eng.var.var95 > 0
     assert eng.var.cvar99 >= eng.var.var99
@@ -236,7 +240,7 @@ def test_drawdown_breaker_fires_exactly_at_its_level(close: D, fires: bool):
     # 80 is a drawdown of exactly 20%; 80.0000001 sits within the engine's 1e-9 shortcut margin
     eng = RiskEngine(settings(initial_cash=D(100), max_drawdown_pct=D("0.2"), daily_loss_limit_pct=D(1)))
     eng.portfolio.apply_fill("f1", "binance", "BTC/USDT", Side.BUY, D(1), D(100), D(0))
-    eng.on_candle("binance", "BTC/USDT", C[0].close_time, D(100), D(100), D(100))
-    alerts = eng.on_candle("binance", "BTC/USDT", C[1].close_time, close, close, close)
+    eng.on_candle("binance", "BTC/USDT", "1h", C[0].close_time, D(100), D(100), D(100))
+    alerts = eng.on_candle("binance", "BTC/USDT", "1h", C[1].close_time, close, close, close)
     assert (eng.state is TradingState.REDUCING) is fires
     assert any(a.code == "max_drawdown" for a in alerts) is fires

@@ -23,6 +23,7 @@ from infrastructure.database.timescale import (
     PostgresExecutionStore,
     apply_migrations,
 )
+from infrastructure.database.timescale.migrate import MIGRATIONS
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 9, 16, 12, tzinfo=UTC)
@@ -65,15 +66,17 @@ def fill(n: int, req: OrderRequest, qty: D = D("0.001")) -> Fill:
     )
 
 
+PLAIN_MIGRATIONS = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+
+
 async def test_migrations_are_idempotent_and_recorded(postgres_dsn):
     db = await database(postgres_dsn)
     try:
         assert await apply_migrations(db) == []
         names = await db.run("t", lambda c: c.fetch("SELECT name FROM schema_migrations"))
-        assert sorted(r["name"] for r in names) == [  # no timescaledb extension here
-            "001_order_path.sql",
-            "002_execution_control.sql",
-        ]
+        # every plain migration, none of the timescale ones (no timescaledb extension here)
+        assert sorted(r["name"] for r in names) == PLAIN_MIGRATIONS
+        assert {"001_order_path.sql", "002_execution_control.sql", "004_review_queue.sql"} <= set(PLAIN_MIGRATIONS)
         tables = await db.run("t", lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'"))
         assert {
             "orders",
@@ -84,6 +87,7 @@ async def test_migrations_are_idempotent_and_recorded(postgres_dsn):
             "decisions",
             "audit_log",
             "heartbeats",
+            "review_queue",
         } <= {r["tablename"] for r in tables}
     finally:
         await db.close()
@@ -96,7 +100,8 @@ async def test_agents_starting_together_migrate_once_without_racing(postgres_dsn
         await db.connect()
     try:
         results = await asyncio.gather(*(apply_migrations(db) for db in dbs))
-        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 2]  # exactly one applied them
+        # exactly one applied them
+        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, len(PLAIN_MIGRATIONS)]
     finally:
         for db in dbs:
             await db.close()

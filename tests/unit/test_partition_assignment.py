@@ -111,7 +111,7 @@ def test_scalable_agents_declare_one_single_active_consumer_queue_per_partition(
     settings = Settings(symbols=["BTC/USDT", "ETH/USDT"], rabbitmq_partitions=8)
     empty = [i for i in range(8) if not partition_symbols(settings.symbols, i, 8)]
     assert empty, "the test needs a partition without symbols"
-    for kind, purposes in (("technical_analysis", ("candles",)), ("strategy", ("indicators", "positions"))):
+    for kind, purposes in (("technical_analysis", ("candles",)), ("strategy", ("indicators", "positions", "reviews"))):
         queues = agent_queues(kind, settings)
         assert sorted(q.name for q in queues) == sorted(f"{kind}.{p}.p{i}" for p in purposes for i in range(8))
         assert all(q.single_active_consumer for q in queues)
