@@ -18,11 +18,12 @@
   :meth:`agents.base.Agent._dispatcher`) is called through it: no coroutine per delivery.
 
 The backtest kernel (:meth:`InMemoryBus.publish_column`): a :class:`~core.columns.Column` of
-candles is published as if its rows were published one after the other, but with ``wake=True`` the
-bus honours the queues' wake conditions (:mod:`core.wake`): it finds the next row some consumer
-must really receive, lets every consumer apply the quiet rows before it in one exact bulk step, and
-builds payloads and envelopes only for the rows it delivers. With ``wake=False`` (all-awake) every
-row is built and delivered, which is what the wake conditions are proven equal to.
+candles is published as if its rows were published one after the other, but with ``wake=True`` (what
+a backtest's swarm sets; the default is off) the bus honours the queues' wake conditions
+(:mod:`core.wake`): it finds the next row some consumer must really receive, lets every consumer
+apply the quiet rows before it in one exact bulk step, and builds payloads and envelopes only for the
+rows it delivers. With ``wake=False`` (all-awake) every row is built and delivered, which is what the
+wake conditions are proven equal to.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class InMemoryBus:
         codec: JsonCodec | None = None,
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
         *,
-        wake: bool = True,
+        wake: bool = False,
         timer: Timer | None = None,
     ) -> None:
         if delivery_limit < 1:
@@ -136,7 +137,8 @@ class InMemoryBus:
         self._codec = codec or JsonCodec()
         self._delivery_limit = delivery_limit
         self.wake = wake
-        """Honour wake conditions (False: all-awake, every delivery is made)."""
+        """Honour wake conditions (the backtest's swarm turns it on). Off (the default: tests, tools),
+        every message is delivered as it is published, exactly like RabbitMQ."""
         self._timer = timer
         self.timer = timer
         """The component timer (breakdown mode) or None."""
