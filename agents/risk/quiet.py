@@ -101,6 +101,15 @@ def _series_returns(
     """Per series: the returns ``ReturnWindow.add_price`` appends over ``rows``, its last close and
     the rows (float arithmetic, vectorised: the same IEEE operations)."""
     out: dict[SeriesKey, tuple[list[float], float, NDArray[np.intp]]] = {}
+    if rows.shape[0] == 1:  # a delivered row asks about itself: no numpy for one value
+        r = int(rows[0])
+        skey = keys[int(column.series[r])]
+        close = float(column.close[r])
+        window = engine.returns.get(skey)
+        last = window._last if window is not None else None
+        appended = [close / last - 1.0] if last is not None and last > 0 else []
+        out[skey] = (appended, close, rows)
+        return out
     series = column.series[rows]
     for s in np.unique(series).tolist():
         own = rows[series == s]

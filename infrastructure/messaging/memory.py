@@ -160,6 +160,8 @@ class InMemoryBus:
         self._derived: dict[tuple[int, int], Column] = {}
         """During :meth:`publish_column`: (queue, column) -> the column that queue's consumer derives."""
         self._derived_routes: dict[int, list[tuple[_Queue, ...]]] = {}
+        self._current: tuple[Column, int] | None = None
+        """The column row whose cascade is being delivered (:meth:`publish_column`)."""
 
     async def start(self) -> None:
         """Mark the bus usable. Idempotent."""
@@ -309,7 +311,9 @@ class InMemoryBus:
             row = _Row(column, w)
             for queue in routes[s]:
                 pending.append((queue, row, key, None, None))
+            self._current = (column, w)
             await self._drain()
+            self._current = None
             for c in columns:
                 c.release(w)
             if observer is not None:
@@ -455,11 +459,18 @@ class InMemoryBus:
         held = self._held.pop(group, None)
         if not held:
             return
+        current = self._current
         for queue, item, key in held.values():
             queue.skipped -= 1
-            envelope = item.column.envelope(item.index) if type(item) is _Row else item
-            assert isinstance(envelope, Envelope)
-            await self._deliver(queue, envelope, key, None)
+            if type(item) is _Row:
+                column, i = item.column, item.index
+                envelope = column.envelope(i)
+                await self._deliver(queue, envelope, key, None)
+                if current is None or column is not current[0] or i != current[1]:
+                    column.release(i)  # its own row's cascade is over: built for this consumer only
+                continue
+            assert isinstance(item, Envelope)
+            await self._deliver(queue, item, key, None)
 
     async def _drain(self) -> None:
         self._draining = True
