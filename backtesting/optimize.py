@@ -199,6 +199,7 @@ def run_job(job: Job) -> dict[str, Any]:
     start = utc_ms(job.start_ms) if job.start_ms is not None else None
     end = utc_ms(job.end_ms) if job.end_ms is not None else None
     started = time.perf_counter()
+    cpu = time.process_time()
     # the worker keeps the parsed data: the next trial on the same file skips reading it
     sources = [file_source(p, start, end, cache=True) for p in job.paths]
     config = BacktestConfig.model_validate(job.config)
@@ -207,6 +208,7 @@ def run_job(job: Job) -> dict[str, Any]:
     metrics["bars"] = result.candles
     metrics["worker_pid"] = os.getpid()
     metrics["trial_s"] = time.perf_counter() - started
+    metrics["trial_cpu_s"] = time.process_time() - cpu
     metrics["bars_per_second"] = result.bars_per_second
     return metrics
 
@@ -247,11 +249,15 @@ class StudyResult:
         """Trials per minute (overall and per worker process) and the backtests' own speed."""
         speeds = [float(t.metrics.get("bars_per_second", 0.0)) for t in self.trials]
         bars = [int(t.metrics.get("bars", 0)) for t in self.trials]
+        cpu = [float(t.metrics.get("trial_cpu_s", 0.0)) for t in self.trials]
         median = statistics.median(speeds) if speeds else 0.0
+        median_cpu = statistics.median(cpu) if cpu else 0.0
+        per_core = f", {60 / median_cpu:.2f} trials per CPU-minute" if median_cpu > 0 else ""
         return (
             f"{len(self.trials)} trials in {self.elapsed_s:.1f} s: {self.trials_per_minute:.2f} trials/min, "
             f"{self.trials_per_minute_per_process:.2f} per worker process ({self.n_jobs}); "
-            f"{statistics.median(bars) if bars else 0:,.0f} candles per trial at a median {median:,.0f} candles/s"
+            f"{statistics.median(bars) if bars else 0:,.0f} candles per trial at a median {median:,.0f} candles/s; "
+            f"median CPU per trial {median_cpu:.1f} s{per_core}"
         )
 
     def as_dict(self) -> dict[str, Any]:

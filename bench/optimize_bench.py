@@ -62,7 +62,8 @@ def main() -> None:
     dims = opt.parse_space(["sma_cross.fast=5:15", "sma_cross.slow=20:60:10"])
     print(f"optimising {args.trials} trials (tpe) in {args.jobs} process(es), load average {os.getloadavg()[0]:.1f}")
     study = opt.optimise([str(path)], _config(True), dims, sampler="tpe", trials=args.trials, n_jobs=args.jobs,
-                         on_trial=lambda t: print(f"  trial {t.number}: {t.params} in {t.metrics['trial_s']:.1f} s "
+                         on_trial=lambda t: print(f"  trial {t.number}: {t.params} in {t.metrics['trial_s']:.1f} s, "
+                                                  f"{t.metrics['trial_cpu_s']:.1f} s CPU "
                                                   f"({t.metrics['bars_per_second']:,.0f} candles/s)"))  # fmt: skip
     print(study.speed_line())
 
