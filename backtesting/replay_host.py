@@ -9,6 +9,12 @@ an order on a candle from the past, intents would look years old), so the clock 
 :class:`~core.clock.SimulatedClock` that moves forward to the ``ts_event`` (market time) of each
 message before its handler runs — the same time a backtest's clock shows while that message's
 consequences are handled. Agents are unchanged: no ``if backtest:`` anywhere.
+
+Only an accepted message moves the clock: when the handler refuses the message (a forged sender, an
+invalid order) or fails, the move is taken back, so a message stamped years ahead that execution
+refuses cannot drag every later order into a future no candle of the replay reaches. A message whose
+market time lies more than ``max_jump`` ahead of the clock (once an accepted message set it) is
+refused as implausible and dead-lettered with the reason, before anything sees it.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from agents.base.host import AgentHost, rabbitmq_bus
 from agents.base.registry import load_builder
 from core.clock import SimulatedClock
+from core.errors import MessageRejected
 from core.logging import configure_logging
 from core.messages.base import Envelope
 from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
@@ -33,18 +41,32 @@ they do not move market time. A HALT issued now must not carry a replay's clock 
 no candle of the replay would ever fill an order again."""
 
 
-class MarketTimeBus:
-    """A :class:`~core.ports.Bus` that advances ``clock`` to each delivered message's market time."""
+DEFAULT_MAX_JUMP = timedelta(days=7)
+"""How far ahead of the market clock a message may be: more than any gap in an exchange's history."""
 
-    def __init__(self, inner: Bus, clock: SimulatedClock) -> None:
+
+class MarketTimeBus:
+    """A :class:`~core.ports.Bus` that advances ``clock`` to each delivered message's market time,
+    for good only when the message was accepted (see the module docstring)."""
+
+    def __init__(self, inner: Bus, clock: SimulatedClock, *, max_jump: timedelta | None = DEFAULT_MAX_JUMP) -> None:
         self.inner = inner
         self.clock = clock
+        self.max_jump = max_jump
         self._wrapped: dict[Handler, Handler] = {}
+        self._accepted: datetime | None = None
+        """The latest market time an accepted message moved the clock to (None: none yet, the jump
+        check waits for it: a replay's first message moves the clock from the epoch)."""
 
     @property
     def connected(self) -> bool:
         """The inner bus's connection state (for readiness)."""
         return bool(getattr(self.inner, "connected", True))
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker blocks publishing (for readiness)."""
+        return bool(getattr(self.inner, "blocked", False))
 
     async def start(self) -> None:
         """Start the inner bus."""
@@ -63,12 +85,34 @@ class MarketTimeBus:
         clock = self.clock
 
         async def at_market_time(envelope: Envelope) -> None:
-            if envelope.ts_event > clock.now() and not isinstance(envelope.payload, CONTROL_PLANE):
-                clock.advance_to(envelope.ts_event)
-            await handler(envelope)
+            ts = envelope.ts_event
+            before = clock.now()
+            if ts <= before or isinstance(envelope.payload, CONTROL_PLANE):
+                await handler(envelope)
+                return
+            max_jump = self.max_jump
+            if max_jump is not None and self._accepted is not None and ts - before > max_jump:
+                raise MessageRejected(
+                    f"{envelope.type} stamped {ts.isoformat()} lies {ts - before} ahead of this agent's market "
+                    f"clock ({before.isoformat()}, limit {max_jump}): refused as implausible"
+                )
+            clock.advance_to(ts)
+            try:
+                await handler(envelope)
+            except BaseException:
+                self._take_back(ts, before)
+                raise
+            if self._accepted is None or ts > self._accepted:
+                self._accepted = ts
 
         self._wrapped[handler] = at_market_time
         await self.inner.subscribe(spec, at_market_time)
+
+    def _take_back(self, moved_to: datetime, before: datetime) -> None:
+        """Undo the move to ``moved_to`` of a refused message, unless another message (handled
+        concurrently from another queue) moved the clock further meanwhile."""
+        if self.clock.now() == moved_to:
+            self.clock.rewind_to(before)
 
     async def declare(self, spec: QueueSpec) -> None:
         """Declare through the inner bus."""
@@ -97,7 +141,8 @@ def run(name: str) -> int:
     clock = SimulatedClock()
 
     def factory(s: Settings, agent_id: str, kind: str) -> Any:
-        return MarketTimeBus(rabbitmq_bus(s, agent_id, kind), clock)
+        jump = timedelta(seconds=s.max_clock_jump_s) if s.max_clock_jump_s else None
+        return MarketTimeBus(rabbitmq_bus(s, agent_id, kind), clock, max_jump=jump)
 
     host = AgentHost(name, load_builder(name), settings, bus_factory=factory, clock=clock)
     return asyncio.run(host.run())

@@ -99,6 +99,17 @@ class SimulatedClock:
             ms = self._now_ms = ms_from_utc(self._now)
         return ids.next(ms)
 
+    def rewind_to(self, instant: datetime) -> None:
+        """Undo a tentative :meth:`advance_to`: put the clock back to ``instant`` (not later than now).
+
+        Only for a host that moved the clock to a message's time before its handler ran and must
+        take the move back because the handler refused the message: a refused message never moves
+        an agent's clock (``backtesting.replay_host``). Nothing else may turn time back.
+        """
+        if instant > self._now:
+            raise ValueError(f"rewind_to goes back only: {instant} is after {self._now}")
+        self._now = instant
+
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward by ``delta``."""
         if delta < timedelta(0):

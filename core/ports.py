@@ -49,6 +49,9 @@ class QueueSpec:
     delivery_limit: int | None = None
     single_active_consumer: bool = False
     arguments: dict[str, object] = field(default_factory=dict)
+    max_length: int | None = None
+    """Messages the queue holds at most (``x-max-length``); None: the bus's default. Past it the
+    oldest message is dead-lettered."""
     wake: WakePolicy | None = None
     group: str | None = None
 

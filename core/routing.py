@@ -34,6 +34,12 @@ DEAD_LETTER_EXCHANGE = "tradeswarm.dlx"
 DEFAULT_DELIVERY_LIMIT = 5
 """Deliveries of one message before it is dead-lettered (``x-delivery-limit``; 3.10 has no default)."""
 
+DEFAULT_MAX_QUEUE_LENGTH = 100_000
+"""``x-max-length`` of every agent queue: a queue nobody drains cannot grow until the broker blocks
+every publisher; past the cap the OLDEST message is dead-lettered (``drop-head`` with the queue's
+dead-letter exchange: quorum queues on RabbitMQ 3.10 support ``drop-head`` and ``reject-publish``,
+not ``reject-publish-dlx``), so it lands in the DLQ with reason ``maxlen`` instead of vanishing."""
+
 REASON_HEADER = "x-tradeswarm-reason"
 """Header with the human-readable reason a message was dead-lettered."""
 

@@ -21,7 +21,7 @@ from core.domain import SYMBOL_RE, Mode, is_valid_timeframe
 from core.errors import ConfigurationError
 from core.messages.base import AGENT_ID_RE
 from core.messages.codec import DEFAULT_MAX_MESSAGE_BYTES
-from core.routing import DEFAULT_DELIVERY_LIMIT
+from core.routing import DEFAULT_DELIVERY_LIMIT, DEFAULT_MAX_QUEUE_LENGTH
 
 ENV_PREFIX = "TRADESWARM_"
 
@@ -62,7 +62,31 @@ class Settings(BaseSettings):
         description="With partitions > 1: how long a replica waits for the orchestrator's partition "
         "assignment before it consumes every partition itself (single-active-consumer keeps that correct).",
     )
-    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=16 * 1024 * 1024)
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest message body an agent sends or accepts; the broker's max_message_size "
+        "(docker/rabbitmq/rabbitmq.conf) is the same, so a bigger body is refused at publish.",
+    )
+    rabbitmq_max_queue_length: int = Field(
+        default=DEFAULT_MAX_QUEUE_LENGTH,
+        ge=1,
+        le=100_000_000,
+        description="x-max-length of every agent queue: past it the oldest message is dead-lettered (reason maxlen).",
+    )
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="A message stamped (ts_event) further than this in the future of the host's clock is "
+        "dead-lettered as implausible; 0 disables the check.",
+    )
+    max_clock_jump_s: float = Field(
+        default=7 * 86_400.0,
+        ge=0,
+        description="An agent on market time (replays) refuses a message this far ahead of its clock; 0 disables.",
+    )
 
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tradeswarm")
     influx_url: str = "http://127.0.0.1:8086"

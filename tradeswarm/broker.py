@@ -86,7 +86,11 @@ def swarm_topology(settings: Settings | None = None) -> list[AgentTopology]:
 def render_definitions(settings: Settings | None = None) -> bytes:
     """The committed definitions document (core defaults: paper and live vhosts)."""
     settings = settings or Settings()
-    doc = build_definitions(swarm_topology(settings), delivery_limit=settings.rabbitmq_delivery_limit)
+    doc = build_definitions(
+        swarm_topology(settings),
+        delivery_limit=settings.rabbitmq_delivery_limit,
+        max_queue_length=settings.rabbitmq_max_queue_length,
+    )
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 

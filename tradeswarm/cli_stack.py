@@ -21,6 +21,13 @@ stack_app = typer.Typer(
 )
 
 SECRETS_FILE = "secrets.json"
+TOPOLOGY_SETTINGS = (
+    "TRADESWARM_SYMBOLS",
+    "TRADESWARM_TIMEFRAMES",
+    "TRADESWARM_RABBITMQ_DELIVERY_LIMIT",
+    "TRADESWARM_RABBITMQ_MAX_QUEUE_LENGTH",
+)
+"""``--env`` settings that shape the broker definitions (bindings, queue arguments)."""
 RunDir = Annotated[Path, typer.Option(help="Where the stack keeps its state, logs and generated secrets.")]
 
 
@@ -114,12 +121,13 @@ def up(
 
         # The definitions of THIS stack's settings (symbols, timeframes), for its vhost and users.
         agent_settings = load_settings(**{k.removeprefix("TRADESWARM_").lower(): v for k, v in extra.items()
-                                          if k in ("TRADESWARM_SYMBOLS", "TRADESWARM_TIMEFRAMES")})  # fmt: skip
+                                          if k in TOPOLOGY_SETTINGS})  # fmt: skip
         profile = "live" if vhost == "live" else "paper"
         doc = build_definitions(
             swarm_topology(agent_settings),
             vhosts=[profile],
             delivery_limit=agent_settings.rabbitmq_delivery_limit,
+            max_queue_length=agent_settings.rabbitmq_max_queue_length,
             user_prefix=broker_user_prefix,
         )
         users = {name: user_name(name, profile, broker_user_prefix) for name in AGENT_NAMES}
@@ -129,6 +137,8 @@ def up(
             user = users[name]
             per_agent[name] = {"TRADESWARM_RABBITMQ_URL": agent_url(base_url, user, passwords[user], vhost)}
         per_agent.setdefault("execution", {})["TRADESWARM_EXECUTION_TRUSTED_ORDER_SENDERS"] = users["compliance"]
+        for name in names:  # commands are obeyed from the orchestrator's broker user only
+            per_agent.setdefault(name, {})["TRADESWARM_CONTROL_SENDERS"] = users["orchestrator"]
     else:
         common["TRADESWARM_RABBITMQ_URL"] = agent_url(base_url, None, None, vhost)
     source = data_source or os.environ.get("TRADESWARM_DATA_SOURCE", "ccxt")

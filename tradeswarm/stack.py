@@ -93,6 +93,56 @@ def plan(config: StackConfig) -> list[AgentPlan]:
     return plans
 
 
+AGENT_SECRETS: Mapping[str, tuple[str, ...]] = {
+    "TRADESWARM_API_TOKEN": ("orchestrator",),
+    "TRADESWARM_EXCHANGE_API_KEY": ("execution",),
+    "TRADESWARM_EXCHANGE_API_SECRET": ("execution",),
+    "TRADESWARM_POSTGRES_DSN": ("risk", "compliance", "execution", "orchestrator"),
+    "TRADESWARM_INFLUX_TOKEN": ("data_collection", "technical_analysis"),
+    "TRADESWARM_LLM_API_KEY": ("desk", "orchestrator"),
+}
+"""Secret variables and the only agents that get them (the API token only reaches the orchestrator,
+exchange keys only execution). Any other ``TRADESWARM_`` variable named like a secret (see
+:data:`SECRET_SUFFIXES`) reaches no agent unless it is listed here or starts with the agent's own
+prefix (``TRADESWARM_<AGENT>_``)."""
+
+SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD", "_API_KEY", "_DSN")
+
+OS_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+        "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS",
+        "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+"""The operator's non-tradeswarm variables an agent process inherits (plus ``LC_*``): nothing else
+(cloud credentials, other tools' tokens) leaves the operator's shell."""
+
+
+def agent_environment(name: str, base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of agent ``name``'s process: only what it needs.
+
+    From ``base`` (the operator's environment): :data:`OS_VARIABLES`, ``LC_*`` and the
+    ``TRADESWARM_`` settings, minus the secrets this agent does not use (:data:`AGENT_SECRETS`);
+    then ``extra`` (the stack's own settings for this agent) on top.
+    """
+    own_prefix = f"TRADESWARM_{name.upper()}_"
+    env: dict[str, str] = {}
+    for key, value in base.items():
+        if key in OS_VARIABLES or key.startswith("LC_"):
+            env[key] = value
+        elif key.startswith("TRADESWARM_"):
+            allowed = AGENT_SECRETS.get(key)
+            if allowed is not None:
+                if name in allowed:
+                    env[key] = value
+            elif not key.endswith(SECRET_SUFFIXES) or key.startswith(own_prefix):
+                env[key] = value
+    env.update(extra)
+    return env
+
+
 def stop_order(names: Sequence[str]) -> list[str]:
     """Producers first, the orchestrator last: downstream agents drain what upstream published."""
     ordered = [n for n in AGENT_NAMES if n in names and n != "orchestrator"]
@@ -246,7 +296,7 @@ class Supervisor:
                         sys.executable,
                         "-m",
                         *agent.module,
-                        env={**self.base_env, **agent.env},
+                        env=agent_environment(agent.name, self.base_env, agent.env),
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,

@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 
 from agents.base.partitions import PartitionConsumer, group_by_partition
 from core.clock import Clock
-from core.errors import MessageRejected
+from core.domain import Severity
+from core.errors import MessageRejected, UnroutableMessage
 from core.logging import CURRENT_MESSAGE
-from core.messages import Command, CommandAck, Envelope, PartitionAssignment, Payload
+from core.messages import Command, CommandAck, Envelope, PartitionAssignment, Payload, RiskAlert
 from core.ports import Bus, Handler, QueueSpec
 from core.routing import ASSIGNMENTS, COMMANDS, queue_name, routing_key
 from core.settings import Settings
 from core.wake import WakePolicy
+from infrastructure.messaging.sender import require_sender, trusted_control_senders
 from infrastructure.observability import metrics
 from tradeswarm import __version__
 
@@ -32,6 +34,10 @@ without any coroutine."""
 
 COMMAND_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 """An agent instance's command queue is deleted by the broker a day after its last consumer left."""
+
+FORGED_CONTROL_CODE = "forged_control_message"
+"""Code of the critical alert an agent raises when it refuses a control message from another sender
+than the orchestrator's broker user."""
 
 
 class CommandFailed(Exception):
@@ -111,6 +117,8 @@ class Agent:
         self.partition_consumer: PartitionConsumer | None = None
         """Set when the agent consumes symbol partitions (``rabbitmq_partitions`` > 1)."""
         self._metric_cache: dict[tuple[str, str], Any] = {}
+        self._control_senders: frozenset[str] | None = None
+        """The broker users whose control messages this agent obeys (resolved at the first one)."""
 
     # -- to override ---------------------------------------------------------------------------
 
@@ -203,7 +211,12 @@ class Agent:
             delivery_limit=settings.rabbitmq_delivery_limit,
             arguments={"x-expires": COMMAND_QUEUE_EXPIRES_MS},
         )
-        handlers: dict[type[Payload], TypedHandler] = {PartitionAssignment: consumer.on_assignment}
+
+        async def on_assignment(assignment: PartitionAssignment, envelope: Envelope) -> None:
+            await self.require_control_sender(envelope)
+            await consumer.on_assignment(assignment, envelope)
+
+        handlers: dict[type[Payload], TypedHandler] = {PartitionAssignment: on_assignment}
         await self.ctx.bus.subscribe(spec, self._dispatcher(Subscription("assignments", spec.patterns, handlers)))
 
     async def publish(
@@ -229,7 +242,31 @@ class Agent:
             metrics.MESSAGES_PUBLISHED.labels(self.kind, envelope.type, key.split(".", 1)[0]).inc()
         return envelope
 
+    async def require_control_sender(self, envelope: Envelope) -> None:
+        """Refuse a control message the broker did not see come from the orchestrator's user.
+
+        The refusal dead-letters the message with the reason (:class:`MessageRejected`) and raises a
+        critical alert: whoever could publish it (an administrator's credentials, a development
+        broker's shared ``guest``) is not the orchestrator, and a forged RESUME must never lift a HALT.
+        On a bus without sender verification (in-memory: one process) every message passes.
+        """
+        senders = self._control_senders
+        if senders is None:
+            senders = self._control_senders = trusted_control_senders(self.ctx.settings.rabbitmq_url.get_secret_value())
+        try:
+            require_sender(senders, f"{envelope.type} to {self.kind}")
+        except MessageRejected as exc:
+            metrics.CONTROL_REFUSED.labels(self.kind, envelope.type).inc()
+            self.log.error("control message refused", reason=exc.reason, claimed_source=envelope.source)
+            alert = RiskAlert(severity=Severity.CRITICAL, code=FORGED_CONTROL_CODE, message=exc.reason[:2000])
+            try:  # no cause: the forged message's market time must not stamp the alert
+                await self.publish(alert)
+            except UnroutableMessage:
+                self.log.warning("no queue bound for alerts: the refusal is only logged and dead-lettered")
+            raise
+
     async def _handle_command(self, command: Command, envelope: Envelope) -> None:
+        await self.require_control_sender(envelope)
         try:
             detail = await self.on_command(command, envelope)
         except CommandFailed as exc:

@@ -65,8 +65,11 @@ class AgentHost:
         self._stop = asyncio.Event()
 
     def is_ready(self) -> bool:
-        """Consuming, heartbeating, and connected to the broker."""
-        return self._ready and bool(getattr(self.bus, "connected", True))
+        """Consuming, heartbeating, connected to the broker, and allowed to publish: while the broker
+        blocks publishers (a memory or disk alarm, ``connection.blocked``) nothing the agent decides
+        can leave it, so it is not ready."""
+        bus = self.bus
+        return self._ready and bool(getattr(bus, "connected", True)) and not getattr(bus, "blocked", False)
 
     def is_healthy(self) -> bool:
         """The process works (the event loop answers and nothing fatal happened)."""
@@ -147,14 +150,16 @@ class AgentHost:
             processed=counters.processed if counters else 0,
             failed=counters.failed if counters else 0,
             dead_lettered=counters.rejected if counters else 0,
-            ready=self._ready,
+            ready=self.is_ready(),
             paused=agent.paused if agent is not None else False,
             halted=agent.halted if agent is not None else False,
         )
 
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval_s
+        ready_gauge = metrics.AGENT_READY.labels(self.kind, self.agent_id)
         while True:
+            ready_gauge.set(1 if self.is_ready() else 0)  # broker alarms and reconnects show on the gauge too
             try:
                 assert self.agent is not None
                 await self.agent.publish(self.heartbeat())

@@ -14,21 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, Subscription
+from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
 from agents.execution.settings import ExecutionSettings
 from core.clock import Clock
 from core.columns import EPOCH, CandleColumn, Column
-from core.domain import CommandKind, Mode
+from core.domain import CommandKind, Mode, Severity
 from core.errors import ConfigurationError, UnroutableMessage
-from core.messages import BookTop, Candle, Command, Envelope, OrderRequest, Payload
+from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
 from core.trading.retention import grace_of
@@ -37,13 +39,32 @@ from core.trading.venue import VenuePort
 from core.wake import WakeOn
 from infrastructure.messaging.sender import require_sender, trusted_order_senders
 
+if TYPE_CHECKING:
+    from infrastructure.venues.paper import PaperVenue
+    from infrastructure.venues.paper_book import PaperBook
 
-def crash_hook(point_to_crash: str) -> CrashHook:
-    """A hook that SIGKILLs this process at ``point_to_crash`` (crash-safety tests only)."""
+
+def crash_hook(points: Sequence[str], state: Path | None = None) -> CrashHook:
+    """A hook that SIGKILLs this process at any of ``points`` (crash-safety tests only).
+
+    With a ``state`` file each point kills one process only: the point is appended to the file
+    (synced) before the kill, and points already listed there are passed, so a supervised agent goes
+    through every point once, one restart each.
+    """
+    wanted = frozenset(points)
 
     def hook(point: str) -> None:
-        if point == point_to_crash:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if point not in wanted:
+            return
+        if state is not None:
+            done = set(state.read_text().split()) if state.exists() else set()
+            if point in done:
+                return
+            with state.open("a") as fh:
+                fh.write(point + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
 
@@ -69,9 +90,10 @@ class ExecutionAgent(Agent):
             ctx.clock,
             account=s.account,
             initial_cash=s.initial_cash,
-            crash_hook=crash_hook(s.crash_at) if s.crash_at else no_crash,
+            crash_hook=crash_hook(s.crash_at, s.crash_state) if s.crash_at else no_crash,
             retention=grace_of(s.retention_grace_s),
             instrument=ctx.instrument,
+            traded=(ctx.settings.exchange, frozenset(ctx.settings.symbols)),
         )
         self._last_snapshot: datetime | None = None
         self.trusted_senders = trusted_order_senders(ctx.settings.rabbitmq_url.get_secret_value())
@@ -83,6 +105,8 @@ class ExecutionAgent(Agent):
         self._unrouted_types: set[str] = set()
         """Message types already reported as having no consumer (reported once each)."""
         self._poller: asyncio.Task[None] | None = None
+        self.intended_mode: Callable[[], Awaitable[str | None]] | None = None
+        """Reads the orchestrator's saved trading intent (``active``/``paused``/``halted``), if any."""
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
 
@@ -152,19 +176,30 @@ class ExecutionAgent(Agent):
                 await asyncio.sleep(1.0)
 
     async def _publish_all(self, events: Sequence[Payload], cause: Envelope | None) -> None:
-        """Publish state changes; they are already persisted, so one nobody listens to is logged, not raised."""
-        for payload in events:
-            try:
-                await self.publish(payload, cause=cause)
-            except UnroutableMessage:
-                if payload.TYPE in self._unrouted_types:
-                    self.log.debug("no consumer bound for an execution event", message_type=payload.TYPE)
-                else:  # once per type: a stack without a portfolio consumer would log every snapshot
-                    self._unrouted_types.add(payload.TYPE)
-                    self.log.warning(
-                        "no consumer bound for an execution event (further ones of this type at debug level)",
-                        message_type=payload.TYPE,
-                    )
+        """Publish state changes; they are already persisted, so one nobody listens to is logged, not raised.
+        Published fills are then marked so in the store's outbox (a restart publishes the others again)."""
+        fills: list[Fill] = []
+        try:
+            for payload in events:
+                await self._publish_one(payload, cause)
+                if type(payload) is Fill:
+                    fills.append(payload)
+        finally:
+            if fills:
+                await self.engine.published(fills)
+
+    async def _publish_one(self, payload: Payload, cause: Envelope | None) -> None:
+        try:
+            await self.publish(payload, cause=cause)
+        except UnroutableMessage:
+            if payload.TYPE in self._unrouted_types:
+                self.log.debug("no consumer bound for an execution event", message_type=payload.TYPE)
+            else:  # once per type: a stack without a portfolio consumer would log every snapshot
+                self._unrouted_types.add(payload.TYPE)
+                self.log.warning(
+                    "no consumer bound for an execution event (further ones of this type at debug level)",
+                    message_type=payload.TYPE,
+                )
 
     async def on_order(self, order: OrderRequest, envelope: Envelope) -> None:
         """Place an approved order (idempotent by client order id).
@@ -207,6 +242,7 @@ class ExecutionAgent(Agent):
             await self._publish_all(events, envelope)
             return "halted: open orders and protective exits cancelled at the venue, new orders refused"
         if command.kind is CommandKind.RESUME:
+            await self._require_swarm_resumed(command)
             async with self._lock:
                 events = await self.engine.resume(command.command_id, command.reason or "resume")
                 self.halted = False
@@ -214,13 +250,37 @@ class ExecutionAgent(Agent):
             return "resumed: protective exits of open positions re-armed"
         return None
 
+    async def _require_swarm_resumed(self, command: Command) -> None:
+        """Refuse a RESUME while the orchestrator's saved intent (``trading_intent``) says HALTED.
+
+        The orchestrator saves the intent before it publishes a swarm-wide RESUME, so a legitimate one
+        always finds it ACTIVE; a RESUME that contradicts it (sent to execution alone behind the
+        orchestrator's back, or an old one replayed) would re-arm the venue's protective exits until the
+        orchestrator halts execution again: it is refused (acknowledged ``ok=False``) with a critical
+        alert. Without a saved intent (no PostgreSQL, a fresh database) nothing is checked."""
+        if self.intended_mode is None:
+            return
+        mode = await self.intended_mode()
+        if mode != "halted":
+            return
+        reason = (
+            f"RESUME {command.command_id} refused: the swarm's intended trading state is halted "
+            "(resume the swarm through the orchestrator)"
+        )
+        alert = RiskAlert(severity=Severity.CRITICAL, code="resume_refused", message=reason)
+        with contextlib.suppress(UnroutableMessage):
+            await self.publish(alert)
+        raise CommandFailed(reason)
+
 
 def _micros(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
-    """The paper venue configured by ``settings``."""
+def paper_venue(
+    settings: ExecutionSettings, clock: Clock, book: PaperBook | None = None, id_prefix: str = "P"
+) -> PaperVenue:
+    """The paper venue configured by ``settings`` (its book in ``book`` or the journal file, if any)."""
     from infrastructure.venues.paper import PaperVenue
 
     model = FillModel(
@@ -235,10 +295,12 @@ def paper_venue(settings: ExecutionSettings, clock: Clock) -> VenuePort:
         model,
         name=settings.paper_venue_name,
         latency=timedelta(milliseconds=settings.latency_ms),
-        journal_path=settings.paper_journal,
+        journal_path=settings.paper_journal if book is None else None,
         retention=grace_of(settings.retention_grace_s),
         cash=settings.initial_cash,
         credit=settings.paper_credit,
+        book=book,
+        id_prefix=id_prefix,
     )
 
 
@@ -258,20 +320,56 @@ async def build(ctx: AgentContext) -> Agent:
             submit_timeout_s=settings.submit_timeout_s,
             allow_unverified_key_permissions=settings.allow_unverified_key_permissions,
         )
-    else:
-        venue = paper_venue(settings, ctx.clock)
     store: ExecutionStore
-    if settings.store == "postgres":
-        from infrastructure.database.timescale import Database, PostgresExecutionStore, apply_migrations
+    resources: list[Any] = []
+    db: Any = None
+    if settings.store == "postgres" or (settings.venue == "paper" and settings.resolved_paper_state() == "postgres"):
+        from infrastructure.database.timescale import Database, apply_migrations
 
         db = Database(ctx.settings.postgres_dsn.get_secret_value())
         await db.connect()
         await apply_migrations(db)
+        resources.append(db)
+    if settings.store == "postgres":
+        from infrastructure.database.timescale import PostgresExecutionStore
+
         store = PostgresExecutionStore(db, settings.account)
-        resources: list[Any] = [db]
     else:
         store = InMemoryExecutionStore()
-        resources = []
+    if settings.venue == "paper":
+        venue = await _persistent_paper_venue(settings, ctx.clock, db)
     agent = ExecutionAgent(ctx, venue, store, settings)
     agent.resources.extend(resources)
+    if db is not None:
+        from infrastructure.database.timescale.control_store import PostgresIntentStore
+
+        intents = PostgresIntentStore(db)
+
+        async def intended_mode() -> str | None:
+            row = await intents.load()
+            return None if row is None else str(row["mode"])
+
+        agent.intended_mode = intended_mode
     return agent
+
+
+async def _persistent_paper_venue(settings: ExecutionSettings, clock: Clock, db: Any) -> PaperVenue:
+    """The paper venue of an agent process, its book restored (see ``ExecutionSettings.paper_state``).
+
+    A venue whose book is new gets a random id prefix: its venue order ids and fill ids cannot repeat
+    those of an earlier venue whose book was lost (memory) or reset."""
+    book: PaperBook | None = None
+    where = settings.resolved_paper_state()
+    if where == "postgres":
+        from infrastructure.database.timescale.paper_book import PostgresPaperBook
+
+        book = PostgresPaperBook(db, settings.paper_venue_name)
+    elif where == "file":
+        from infrastructure.venues.paper_book import JsonPaperBook
+
+        if settings.paper_journal is None:
+            raise ConfigurationError("TRADESWARM_EXECUTION_PAPER_STATE=file needs TRADESWARM_EXECUTION_PAPER_JOURNAL")
+        book = JsonPaperBook(settings.paper_journal)
+    venue = paper_venue(settings, clock, book, id_prefix=f"P{secrets.token_hex(3)}-")
+    await venue.restore()
+    return venue

@@ -13,7 +13,14 @@ Every method returns the payloads the agent must publish, in order. Invariants:
 * the kill switch is persisted (:class:`TradingControl`) before it acts and restored by
   :meth:`ExecutionEngine.start` before anything else, so a restarted engine is halted again before
   it sees an order; while halted every order is refused and the venue holds nothing that can trade
-  (:meth:`VenuePort.halt`: open orders cancelled, protective exits suspended).
+  (:meth:`VenuePort.halt`: open orders cancelled, protective exits suspended);
+* with a store that is a :class:`FillOutbox` (PostgreSQL), a fill is marked published once the bus
+  confirmed it; :meth:`ExecutionEngine.start` publishes again the fills a dead process stored but did
+  not publish, so every fill reaches the bus;
+* an order the venue does not know (it lost it) is reported with a critical alert, and ends
+  ``canceled`` (reason ``unknown_at_venue``) when it is cancelled or expires: nothing is left open
+  for ever;
+* an order for a venue or symbol the stack does not trade is rejected (``symbol_not_traded``).
 """
 
 from __future__ import annotations
@@ -28,21 +35,24 @@ import structlog
 
 from core.clock import Clock
 from core.columns import CandleColumn, Column
-from core.domain import OrderStatus, Side
+from core.domain import OrderStatus, Severity, Side
 from core.errors import TemporaryError
 from core.messages.base import Payload
+from core.messages.control import RiskAlert
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.portfolio import Portfolio
 from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
-from core.trading.stores import ExecutionStore, ForgetfulExecutionStore, OrderRecord, TradingControl
+from core.trading.stores import ExecutionStore, FillOutbox, ForgetfulExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
 from infrastructure.observability import metrics
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
 CrashHook = Callable[[str], None]
+UNKNOWN_AT_VENUE = "unknown_at_venue"
+"""Reason and alert code of an order the venue has no record of."""
 
 
 def no_crash(point: str) -> None:
@@ -63,9 +73,13 @@ class ExecutionEngine:
         crash_hook: CrashHook = no_crash,
         retention: timedelta | None = None,
         instrument: bool = True,
+        traded: tuple[str, frozenset[str]] | None = None,
     ) -> None:
         self.venue = venue
         self.store = store
+        self.outbox: FillOutbox | None = store if isinstance(store, FillOutbox) else None
+        self.traded = traded
+        """(venue, symbols) the stack trades: orders for anything else are rejected (None: no check)."""
         self.clock = clock
         self.account = account
         self.portfolio = Portfolio(initial_cash, account)
@@ -99,7 +113,7 @@ class ExecutionEngine:
         for fill in await self.store.fills(self.account):
             self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
             self.portfolio.apply_fill(
-                self._fill_key(fill.venue, fill.fill_id),
+                self._fill_key(fill.venue, fill.client_order_id, fill.fill_id),
                 fill.venue,
                 fill.symbol,
                 fill.side,
@@ -108,6 +122,8 @@ class ExecutionEngine:
                 fill.fee,
             )
         events: list[Payload] = []
+        if self.outbox is not None:
+            events += await self._unpublished()
         for rec in await self.store.open_orders():
             self.open[rec.client_order_id] = rec
         for rec in list(self.open.values()):
@@ -126,8 +142,45 @@ class ExecutionEngine:
                     rec, OrderStatus.REJECTED, "expired before it was sent" if not self.halted else "kill_switch"
                 )
             return await self._send(rec)
-        self.log.warning("order_unknown_at_venue", client_order_id=rec.client_order_id, status=rec.status.value)
-        return []
+        self.log.error("order_unknown_at_venue", client_order_id=rec.client_order_id, status=rec.status.value)
+        return [self._unknown_alert(rec, "at start")]
+
+    async def _unpublished(self) -> list[Payload]:
+        """The fills a previous process stored but did not see confirmed on the bus, with the positions
+        they changed: published again before anything is consumed (consumers dedupe by fill id)."""
+        assert self.outbox is not None
+        fills = list(await self.outbox.unpublished_fills(self.account))
+        if not fills:
+            return []
+        self.log.warning("republishing_unpublished_fills", fills=len(fills))
+        events: list[Payload] = list(fills)
+        for venue, symbol in dict.fromkeys((f.venue, f.symbol) for f in fills):
+            events.append(self.portfolio.position(venue, symbol).to_update())
+        return events
+
+    async def published(self, fills: Sequence[Fill]) -> None:
+        """The bus confirmed these fills: the outbox (if any) forgets them."""
+        if self.outbox is not None and fills:
+            await self.outbox.mark_published(self.account, fills)
+
+    def _unknown_alert(self, rec: OrderRecord, when: str) -> RiskAlert:
+        r = rec.request
+        return RiskAlert(
+            severity=Severity.CRITICAL,
+            code=UNKNOWN_AT_VENUE,
+            message=(
+                f"order {r.client_order_id} ({r.side.value} {r.quantity} {r.symbol}, {rec.status.value} here, venue id "
+                f"{rec.venue_order_id}) is unknown at the venue {when}: its fills, if any, cannot be reconciled"
+            )[:2000],
+            venue=r.venue,
+            symbol=r.symbol,
+        )
+
+    async def _gone(self, rec: OrderRecord, when: str) -> list[Payload]:
+        """An open order the venue could not cancel because it has no record of it: nothing can trade,
+        so it ends ``canceled`` (reason ``unknown_at_venue``), with a critical alert."""
+        self.log.error("order_unknown_at_venue", client_order_id=rec.client_order_id, status=rec.status.value)
+        return [self._unknown_alert(rec, when), *await self._finish(rec, OrderStatus.CANCELED, UNKNOWN_AT_VENUE)]
 
     # --- new orders ----------------------------------------------------------------------------
     async def handle_order(self, request: OrderRequest) -> list[Payload]:
@@ -137,7 +190,9 @@ class ExecutionEngine:
         events: list[Payload] = []
         if rec is None:
             now = self.clock.now()
-            request, problem = self._reduce_only(request)
+            problem = self._untraded(request)
+            if problem is None:
+                request, problem = self._reduce_only(request)
             rec = OrderRecord(request, OrderStatus.PENDING_NEW, now, now)
             if not await self.store.insert_order(rec):
                 existing = await self.store.get_order(coid)
@@ -160,6 +215,13 @@ class ExecutionEngine:
             return events  # already sent: a redelivery never creates a second order
         self.open[coid] = rec
         return events + await self._reconcile(rec)
+
+    def _untraded(self, request: OrderRequest) -> str | None:
+        traded = self.traded
+        if traded is None or (request.venue == traded[0] and request.symbol in traded[1]):
+            return None
+        self.log.warning("order_for_untraded_symbol", venue=request.venue, symbol=request.symbol)
+        return "symbol_not_traded"
 
     def _reduce_only(self, request: OrderRequest) -> tuple[OrderRequest, str | None]:
         """Hold an exit to what execution's own position allows (execution's book is authoritative).
@@ -199,6 +261,7 @@ class ExecutionEngine:
         started = time.perf_counter()
         try:
             found = await self.venue.submit(request)
+            self.crash("after_submit")
         except VenueTimeout:
             found = await self.venue.lookup(request.client_order_id, request.symbol)
             if found is None:
@@ -232,6 +295,8 @@ class ExecutionEngine:
                 cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
                 if cancelled is not None:
                     events += await self._sync(rec, cancelled)
+                else:
+                    events += await self._gone(rec, "at its expiry")
         return events
 
     def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
@@ -292,9 +357,14 @@ class ExecutionEngine:
         request = rec.request
         events: list[Payload] = []
         venue_fills = vo.fills or self._derived_fills(rec, vo)
-        new_fills = [f for f in venue_fills if not self.portfolio.has_fill(self._fill_key(request.venue, f.fill_id))]
+        coid = request.client_order_id
+        new_fills = [
+            f for f in venue_fills if not self.portfolio.has_fill(self._fill_key(request.venue, coid, f.fill_id))
+        ]
         if new_fills:
             self.crash("before_fill_store")
+            if vo.status is OrderStatus.PARTIALLY_FILLED:
+                self.crash("before_partial_fill_store")
         for vf in new_fills:
             fill = Fill(
                 fill_id=vf.fill_id,
@@ -311,17 +381,22 @@ class ExecutionEngine:
                 liquidity="maker" if vf.liquidity == "maker" else "taker",
                 ts=vf.ts,
             )
-            key = self._fill_key(fill.venue, fill.fill_id)
+            key = self._fill_key(fill.venue, coid, fill.fill_id)
             position = self.portfolio.preview_fill(
                 fill.venue, fill.symbol, fill.side, fill.quantity, fill.price, fill.fee
             )
-            await self.store.record_fill(fill, position, self.account)
+            stored = await self.store.record_fill(fill, position, self.account)
             self.portfolio.commit(key, fill.side, fill.quantity, fill.price, fill.fee, position)
             self._count(fill.client_order_id, fill.quantity, fill.price, fill.fee)
             if self._expiry is not None:
                 self._fills_of.setdefault(fill.client_order_id, []).append((fill.venue, fill.fill_id))
+            if not stored:  # in the store already (another process?): it published it or its outbox will
+                self.log.error("fill_already_stored", fill_id=fill.fill_id, client_order_id=fill.client_order_id)
+                continue
             events += [fill, position.to_update()]
             self._fill_metrics(rec, fill)
+        if new_fills:
+            self.crash("after_fill_store")
         status = vo.status
         filled = vo.filled_quantity
         changed = status is not rec.status or filled != rec.filled_quantity or vo.venue_order_id != rec.venue_order_id
@@ -365,7 +440,7 @@ class ExecutionEngine:
                 continue
             keys = self._fills_of.pop(coid, [])
             self._per_order.pop(coid, None)
-            self.portfolio.forget_fills([self._fill_key(venue, fill_id) for venue, fill_id in keys])
+            self.portfolio.forget_fills([self._fill_key(venue, coid, fill_id) for venue, fill_id in keys])
             if self._forgetful:
                 await self.store.forget_order(coid, keys)  # type: ignore[attr-defined]
 
@@ -441,8 +516,10 @@ class ExecutionEngine:
         )
 
     @staticmethod
-    def _fill_key(venue: str, fill_id: str) -> str:
-        return f"{venue}\x1f{fill_id}"
+    def _fill_key(venue: str, client_order_id: str, fill_id: str) -> str:
+        """A fill's identity: venues number trades per symbol (Binance), so a fill id alone can repeat
+        across orders; with the client order id it cannot."""
+        return f"{venue}\x1f{client_order_id}\x1f{fill_id}"
 
     # --- control -------------------------------------------------------------------------------
     async def halt(self, command_id: UUID | None = None, reason: str = "") -> list[Payload]:
@@ -461,6 +538,8 @@ class ExecutionEngine:
             vo = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
             if vo is not None:
                 events += await self._sync(rec, vo)
+            else:
+                events += await self._gone(rec, "when trading was halted")
         for vo in await self.venue.halt():
             events += await self._apply(vo)
         return events

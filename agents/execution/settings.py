@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CrashPoint = Literal[
+    "after_persist", "after_submit", "before_fill_store", "before_partial_fill_store", "after_fill_store"
+]
+"""Where the crash-safety tests kill execution: order stored and not sent; sent and the venue's answer
+not stored; a fill at the venue not stored (any, or a partial one); a fill stored and not published."""
 
 
 class ExecutionSettings(BaseSettings):
@@ -37,6 +43,11 @@ class ExecutionSettings(BaseSettings):
         description="Quote currency the paper account may borrow: cash may go down to -credit (0 = spot, no margin).",
     )
     paper_journal: Path | None = Field(default=None, description="File keeping the paper venue's book across restarts.")
+    paper_state: Literal["auto", "postgres", "file", "memory"] = Field(
+        default="auto",
+        description="Where the paper venue keeps its book across restarts of the execution process: auto = "
+        "the file when paper_journal is set, else PostgreSQL when the store is, else memory (lost on restart).",
+    )
     store: Literal["postgres", "memory"] = "postgres"
     snapshot_interval_s: float = Field(default=60.0, gt=0)
     retention_grace_s: float | None = Field(
@@ -50,6 +61,27 @@ class ExecutionSettings(BaseSettings):
         default=False,
         description="Live only: trade on a venue that cannot report whether the API key may withdraw.",
     )
-    crash_at: Literal["after_persist", "before_fill_store"] | None = Field(
-        default=None, description="TEST HOOK: SIGKILL the process at this point (crash-safety tests only)."
+    crash_at: Annotated[list[CrashPoint], NoDecode] = Field(
+        default_factory=list,
+        description="TEST HOOK (crash-safety tests only): SIGKILL the process at these points (comma-separated).",
     )
+    crash_state: Path | None = Field(
+        default=None,
+        description="TEST HOOK: with crash_at, a file listing the points already crashed at: each point kills "
+        "one process only, so a supervised agent goes through every point, one restart each.",
+    )
+
+    @field_validator("crash_at", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def resolved_paper_state(self) -> Literal["postgres", "file", "memory"]:
+        """Where the paper venue's book lives (see ``paper_state``)."""
+        if self.paper_state != "auto":
+            return self.paper_state
+        if self.paper_journal is not None:
+            return "file"
+        return "postgres" if self.store == "postgres" else "memory"

@@ -7,6 +7,18 @@ Review queue: every :class:`ReviewRequest` the strategy agent publishes is store
 the API token approves or rejects a pending review before it expires; the verdict is recorded
 atomically, then published as a :class:`ReviewDecision` (only the orchestrator may publish
 ``review.decision.*``) for the strategy agent, which turns an approval into the trade intent.
+
+It holds the intended trading state (ACTIVE / PAUSED / HALTED) durably (:mod:`agents.orchestrator.intent`:
+saved before the command is published, restored at start) and reconciles the agents with it. What
+an agent does is what it last reported: its acknowledgements (a HALT acknowledged means halted) and,
+once they are older than the settle time, its heartbeats. An agent of a kind the intent concerns
+that disagrees (un-halted while the swarm is halted, un-paused while it is paused) is commanded
+again, at most once per heartbeat interval, and alerted on: a critical ``trading_state_mismatch`` for
+a running agent that changed (confirmed by two heartbeats in a row, or at once when it acknowledged
+a command this orchestrator did not issue), a warning for a process that (re)started. The reverse
+(an agent halted while trading is active) is reported, never resumed automatically. ``/health``
+shows what the agents do (``trading``: active, paused, halted or mixed), the intent
+(``trading_intended``) and who disagrees.
 """
 
 from __future__ import annotations
@@ -15,15 +27,17 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.orchestrator.commands import CommandBook, CommandState, TradingMode, progress
+from agents.orchestrator.intent import InMemoryIntentStore, IntentStore, TradingIntent
 from agents.orchestrator.market import LatestSnapshots
 from agents.orchestrator.partitions import PartitionPlanner
-from agents.orchestrator.registry import AgentRegistry, AgentState, Transition, system_status
+from agents.orchestrator.registry import AgentRecord, AgentRegistry, AgentState, Transition, system_status
 from agents.orchestrator.settings import OrchestratorSettings
 from agents.orchestrator.views import agent_view, command_view, review_view, snapshot_view
 from core import routing
@@ -50,6 +64,25 @@ from infrastructure.observability import metrics
 AGENT_DOWN_CODE = "agent_down"
 AGENT_RECOVERED_CODE = "agent_recovered"
 AGENT_RESTARTED_CODE = "agent_restarted"
+STATE_MISMATCH_CODE = "trading_state_mismatch"
+_MODE_COMMANDS = (CommandKind.HALT, CommandKind.PAUSE, CommandKind.RESUME)
+_MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
+    TradingMode.ACTIVE: "active",
+    TradingMode.PAUSED: "paused",
+    TradingMode.HALTED: "halted",
+}
+
+_REQUIRED_STATE = {TradingMode.HALTED: CommandKind.HALT, TradingMode.PAUSED: CommandKind.PAUSE}
+"""The command that brings an agent into each non-active intended mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reported:
+    """What an agent's latest acknowledgement says it does, and when it arrived."""
+
+    halted: bool
+    paused: bool
+    at: datetime
 
 
 class Service(Protocol):
@@ -75,6 +108,7 @@ class OrchestratorAgent(Agent):
         settings: OrchestratorSettings | None = None,
         services: Sequence[Service] = (),
         reviews: queue.ReviewStore | None = None,
+        intent_store: IntentStore | None = None,
     ) -> None:
         super().__init__(ctx)
         self.reviews_store: queue.ReviewStore = reviews or queue.InMemoryReviewStore()
@@ -100,6 +134,15 @@ class OrchestratorAgent(Agent):
         self._assigned_at: dict[str, datetime] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._started_services: list[Service] = []
+        self.intent_store: IntentStore = intent_store if intent_store is not None else InMemoryIntentStore()
+        self.intent: TradingIntent | None = None
+        """The intended trading state as last saved (None: never set; then adopted from heartbeats)."""
+        self._reported: dict[str, _Reported] = {}
+        self._mismatch: dict[str, int] = {}
+        """Agents disagreeing with the intent: consecutive heartbeats that said so."""
+        self._alerted: set[str] = set()
+        self._recommanded_at: dict[str, datetime] = {}
+        self._last_issued_at: datetime | None = None
 
     @property
     def timeout(self) -> timedelta:
@@ -119,8 +162,18 @@ class OrchestratorAgent(Agent):
 
     # ------------------------------------------------------------------------------ lifecycle
 
+    @property
+    def settle(self) -> timedelta:
+        """How long after a command (or an acknowledgement) heartbeats may still predate it."""
+        seconds = self.settings.settle_s or 2 * self.ctx.settings.heartbeat_interval_s
+        return timedelta(seconds=seconds)
+
     async def on_start(self) -> None:
-        """Start the services (API server) and the periodic DOWN check."""
+        """Restore the intended trading state, start the services (API server) and the DOWN check."""
+        self.intent = await self.intent_store.load()
+        if self.intent is not None:
+            self.book.mode = self.intent.mode
+            self.log.info("intended trading state restored", trading=self.intent.mode.value)
         for service in self.services:
             await service.start()
             self._started_services.append(service)
@@ -199,40 +252,89 @@ class OrchestratorAgent(Agent):
         """
         now = self.ctx.clock.now()
         transition = self.registry.observe(heartbeat, now, now, self.timeout)
+        if transition is not None:
+            await self._announce(transition)
+            self._export_gauges()
+            if transition.previous is None and not self.book.recent(1) and self.intent is None:
+                self.book.adopt(heartbeat.halted, heartbeat.paused)
+        fresh = transition is not None and (
+            transition.previous is None or transition.restarted or transition.previous is AgentState.DOWN
+        )
+        if fresh:  # a new process: what the previous one acknowledged says nothing about it
+            self._reported.pop(heartbeat.agent_id, None)
+        await self._reconcile(heartbeat.agent_id, fresh=fresh)
         if transition is None:
             return
-        await self._announce(transition)
-        self._export_gauges()
-        if transition.previous is None and not self.book.recent(1):
-            self.book.adopt(heartbeat.halted, heartbeat.paused)
-        if transition.previous is None or transition.restarted or transition.previous is AgentState.DOWN:
-            await self._reassert(heartbeat)
+        if fresh:
             await self._resend_pending(heartbeat)
         await self.assign_partitions(heartbeat.agent_kind)
 
-    async def _reassert(self, heartbeat: Heartbeat) -> None:
-        """Halt (pause) again an agent that (re)appears while the swarm is halted (paused).
+    # ------------------------------------------------------------------------------ reconciliation
 
-        Agents keep HALT in memory: a restarted process starts trading again unless told. The command
-        goes to its kind (instances already halted just acknowledge again).
-        """
+    def reported(self, record: AgentRecord) -> tuple[bool, bool]:
+        """``(halted, paused)`` of an agent as it last reported: its acknowledgement while recent
+        (heartbeats sent before it may still arrive), its heartbeats afterwards."""
+        ack = self._reported.get(record.agent_id)
+        if ack is not None and self.ctx.clock.now() - ack.at <= self.settle:
+            return ack.halted, ack.paused
+        return record.halted, record.paused
+
+    def disagrees(self, record: AgentRecord) -> bool:
+        """Whether a live agent's reported state differs from the intended trading state (only the
+        kinds that must obey the intent's command count)."""
+        if record.state is AgentState.DOWN:
+            return False
         mode = self.book.mode
-        kind = {TradingMode.HALTED: CommandKind.HALT, TradingMode.PAUSED: CommandKind.PAUSE}.get(mode)
-        if kind is None or heartbeat.agent_kind not in self.book.required_kinds(kind):
-            return
-        if heartbeat.halted and kind is CommandKind.HALT:
-            return
-        if heartbeat.paused and kind is CommandKind.PAUSE:
-            return
-        try:
-            await self.issue(
-                kind.value,
-                target=heartbeat.agent_kind,
-                reason=f"re-asserted: {heartbeat.agent_id} started while trading is {mode.value}",
-                issued_by="orchestrator",
+        halted, paused = self.reported(record)
+        if mode is TradingMode.ACTIVE:
+            return (record.kind in self.book.required_kinds(CommandKind.HALT) and halted) or (
+                record.kind in self.book.required_kinds(CommandKind.PAUSE) and paused
             )
+        kind = _REQUIRED_STATE[mode]
+        if record.kind not in self.book.required_kinds(kind):
+            return False
+        return not halted if kind is CommandKind.HALT else not (paused or halted)
+
+    async def _reconcile(self, agent_id: str, *, fresh: bool = False, now_: bool = False) -> None:
+        """Command again (and alert on) an agent that disagrees with the intended trading state.
+
+        ``fresh``: a process that (re)started, commanded at once (a warning); ``now_``: the agent
+        acknowledged a command that contradicts the intent, commanded at once (critical). Otherwise
+        the disagreement must show in two heartbeats in a row, after the settle time of the latest
+        command, before the agent is commanded again (critical)."""
+        record = self.registry.get(agent_id)
+        if record is None or not self.disagrees(record):
+            self._mismatch.pop(agent_id, None)
+            self._alerted.discard(agent_id)
+            return
+        mode = self.book.mode
+        now = self.ctx.clock.now()
+        if not (fresh or now_):
+            if self._last_issued_at is not None and now - self._last_issued_at <= self.settle:
+                return
+            streak = self._mismatch[agent_id] = self._mismatch.get(agent_id, 0) + 1
+            if streak < 2:
+                return
+        halted, paused = self.reported(record)
+        doing = "halted" if halted else "paused" if paused else "active"
+        detail = f"{agent_id} ({record.kind}) is {doing} while trading is intended {mode.value}"
+        if agent_id not in self._alerted:
+            self._alerted.add(agent_id)
+            severity = Severity.WARNING if fresh or mode is TradingMode.ACTIVE else Severity.CRITICAL
+            (self.log.warning if severity is Severity.WARNING else self.log.error)("agent disagrees", detail=detail)
+            await self._publish_quietly(RiskAlert(severity=severity, code=STATE_MISMATCH_CODE, message=detail))
+        kind = _REQUIRED_STATE.get(mode)
+        if kind is None:
+            return  # an agent halted while trading is active is reported, never resumed automatically
+        last = self._recommanded_at.get(agent_id)
+        interval = timedelta(seconds=self.ctx.settings.heartbeat_interval_s)
+        if last is not None and now - last < interval:
+            return
+        self._recommanded_at[agent_id] = now
+        try:
+            await self.issue(kind.value, target=record.kind, reason=f"re-asserted: {detail}", issued_by="orchestrator")
         except CommandRefused as exc:
-            self.log.error("could not re-assert the trading mode", agent_id=heartbeat.agent_id, error=str(exc))
+            self.log.error("could not re-assert the trading mode", agent_id=agent_id, error=str(exc))
 
     async def _resend_pending(self, heartbeat: Heartbeat) -> None:
         """Send a pending FLATTEN again to the kind of an agent that (re)appears without having
@@ -261,10 +363,19 @@ class OrchestratorAgent(Agent):
             )  # fmt: skip
 
     async def on_ack(self, ack: CommandAck, envelope: Envelope) -> None:
-        """Record an acknowledgement."""
-        record = self.book.acknowledge(ack, self.ctx.clock.now())
+        """Record an acknowledgement (and what it says the agent now does); an agent that obeyed a
+        command this orchestrator did not issue and that contradicts the intent is commanded again."""
+        now = self.ctx.clock.now()
+        self._note_reported(ack, now)
+        record = self.book.acknowledge(ack, now)
         if record is None:
-            self.log.info("ack for an unknown command", command_id=str(ack.command_id), agent_id=ack.agent_id)
+            self.log.warning(
+                "ack for a command this orchestrator did not issue",
+                command=ack.kind.value,
+                command_id=str(ack.command_id),
+                agent_id=ack.agent_id,
+            )
+            await self._reconcile(ack.agent_id, now_=True)
             return
         view = command_view(record, self.registry.records())
         self.log.info(
@@ -275,6 +386,21 @@ class OrchestratorAgent(Agent):
             state=view.state,
             awaiting=view.awaiting,
         )
+
+    def _note_reported(self, ack: CommandAck, now: datetime) -> None:
+        if not ack.ok:
+            return
+        current = self.registry.get(ack.agent_id)
+        halted, paused = self.reported(current) if current is not None else (False, False)
+        if ack.kind is CommandKind.HALT:
+            halted = True
+        elif ack.kind is CommandKind.PAUSE:
+            paused = True
+        elif ack.kind is CommandKind.RESUME:
+            halted = paused = False
+        else:
+            return
+        self._reported[ack.agent_id] = _Reported(halted, paused, now)
 
     async def on_snapshot(self, snapshot: IndicatorSnapshot, envelope: Envelope) -> None:
         """Keep the latest snapshots for ``/market``."""
@@ -352,13 +478,35 @@ class OrchestratorAgent(Agent):
 
     # ------------------------------------------------------------------------------ ControlPlane
 
+    def trading(self) -> Literal["active", "paused", "halted", "mixed"]:
+        """What the agents that obey HALT and PAUSE actually do: ``halted`` (all of them), ``paused``
+        (every agent of the PAUSE kinds paused or halted), ``active`` (none halted nor paused) or
+        ``mixed`` (some are, some are not; also while a HALT is intended and not every agent is
+        halted); the intent when no such agent is alive."""
+        live = [r for r in self.registry.records() if r.state is not AgentState.DOWN]
+        halt_kinds = self.book.required_kinds(CommandKind.HALT)
+        pause_kinds = self.book.required_kinds(CommandKind.PAUSE)
+        halted = [self.reported(r)[0] for r in live if r.kind in halt_kinds]
+        paused = [any(self.reported(r)) for r in live if r.kind in pause_kinds]
+        if not halted and not paused:
+            return _MODE_NAMES[self.book.mode]
+        if halted and all(halted):
+            return "halted"
+        if any(halted) and self.book.mode is TradingMode.HALTED:
+            return "mixed"  # a HALT not in force everywhere (even if entries happen to be stopped)
+        if paused and all(paused):
+            return "paused"  # no new entries (an agent that halts on PAUSE, like compliance, is no less)
+        return "mixed" if any(halted) or any(paused) else "active"
+
     def health(self) -> HealthView:
-        """The swarm's status and the trading mode."""
+        """The swarm's status, what the agents do (``trading``) and what was intended."""
         records = self.registry.records()
         halt = self.book.last(CommandKind.HALT, target="all")
         return HealthView(
             status=system_status(records).value,
-            trading=self.book.mode.value,
+            trading=self.trading(),
+            trading_intended=self.book.mode.value,
+            disagreeing=[r.agent_id for r in records if self.disagrees(r)],
             mode=self.ctx.settings.mode.value,
             now=self.ctx.clock.now(),
             agents_up=sum(1 for r in records if r.state is AgentState.UP),
@@ -404,12 +552,22 @@ class OrchestratorAgent(Agent):
         except ValueError:
             raise CommandRefused(f"unknown command {kind!r}") from None
         command = Command(command_id=uuid.uuid4(), kind=command_kind, target=target, reason=reason, issued_by=issued_by)
-        previous_mode = self.book.mode
-        record = self.book.issue(command, self.ctx.clock.now())
+        previous_mode, previous_intent = self.book.mode, self.intent
+        now = self.ctx.clock.now()
+        record = self.book.issue(command, now)
+        if self.book.mode is not previous_mode or (target == "all" and command_kind in _MODE_COMMANDS):
+            # the intent is saved before anyone is told: an orchestrator restarted right after the
+            # publish still knows trading is halted
+            self.intent = TradingIntent(self.book.mode, now, command.command_id, reason, issued_by)
+            await self.intent_store.save(self.intent)
+        self._last_issued_at = now
         try:
             await self.publish(command)
         except UnroutableMessage:
             self.book.retract(command.command_id, previous_mode)
+            if self.intent is not previous_intent:
+                self.intent = previous_intent or TradingIntent(previous_mode, now, None, "retracted", issued_by)
+                await self.intent_store.save(self.intent)
             raise CommandRefused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
         self.log.warning("command issued", command=kind, target=target, reason=reason, issued_by=issued_by)
         if self.ctx.instrument:

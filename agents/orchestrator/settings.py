@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,17 @@ class OrchestratorSettings(BaseSettings):
         le=600,
         description="How often partition assignments are republished (late joiners); they stay valid for "
         "three intervals, after which replicas consume every partition.",
+    )
+    settle_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=600,
+        description="How long after a command heartbeats may still predate it (they are not held against the "
+        "agent); default: two heartbeat intervals.",
+    )
+    state_store: Literal["postgres", "memory"] = Field(
+        default="postgres",
+        description="Where the intended trading state (active/paused/halted) survives an orchestrator restart.",
     )
     latest_snapshots: int = Field(default=200, ge=1, le=10_000, description="Indicator snapshots kept per series.")
     commands_kept: int = Field(default=200, ge=1, le=10_000, description="Commands remembered for the API.")

@@ -8,12 +8,15 @@ from typing import cast
 
 from agents.base import Agent, AgentContext
 from agents.orchestrator.agent import OrchestratorAgent
+from agents.orchestrator.commands import TradingMode
+from agents.orchestrator.intent import IntentStore, TradingIntent
 from agents.orchestrator.settings import OrchestratorSettings
 from infrastructure.api.app import create_app
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.queries import PostgresReadModel
 from infrastructure.api.server import ApiServer
+from infrastructure.database.timescale.control_store import PostgresIntentStore
 from infrastructure.database.timescale.migrate import apply_migrations
 from infrastructure.database.timescale.pool import Database
 from infrastructure.database.timescale.reviews import PostgresReviewStore
@@ -69,18 +72,52 @@ def load_backtest_runner(spec: str, data_dir: Path) -> BacktestRunner | None:
     return cast(BacktestRunner, factory(data_dir))
 
 
+class PostgresIntents:
+    """The orchestrator's :class:`~agents.orchestrator.intent.IntentStore` on PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.rows = PostgresIntentStore(db)
+
+    async def load(self) -> TradingIntent | None:
+        """See the port."""
+        row = await self.rows.load()
+        if row is None:
+            return None
+        return TradingIntent(
+            TradingMode(row["mode"]), row["changed_at"], row["command_id"], row["reason"], row["issued_by"]
+        )
+
+    async def save(self, intent: TradingIntent) -> None:
+        """See the port."""
+        await self.rows.save(intent.mode.value, intent.changed_at, intent.command_id, intent.reason, intent.issued_by)
+
+
 async def build(ctx: AgentContext) -> Agent:
     """The orchestrator agent; with ``TRADESWARM_ORCHESTRATOR_API_ENABLED`` it serves the API and keeps
-    the review queue in PostgreSQL (without the API, in memory: nobody could decide a review anyway)."""
+    the review queue in PostgreSQL (without the API, in memory: nobody could decide a review anyway).
+
+    With ``state_store=postgres`` (the default) the intended trading state is kept in PostgreSQL
+    (migrations applied first), so a HALT outlives the orchestrator process."""
     settings = OrchestratorSettings()
+    db: Database | None = None
+    intents: IntentStore | None = None
+    if settings.state_store == "postgres" or settings.api_enabled:
+        db = Database(ctx.settings.postgres_dsn.get_secret_value(), min_size=1, max_size=4)
+    if settings.state_store == "postgres":
+        assert db is not None
+        await db.connect()
+        await apply_migrations(db)
+        intents = PostgresIntents(db)
+    reviews = PostgresReviewStore(db) if settings.api_enabled and db is not None else None
+    agent = OrchestratorAgent(ctx, settings, reviews=reviews, intent_store=intents)
+    if db is not None:
+        agent.services.append(DatabaseService(db))  # closed with the agent (connect is idempotent)
     if not settings.api_enabled:
-        return OrchestratorAgent(ctx, settings)
-    db = Database(ctx.settings.postgres_dsn.get_secret_value(), min_size=1, max_size=4)
-    agent = OrchestratorAgent(ctx, settings, reviews=PostgresReviewStore(db))
+        return agent
+    assert db is not None
     runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
     jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
     app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token)
-    agent.services.append(DatabaseService(db))
     if jobs is not None:
         agent.services.append(JobsService(jobs))
     agent.services.append(ApiServer(app, settings.api_host, settings.api_port))

@@ -25,6 +25,7 @@ from uuid import UUID
 from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.risk import quiet
 from agents.risk.engine import RiskEngine
+from agents.risk.ledger import IntentLedger
 from agents.risk.settings import RiskSettings
 from core.columns import Column
 from core.domain import CommandKind, DecisionVerdict, TradingState
@@ -42,6 +43,7 @@ from core.messages import (
     TradeIntent,
 )
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES
+from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore
 from core.wake import WakeOn
 from infrastructure.observability import metrics
@@ -77,12 +79,20 @@ class RiskAgent(Agent):
     kind = "risk"
 
     def __init__(
-        self, ctx: AgentContext, settings: RiskSettings | None = None, history: ExecutionStore | None = None
+        self,
+        ctx: AgentContext,
+        settings: RiskSettings | None = None,
+        history: ExecutionStore | None = None,
+        ledger: IntentLedger | None = None,
     ) -> None:
         super().__init__(ctx)
         self.risk_settings = settings or RiskSettings()
         self.engine = RiskEngine(self.risk_settings)
         self.history = history
+        self.ledger = (
+            ledger if ledger is not None else IntentLedger(grace=grace_of(self.risk_settings.retention_grace_s))
+        )
+        """The first decision of every intent: a duplicate intent is decided once."""
         self.flattening: Flattening | None = None
         self.incarnation = uuid7()
         """This process's part of its closing intents' ids: a FLATTEN the orchestrator sends again to a
@@ -146,7 +156,17 @@ class RiskAgent(Agent):
             await resource.close()
 
     async def on_intent(self, intent: TradeIntent, envelope: Envelope) -> None:
-        """Decide and publish the decision (a rejection when deciding fails)."""
+        """Decide and publish the decision (a rejection when deciding fails), once per intent id
+        (:mod:`agents.risk.ledger`: a duplicate is counted and dropped, a redelivery of the decided
+        message publishes the same decision again)."""
+        first = await self.ledger.first(intent.intent_id)
+        if first is not None:
+            message_id, decided = first
+            if message_id == envelope.message_id:
+                await self.publish(decided, cause=envelope)
+            else:
+                self._duplicate(intent, decided)
+            return
         now = self.ctx.clock.now()
         alerts: Sequence[RiskAlert] = ()
         try:
@@ -155,6 +175,9 @@ class RiskAgent(Agent):
         except Exception as exc:
             self.log.exception("risk could not decide: rejecting")
             decision = self.engine._reject(intent, "risk_error", str(exc)[:500])
+        if not await self.ledger.record(envelope.message_id, decision, intent.expires_at, now):
+            self._duplicate(intent, decision)  # another risk process decided it first
+            return
         await self.publish(decision, cause=envelope)
         await self._publish_alerts(alerts, envelope)
         if self.ctx.instrument:
@@ -162,6 +185,16 @@ class RiskAgent(Agent):
                 decision.verdict, "rejected"
             )
             metrics.RISK_DECISIONS.labels(outcome, decision.reason).inc()
+
+    def _duplicate(self, intent: TradeIntent, decided: RiskDecision) -> None:
+        self.log.warning(
+            "duplicate intent: decided once already",
+            intent_id=str(intent.intent_id),
+            symbol=intent.symbol,
+            first_decision=decided.verdict.value,
+        )
+        if self.ctx.instrument:
+            metrics.RISK_DUPLICATE_INTENTS.inc()
 
     async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
         """Mark to market; publish any alert raised."""
@@ -345,9 +378,13 @@ class RiskAgent(Agent):
 async def build(ctx: AgentContext) -> Agent:
     """The risk agent from the environment (fills history from PostgreSQL to rebuild the portfolio)."""
     from infrastructure.database.timescale import Database, PostgresExecutionStore, apply_migrations
+    from infrastructure.database.timescale.control_store import PostgresRiskLedger
 
     settings = RiskSettings()
     db = Database(ctx.settings.postgres_dsn.get_secret_value())
     await db.connect()
     await apply_migrations(db)
-    return RiskAgent(ctx, settings, history=PostgresExecutionStore(db, settings.account))
+    ledger = IntentLedger(PostgresRiskLedger(db), grace=grace_of(settings.retention_grace_s))
+    agent = RiskAgent(ctx, settings, history=PostgresExecutionStore(db, settings.account), ledger=ledger)
+    agent.resources.append(db)
+    return agent

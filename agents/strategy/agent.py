@@ -334,7 +334,10 @@ class StrategyAgent(Agent):
 
     async def on_review(self, verdict: ReviewDecision, envelope: Envelope) -> None:
         """A person's verdict on a review: an approval still valid and feasible becomes the intent
-        (the normal path); the outcome is published as a ConsensusDecision either way."""
+        (the normal path); the outcome is published as a ConsensusDecision either way. Only a verdict
+        the broker saw come from the orchestrator's user counts: any other is dead-lettered and alerted
+        on (a forged approval must not make a trade)."""
+        await self.require_control_sender(envelope)
         request = verdict.request
         now = self.ctx.clock.now()
         position = self.position(request.venue, request.symbol)

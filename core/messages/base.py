@@ -45,17 +45,25 @@ PAYLOAD_CONFIG = ConfigDict(
 UtcDatetime = AwareDatetime
 """A timezone-aware datetime (naive datetimes are rejected)."""
 
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-"""A strictly positive price."""
+MAX_MAGNITUDE = Decimal("1e18")
+"""The largest absolute value of any price, quantity or amount in a message. Real values stay far
+below it (a memecoin's whole supply is ~1e15 units); it refuses absurd numbers (``1e308``, a 40-digit
+integer) before they reach arithmetic, a database ``numeric`` column or a venue."""
 
-Quantity = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-"""A strictly positive quantity."""
+MIN_POSITIVE = Decimal("1e-18")
+"""The smallest strictly positive price or quantity (18 decimals: the finest unit of any token)."""
 
-NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-"""A decimal that may be zero but not negative (volume, fees, filled quantity)."""
+Price = Annotated[Decimal, Field(ge=MIN_POSITIVE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+"""A strictly positive price, within [``MIN_POSITIVE``, ``MAX_MAGNITUDE``]."""
 
-SignedDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
-"""Any finite decimal (PnL, signed position)."""
+Quantity = Annotated[Decimal, Field(ge=MIN_POSITIVE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+"""A strictly positive quantity, within [``MIN_POSITIVE``, ``MAX_MAGNITUDE``]."""
+
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+"""A decimal that may be zero but not negative (volume, fees, filled quantity), at most ``MAX_MAGNITUDE``."""
+
+SignedDecimal = Annotated[Decimal, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+"""Any finite decimal (PnL, signed position) within ±``MAX_MAGNITUDE``."""
 
 Score = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 """A vote score in 0..100."""

@@ -132,6 +132,24 @@ class ForgetfulExecutionStore(Protocol):
 
 
 @runtime_checkable
+class FillOutbox(Protocol):
+    """A durable :class:`ExecutionStore` that remembers which stored fills the bus confirmed.
+
+    A fill is stored (with its position) before it is published; a process killed in between
+    leaves it unpublished, and the next process publishes it before consuming anything. In-memory
+    stores need no outbox: nothing survives their process.
+    """
+
+    async def unpublished_fills(self, account: str) -> Sequence[Fill]:
+        """Fills stored but not yet marked published, oldest first."""
+        ...
+
+    async def mark_published(self, account: str, fills: Sequence[Fill]) -> None:
+        """Mark these fills published (the bus confirmed them)."""
+        ...
+
+
+@runtime_checkable
 class AuditStore(Protocol):
     """The append-only audit log."""
 
@@ -177,7 +195,8 @@ class InMemoryExecutionStore:
     :class:`ForgetfulExecutionStore`: execution with a retention grace prunes it."""
 
     orders: dict[str, OrderRecord] = field(default_factory=dict)
-    fill_log: dict[tuple[str, str], tuple[str, Fill]] = field(default_factory=dict)
+    fill_log: dict[tuple[str, str, str], tuple[str, Fill]] = field(default_factory=dict)
+    """``(venue, client order id, fill id)`` -> ``(account, fill)``."""
     position_rows: dict[tuple[str, str, str], Position] = field(default_factory=dict)
     snapshots: list[PortfolioSnapshot] = field(default_factory=list)
     keep_snapshots: int = 1000
@@ -204,11 +223,11 @@ class InMemoryExecutionStore:
 
     async def record_fill(self, fill: Fill, position: Position, account: str) -> bool:
         """See :class:`ExecutionStore`."""
-        key = (fill.venue, fill.fill_id)
+        key = (fill.venue, fill.client_order_id, fill.fill_id)
         new = key not in self.fill_log
-        if new:
+        if new:  # a fill already stored leaves the position as that fill made it
             self.fill_log[key] = (account, fill)
-        self.position_rows[(account, position.venue, position.symbol)] = position
+            self.position_rows[(account, position.venue, position.symbol)] = position
         return new
 
     async def fills(self, account: str) -> Sequence[Fill]:
@@ -228,8 +247,8 @@ class InMemoryExecutionStore:
     async def forget_order(self, client_order_id: str, fill_keys: Sequence[tuple[str, str]]) -> None:
         """See :class:`ForgetfulExecutionStore`."""
         self.orders.pop(client_order_id, None)
-        for key in fill_keys:
-            self.fill_log.pop(key, None)
+        for venue, fill_id in fill_keys:
+            self.fill_log.pop((venue, client_order_id, fill_id), None)
 
     async def load_control(self, account: str) -> TradingControl | None:
         """See :class:`ExecutionStore`."""

@@ -87,7 +87,17 @@ class HealthView(ApiModel):
     """The swarm at a glance."""
 
     status: Literal["ok", "degraded", "down", "empty"]
-    trading: Literal["active", "paused", "halted"]
+    trading: Literal["active", "paused", "halted", "mixed"] = Field(
+        description="What the agents that obey HALT and PAUSE report doing (their acknowledgements and heartbeats); "
+        "mixed: some do, some do not."
+    )
+    trading_intended: Literal["active", "paused", "halted"] = Field(
+        description="What the operator last asked for (kept durably by the orchestrator)."
+    )
+    disagreeing: list[str] = Field(
+        default_factory=list,
+        description="Ids of live agents whose reported state differs from the intended one (commanded again).",
+    )
     mode: str
     now: datetime
     agents_up: int

@@ -121,6 +121,7 @@ def build_definitions(
     vhosts: Iterable[str] = tuple(VHOSTS),
     delivery_limit: int = routing.DEFAULT_DELIVERY_LIMIT,
     user_prefix: str = "",
+    max_queue_length: int = routing.DEFAULT_MAX_QUEUE_LENGTH,
 ) -> dict[str, Any]:
     """The definitions document for ``agents`` on ``vhosts`` (stable order, for a drift check)."""
     doc: dict[str, Any] = {
@@ -166,7 +167,9 @@ def build_definitions(
             for spec in agent.queues:
                 dlq = routing.dead_letter_queue(spec.name)
                 doc["queues"].append(_queue(dlq, vhost, topology.dead_letter_queue_arguments()))
-                doc["queues"].append(_queue(spec.name, vhost, topology.queue_arguments(spec, delivery_limit)))
+                doc["queues"].append(
+                    _queue(spec.name, vhost, topology.queue_arguments(spec, delivery_limit, max_queue_length))
+                )
                 doc["bindings"].append(_binding(routing.DEAD_LETTER_EXCHANGE, vhost, dlq, spec.name))
                 doc["bindings"] += [_binding(routing.EXCHANGE, vhost, spec.name, p) for p in spec.patterns]
     return doc

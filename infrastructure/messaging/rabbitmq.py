@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,13 +143,15 @@ class RabbitMQBus:
         agent_kind: str | None = None,
         codec: JsonCodec | None = None,
         delivery_limit: int = routing.DEFAULT_DELIVERY_LIMIT,
+        max_queue_length: int = routing.DEFAULT_MAX_QUEUE_LENGTH,
+        max_clock_skew_s: float | None = None,
         publish_timeout_s: float = 30.0,
         startup_timeout_s: float = 30.0,
         reconnect_interval_s: float = 1.0,
         shutdown_grace_s: float = 20.0,
     ) -> None:
-        if delivery_limit < 1:
-            raise ValueError("delivery_limit must be >= 1")
+        if delivery_limit < 1 or max_queue_length < 1:
+            raise ValueError("delivery_limit and max_queue_length must be >= 1")
         if publish_timeout_s <= 0 or startup_timeout_s <= 0 or shutdown_grace_s <= 0:
             raise ValueError("timeouts must be positive")
         self._url = url.get_secret_value() if isinstance(url, SecretStr) else url
@@ -156,6 +159,8 @@ class RabbitMQBus:
         self._agent_label = agent_kind or connection_name
         self._codec = codec or JsonCodec()
         self._delivery_limit = delivery_limit
+        self._max_queue_length = max_queue_length
+        self._max_skew = max_clock_skew_s or None
         self._publish_timeout = publish_timeout_s
         self._startup_timeout = startup_timeout_s
         self._reconnect_interval = reconnect_interval_s
@@ -174,6 +179,7 @@ class RabbitMQBus:
         self._closing = False
         self._closed = False
         self._reconnects = 0
+        self._was_blocked = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, agent_id: str, agent_kind: str) -> RabbitMQBus:
@@ -184,6 +190,8 @@ class RabbitMQBus:
             agent_kind=agent_kind,
             codec=JsonCodec(max_message_bytes=settings.max_message_bytes),
             delivery_limit=settings.rabbitmq_delivery_limit,
+            max_queue_length=settings.rabbitmq_max_queue_length,
+            max_clock_skew_s=settings.max_clock_skew_s,
             shutdown_grace_s=settings.shutdown_grace_s,
         )
 
@@ -194,6 +202,22 @@ class RabbitMQBus:
         """True while the connection is up (for ``/readyz``)."""
         conn = self._connection
         return conn is not None and not self._closed and not conn.is_closed and conn.connected.is_set()
+
+    @property
+    def blocked(self) -> bool:
+        """True while the broker blocks this connection's publishing (``connection.blocked``: a memory
+        or disk alarm). Every publish then waits, so the agent is not ready (``/readyz``)."""
+        conn = self._connection
+        if conn is None or self._closed:
+            return False
+        event = _unblocked_event(conn)
+        blocked = event is not None and not event.is_set() and self.connected
+        if blocked != self._was_blocked:  # reported on the first probe that sees the change
+            self._was_blocked = blocked
+            metrics.BUS_BLOCKED.labels(agent=self._agent_label).set(1 if blocked else 0)
+            log = self._log.error if blocked else self._log.warning
+            log("bus_blocked" if blocked else "bus_unblocked", broker=self._where)
+        return blocked
 
     @property
     def reconnects(self) -> int:
@@ -422,7 +446,7 @@ class RabbitMQBus:
         return self._connection
 
     async def _declare(self, channel: AbstractRobustChannel, spec: QueueSpec) -> AbstractRobustQueue:
-        arguments = topology.queue_arguments(spec, self._delivery_limit)
+        arguments = topology.queue_arguments(spec, self._delivery_limit, self._max_queue_length)
         dlq_name = routing.dead_letter_queue(spec.name)
         try:
             dlq = await channel.declare_queue(dlq_name, durable=True, arguments=topology.dead_letter_queue_arguments())
@@ -516,6 +540,13 @@ class RabbitMQBus:
             envelope = self._codec.decode(message.body)
         except MessageRejected as exc:
             await self._dead_letter(sub, message, exc.reason)
+            return
+        if self._max_skew is not None and (ahead := envelope.ts_event.timestamp() - time.time()) > self._max_skew:
+            reason = (
+                f"{envelope.type} stamped {envelope.ts_event.isoformat()} lies {ahead:.0f} s in the future of this "
+                f"host's clock (limit {self._max_skew:.0f} s): refused as implausible"
+            )
+            await self._dead_letter(sub, message, reason)
             return
         # The broker verified user_id (it must equal the publisher's connection user): expose it.
         CURRENT_DELIVERY.set(Delivery(user_id=message.user_id))
@@ -633,6 +664,18 @@ class RabbitMQBus:
             key, reason = topology.describe_dead_letter(message.headers, message.routing_key)
             letters.append(DeadLetter(queue=queue, routing_key=key, body=message.body, reason=reason))
         return letters
+
+
+def _unblocked_event(connection: AbstractRobustConnection) -> asyncio.Event | None:
+    """aiormq's "not blocked" event of the connection (set unless the broker sent ``connection.blocked``).
+
+    aio-pika exposes no blocked state; aiormq keeps it in a private attribute, read here in one place
+    (``tests/safety/test_broker_alarm.py`` fails if an upgrade moves it).
+    """
+    transport = getattr(connection, "transport", None)
+    amqp = getattr(transport, "connection", None)
+    event = getattr(amqp, "_Connection__connection_unblocked", None)
+    return event if isinstance(event, asyncio.Event) else None
 
 
 def _channel_alive(message: AbstractIncomingMessage) -> bool:

@@ -9,8 +9,9 @@ Topology (see ``docs/messaging.md``):
 * ``routing.DEAD_LETTER_EXCHANGE``: a durable direct exchange; the DLQ of queue ``q`` is bound to it
   with the routing key ``q``;
 * per subscription a durable quorum queue with ``x-dead-letter-exchange``,
-  ``x-dead-letter-routing-key`` (its own name) and an explicit ``x-delivery-limit``, and a durable
-  quorum dead-letter queue ``routing.dead_letter_queue(q)``.
+  ``x-dead-letter-routing-key`` (its own name), an explicit ``x-delivery-limit`` and a length cap
+  (``x-max-length`` with ``x-overflow: drop-head``: past the cap the oldest message is dead-lettered
+  with reason ``maxlen``), and a durable quorum dead-letter queue ``routing.dead_letter_queue(q)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from core import routing
 from core.ports import QueueSpec
 
 QUORUM = "quorum"
+
+OVERFLOW = "drop-head"
+"""What a full queue does: drop (dead-letter, as the queue has a DLX) its oldest message."""
+
+MAX_LENGTH_REASON = "maxlen"
+"""The ``x-death`` reason of a message the broker dead-lettered because its queue was full."""
 
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 """Set by quorum queues on redelivered messages: how many times the message was returned."""
@@ -36,22 +43,32 @@ RESERVED_ARGUMENTS = frozenset(
         "x-dead-letter-routing-key",
         "x-delivery-limit",
         "x-single-active-consumer",
+        "x-max-length",
+        "x-overflow",
     }
 )
 """Queue arguments the bus owns; ``QueueSpec.arguments`` may not override them."""
 
 
-def queue_arguments(spec: QueueSpec, default_delivery_limit: int) -> dict[str, Any]:
+def queue_arguments(
+    spec: QueueSpec, default_delivery_limit: int, default_max_length: int = routing.DEFAULT_MAX_QUEUE_LENGTH
+) -> dict[str, Any]:
     """The declare arguments of a subscription's quorum queue.
 
     ``x-delivery-limit`` is always explicit (RabbitMQ 3.10 has no default: without it a poison
-    message would be redelivered forever). Extra ``spec.arguments`` are merged in, but may not
+    message would be redelivered forever). ``x-max-length`` caps the queue; ``x-overflow:
+    drop-head`` then dead-letters the oldest message (quorum queues in 3.10 offer ``drop-head`` and
+    ``reject-publish``, not ``reject-publish-dlx``; ``reject-publish`` would stall every publisher
+    of a topic because one consumer is gone). Extra ``spec.arguments`` are merged in, but may not
     replace the ones the bus owns. ``spec.patterns`` may be empty (a symbol partition with no
     symbol still exists, so every partition can be consumed and counted the same way).
     """
     limit = spec.delivery_limit if spec.delivery_limit is not None else default_delivery_limit
     if limit < 1:
         raise ValueError(f"queue {spec.name}: delivery limit must be >= 1, got {limit}")
+    max_length = spec.max_length if spec.max_length is not None else default_max_length
+    if max_length < 1:
+        raise ValueError(f"queue {spec.name}: max length must be >= 1, got {max_length}")
     if spec.prefetch < 1:
         raise ValueError(f"queue {spec.name}: prefetch must be >= 1, got {spec.prefetch}")
     clash = RESERVED_ARGUMENTS.intersection(spec.arguments)
@@ -63,6 +80,8 @@ def queue_arguments(spec: QueueSpec, default_delivery_limit: int) -> dict[str, A
         "x-dead-letter-exchange": routing.DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": spec.name,
         "x-delivery-limit": limit,
+        "x-max-length": max_length,
+        "x-overflow": OVERFLOW,
     }
     if spec.single_active_consumer:
         arguments["x-single-active-consumer"] = True

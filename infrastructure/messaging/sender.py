@@ -73,6 +73,34 @@ class OrderSenderSettings(BaseSettings):
         return value
 
 
+class ControlSenderSettings(BaseSettings):
+    """Who may send control messages (commands, partition assignments): ``TRADESWARM_CONTROL_SENDERS``."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADESWARM_", extra="ignore", frozen=True)
+
+    control_senders: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["orchestrator", "orchestrator_live"],
+        description="Broker users allowed to send commands (HALT, RESUME, PAUSE, FLATTEN) and partition "
+        "assignments: the orchestrator's users.",
+    )
+
+    @field_validator("control_senders", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def trusted_control_senders(rabbitmq_url: str) -> frozenset[str]:
+    """The broker users whose commands an agent obeys: ``TRADESWARM_CONTROL_SENDERS`` (default the
+    orchestrator's users ``orchestrator``, ``orchestrator_live``) plus, as for orders, the agent's own
+    user (a development broker where every agent shares ``guest`` cannot tell senders apart)."""
+    own = urlsplit(rabbitmq_url).username
+    configured = set(ControlSenderSettings().control_senders)
+    return frozenset(configured | ({unquote(own)} if own else set()))
+
+
 def trusted_order_senders(rabbitmq_url: str) -> frozenset[str]:
     """The configured trusted senders plus the executor's own broker user.
 

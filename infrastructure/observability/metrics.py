@@ -96,6 +96,17 @@ AGENT_INFO = gauge(
 )
 HEARTBEATS_SENT = counter("tradeswarm_heartbeats_sent", "Heartbeats published.", ("agent",))
 BUS_RECONNECTS = counter("tradeswarm_bus_reconnects", "Broker reconnections after a dropped connection.", ("agent",))
+BUS_BLOCKED = gauge(
+    "tradeswarm_bus_blocked",
+    "1 while the broker blocks the agent's publishing (connection.blocked: memory or disk alarm).",
+    ("agent",),
+)
+CONTROL_REFUSED = counter(
+    "tradeswarm_control_refused",
+    "Control messages (commands, partition assignments) refused because the broker-verified sender is not "
+    "the orchestrator, by agent kind and message type.",
+    ("agent", "type"),
+)
 
 
 # --- trading / risk (dashboards) -------------------------------------------------------------
@@ -199,6 +210,10 @@ TICKSTORE_WRITE_FAILURES = counter(
 )
 
 # --- order path: risk, compliance, execution (issue 5) ----------------------------------------
+RISK_DUPLICATE_INTENTS = counter(
+    "tradeswarm_risk_duplicate_intents",
+    "[risk] Trade intents received again under an intent id already decided (not decided again).",
+)
 RISK_ALERTS = counter(
     "tradeswarm_risk_alerts", "Risk alerts raised, by severity and code (risk).", ("severity", "code")
 )

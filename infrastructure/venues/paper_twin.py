@@ -107,8 +107,8 @@ def _touch(column: CandleColumn, prot: _Protection, rows: Rows) -> NDArray[np.bo
 
 def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
     """The first row in ``[start, stop)`` on which the venue could fill or fire (``stop`` if none)."""
-    if venue.journal_path is not None or not isinstance(column, CandleColumn):
-        return start  # a journalled venue writes its state on every candle: no twin
+    if venue.book is not None or venue.journal_path is not None or not isinstance(column, CandleColumn):
+        return start  # a venue that saves its book (journal, PostgreSQL): every candle goes through it
     if stop - start == 1:
         return start if _row_wakes(venue, column, sids, start) else stop
     by_key = rows_by_key(column, sids, start, stop)

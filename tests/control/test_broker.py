@@ -66,6 +66,8 @@ def test_queues_carry_the_bus_arguments_and_no_password_is_committed() -> None:
         "x-dead-letter-exchange": routing.DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": "execution.orders",
         "x-delivery-limit": routing.DEFAULT_DELIVERY_LIMIT,
+        "x-max-length": routing.DEFAULT_MAX_QUEUE_LENGTH,
+        "x-overflow": "drop-head",
     }
     assert any(
         b["destination"] == "execution.orders" and b["routing_key"] == "order.approved.#" for b in doc["bindings"]

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -181,6 +180,14 @@ async def _count(s: Stack, sql: str, *args: object) -> int:
     return await once()
 
 
+async def _value(s: Stack, sql: str) -> Any:
+    conn = await _db(s)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
 async def _agent(s: Stack, agent_id: str) -> dict[str, Any]:
     agents = (await s.api.get("/agents")).json()
     return next((a for a in agents if a["agent_id"] == agent_id), {})
@@ -284,7 +291,9 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
     )  # fmt: skip
     guest_bus = RabbitMQBus(f"{RABBIT_BASE}/{quote(s.vhost, safe='')}", connection_name="guest-intruder")
     forged = approved_order(7)
-    envelope = Envelope.wrap(forged, source="compliance-1", clock=SimulatedClock(datetime.now(UTC)))
+    # stamped at the replay's market time (execution's clock): a later stamp is refused as implausible
+    market = await _value(s, "SELECT max(created_at) FROM orders")
+    envelope = Envelope.wrap(forged, source="compliance-1", clock=SimulatedClock(market))
     try:
         await strategy_bus.start()
         with pytest.raises(Exception, match="ACCESS_REFUSED"):

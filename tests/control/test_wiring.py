@@ -26,6 +26,7 @@ def test_backtest_runner_is_resolved_by_name(tmp_path: Path) -> None:
 @pytest.mark.integration
 async def test_build_serves_the_api_over_http(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADESWARM_ORCHESTRATOR_API_PORT", "0")
+    monkeypatch.setenv("TRADESWARM_ORCHESTRATOR_STATE_STORE", "memory")  # no migrations: tables stay missing
     bus = InMemoryBus()
     await bus.start()
     settings = Settings(postgres_dsn=SecretStr(postgres_dsn), api_token=SecretStr("t0ken"))

@@ -101,7 +101,7 @@ def _ctl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_set_passwords_gives_users_their_passwords_and_creates_the_admin() -> None:
+def test_set_passwords_gives_users_their_passwords_and_creates_the_ui_user() -> None:
     """The broker container's password step, run on the local broker with test users."""
     suffix = uuid.uuid4().hex[:8]
     agent_user, admin_user, monitor_user = (
@@ -131,11 +131,13 @@ def test_set_passwords_gives_users_their_passwords_and_creates_the_admin() -> No
         assert _ctl("authenticate_user", agent_user, "wrong", check=False).returncode != 0
         assert _ctl("authenticate_user", admin_user, "admin-pass-1", check=False).returncode == 0
         users = {line.split("\t")[0]: line for line in _ctl("list_users", "--no-table-headers").stdout.splitlines()}
-        assert "administrator" in users[admin_user]
+        assert users[admin_user].endswith("[monitoring]")  # the UI's user watches: it cannot publish
         assert "monitoring" in users[monitor_user]
         permissions = _ctl("list_permissions", "-p", vhost, "--no-table-headers").stdout
-        assert f"{admin_user}\t.*\t.*\t.*" in permissions
+        assert f"{admin_user}\t^$\t^$\t\\.dlq$" in permissions
         assert f"{monitor_user}\t^$\t^$\t^$" in permissions
+        topic = _ctl("list_topic_permissions", "-p", vhost, "--no-table-headers").stdout
+        assert f"{admin_user}\ttradeswarm.events\t^$\t^$" in topic
 
         # a second run (every container start) changes passwords in place
         env[f"RABBITMQ_PASSWORD_{agent_user.upper()}"] = "agent-pass-2"

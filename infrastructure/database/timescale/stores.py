@@ -42,6 +42,24 @@ def _order(row: asyncpg.Record) -> OrderRecord:
     )
 
 
+def _fill(r: asyncpg.Record) -> Fill:
+    return Fill(
+        fill_id=r["fill_id"],
+        client_order_id=r["client_order_id"],
+        venue_order_id=r["venue_order_id"],
+        intent_id=r["intent_id"],
+        venue=r["venue"],
+        symbol=r["symbol"],
+        side=Side(r["side"]),
+        price=r["price"],
+        quantity=r["quantity"],
+        fee=r["fee"],
+        fee_currency=r["fee_currency"],
+        liquidity=r["liquidity"],
+        ts=r["ts"],
+    )
+
+
 class PostgresExecutionStore:
     """:class:`core.trading.stores.ExecutionStore` on PostgreSQL/TimescaleDB."""
 
@@ -131,7 +149,8 @@ class PostgresExecutionStore:
         return [_order(r) for r in await self.db.run("open_orders", q)]
 
     async def record_fill(self, fill: Fill, position: Position, account: str) -> bool:
-        """See the port: fill (``ON CONFLICT DO NOTHING``) and position upsert in one transaction."""
+        """See the port: fill (``ON CONFLICT DO NOTHING``) and position upsert in one transaction; a
+        fill already stored leaves the position as it is (positions are the sum of the stored fills)."""
 
         async def q(c: asyncpg.Connection) -> bool:
             status = await c.execute(
@@ -155,6 +174,8 @@ class PostgresExecutionStore:
                 fill.fee_currency,
                 fill.liquidity,
             )
+            if not str(status).endswith(" 1"):
+                return False
             await c.execute(
                 "INSERT INTO positions (account, venue, symbol, quantity, average_price, "
                 "realized_pnl, fees, mark_price, updated_at) "
@@ -170,7 +191,7 @@ class PostgresExecutionStore:
                 position.fees,
                 position.mark_price,
             )
-            return str(status).endswith(" 1")
+            return True
 
         return await self.db.transaction("record_fill", q)
 
@@ -180,24 +201,30 @@ class PostgresExecutionStore:
         async def q(c: asyncpg.Connection) -> list[asyncpg.Record]:
             return list(await c.fetch("SELECT * FROM fills WHERE account = $1 ORDER BY ts, fill_id", account))
 
-        return [
-            Fill(
-                fill_id=r["fill_id"],
-                client_order_id=r["client_order_id"],
-                venue_order_id=r["venue_order_id"],
-                intent_id=r["intent_id"],
-                venue=r["venue"],
-                symbol=r["symbol"],
-                side=Side(r["side"]),
-                price=r["price"],
-                quantity=r["quantity"],
-                fee=r["fee"],
-                fee_currency=r["fee_currency"],
-                liquidity=r["liquidity"],
-                ts=r["ts"],
+        return [_fill(r) for r in await self.db.run("fills", q)]
+
+    async def unpublished_fills(self, account: str) -> Sequence[Fill]:
+        """See :class:`core.trading.stores.FillOutbox`."""
+
+        async def q(c: asyncpg.Connection) -> list[asyncpg.Record]:
+            return list(
+                await c.fetch("SELECT * FROM fills WHERE account = $1 AND NOT published ORDER BY ts, fill_id", account)
             )
-            for r in await self.db.run("fills", q)
-        ]
+
+        return [_fill(r) for r in await self.db.run("unpublished_fills", q)]
+
+    async def mark_published(self, account: str, fills: Sequence[Fill]) -> None:
+        """See :class:`core.trading.stores.FillOutbox`."""
+        keys = [(f.venue, f.client_order_id, f.fill_id, f.ts) for f in fills]
+
+        async def q(c: asyncpg.Connection) -> None:
+            await c.executemany(
+                "UPDATE fills SET published = true WHERE venue = $1 AND client_order_id = $2 AND fill_id = $3 "
+                "AND ts = $4 AND NOT published",
+                keys,
+            )
+
+        await self.db.run("mark_published", q)
 
     async def positions(self, account: str) -> Sequence[Position]:
         """See the port."""

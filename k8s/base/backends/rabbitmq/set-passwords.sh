@@ -6,9 +6,16 @@
 # container), sets each user's password from the environment variable
 # RABBITMQ_PASSWORD_<USER> (user name upper-cased: RABBITMQ_PASSWORD_RISK, RABBITMQ_PASSWORD_RISK_LIVE)
 # - the same convention as `tradeswarm broker apply` - and, when RABBITMQ_ADMIN_USER and
-# RABBITMQ_ADMIN_PASSWORD are set, an administrator for the management UI; when
-# RABBITMQ_MONITORING_USER / RABBITMQ_MONITORING_PASSWORD are set, a read-only monitoring user
-# (KEDA reads queue depths with it). Passwords go through standard input, never the command line.
+# RABBITMQ_ADMIN_PASSWORD are set, the management UI's user; when RABBITMQ_MONITORING_USER /
+# RABBITMQ_MONITORING_PASSWORD are set, a read-only monitoring user (KEDA reads queue depths with
+# it). Passwords go through standard input, never the command line.
+#
+# The UI user watches, it does not act (docs/security.md): tag `monitoring` (every vhost, queue,
+# connection and rate in the UI; no user, permission, policy or parameter changes, so it cannot grant
+# itself more), no configure or write permission (it cannot publish anything, least of all an
+# approved order or a control command, and cannot purge or delete a queue), read only on the
+# dead-letter queues (to inspect them with "Get messages", requeueing). Administration is done with
+# rabbitmqctl in the broker's container (`docker compose exec rabbitmq rabbitmqctl ...`).
 set -eu
 
 ctl() {
@@ -46,12 +53,15 @@ vhosts="$(ctl list_vhosts --no-table-headers name)"
 
 if [ -n "${RABBITMQ_ADMIN_USER:-}" ] && [ -n "${RABBITMQ_ADMIN_PASSWORD:-}" ]; then
     upsert_user "$RABBITMQ_ADMIN_USER" "$RABBITMQ_ADMIN_PASSWORD"
-    ctl set_user_tags "$RABBITMQ_ADMIN_USER" administrator >/dev/null
+    ctl set_user_tags "$RABBITMQ_ADMIN_USER" monitoring >/dev/null
     for vhost in $vhosts; do
-        ctl set_permissions -p "$vhost" "$RABBITMQ_ADMIN_USER" ".*" ".*" ".*" >/dev/null \
+        # configure nothing, write nothing, read only the dead-letter queues
+        ctl set_permissions -p "$vhost" "$RABBITMQ_ADMIN_USER" "^$" "^$" '\.dlq$' >/dev/null \
             || echo "warning: no permissions for $RABBITMQ_ADMIN_USER on vhost $vhost" >&2
+        ctl set_topic_permissions -p "$vhost" "$RABBITMQ_ADMIN_USER" tradeswarm.events "^$" "^$" >/dev/null \
+            || echo "warning: no topic permissions for $RABBITMQ_ADMIN_USER on vhost $vhost" >&2
     done
-    echo "administrator $RABBITMQ_ADMIN_USER ready"
+    echo "management UI user $RABBITMQ_ADMIN_USER ready (monitoring only: it cannot publish)"
 fi
 
 if [ -n "${RABBITMQ_MONITORING_USER:-}" ] && [ -n "${RABBITMQ_MONITORING_PASSWORD:-}" ]; then
