@@ -26,16 +26,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from core.candles import timeframe_ms
 from core.errors import ConfigurationError
 from core.gateway import CandleKey
 from core.messages.market import Candle
+from core.trusted import trusted_candle
 from infrastructure.feeds.files import CandleFileError, iter_csv_rows, key_from_filename, read_candles_parquet
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ZERO = Decimal(0)
-_CANDLE_FIELDS = frozenset(Candle.model_fields)
 
 
 class DataError(ConfigurationError):
@@ -45,44 +46,6 @@ class DataError(ConfigurationError):
 def utc_ms(ms: int) -> datetime:
     """Exact UTC datetime of epoch milliseconds."""
     return EPOCH + timedelta(milliseconds=ms)
-
-
-def trusted_candle(
-    venue: str,
-    symbol: str,
-    timeframe: str,
-    open_time: datetime,
-    close_time: datetime,
-    o: Decimal,
-    h: Decimal,
-    low: Decimal,
-    c: Decimal,
-    v: Decimal,
-    sequence: int,
-) -> Candle:
-    """A :class:`Candle` from values the caller has already checked (see :func:`check_ohlcv`)."""
-    candle = object.__new__(Candle)
-    object.__setattr__(
-        candle,
-        "__dict__",
-        {
-            "venue": venue,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "open_time": open_time,
-            "close_time": close_time,
-            "open": o,
-            "high": h,
-            "low": low,
-            "close": c,
-            "volume": v,
-            "sequence": sequence,
-        },
-    )
-    object.__setattr__(candle, "__pydantic_fields_set__", set(_CANDLE_FIELDS))
-    object.__setattr__(candle, "__pydantic_extra__", None)
-    object.__setattr__(candle, "__pydantic_private__", None)
-    return candle
 
 
 def check_ohlcv(o: Decimal, h: Decimal, low: Decimal, c: Decimal, v: Decimal) -> str | None:
@@ -102,11 +65,17 @@ def check_ohlcv(o: Decimal, h: Decimal, low: Decimal, c: Decimal, v: Decimal) ->
 
 @dataclass(frozen=True, slots=True)
 class SeriesSource:
-    """One candle series and how to iterate it (lazily) within ``[start, end)`` of open time."""
+    """One candle series and how to iterate it (lazily) within ``[start, end)`` of open time.
+
+    ``blocks`` (optional) reads the same candles as blocks of arrays
+    (:class:`backtesting.columns.SeriesBlock`) without building them: the backtest kernel builds a
+    candle only where an agent must receive it.
+    """
 
     key: CandleKey
     label: str
     factory: Callable[[], Iterable[Candle]]
+    blocks: Callable[[], Iterator[Any]] | None = None
 
     def candles(self) -> Iterator[Candle]:
         """The candles, oldest first."""
@@ -154,8 +123,12 @@ def csv_candles(path: Path, key: CandleKey, start: datetime | None = None, end: 
 
 
 def file_source(path: str | Path, start: datetime | None = None, end: datetime | None = None,
-                limit: int | None = None) -> SeriesSource:  # fmt: skip
-    """A series from a ``.csv`` or ``.parquet`` candle file (name gives venue/symbol/timeframe)."""
+                limit: int | None = None, *, cache: bool = False) -> SeriesSource:  # fmt: skip
+    """A series from a ``.csv`` or ``.parquet`` candle file (name gives venue/symbol/timeframe).
+
+    A CSV file is also readable as blocks of arrays (the backtest kernel's input); with ``cache`` the
+    parsed blocks are kept in the process for the next run on the same file (optimisation trials).
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file not found: {p}")
@@ -165,7 +138,21 @@ def file_source(path: str | Path, start: datetime | None = None, end: datetime |
         raise DataError(str(exc)) from None
     suffix = p.suffix.lower()
     if suffix == ".csv":
-        return SeriesSource(key, str(p), lambda: csv_candles(p, key, start, end, limit))
+        from backtesting.csv_blocks import cached_blocks, csv_blocks
+
+        lo, hi = _window(start, end)
+
+        def rows() -> Iterator[Candle]:
+            return csv_candles(p, key, start, end, limit)
+
+        def blocks() -> Iterator[Any]:
+            try:
+                reader = cached_blocks if cache else csv_blocks
+                yield from reader(p, key, lo, hi, limit, rows)
+            except CandleFileError as exc:
+                raise DataError(str(exc)) from None
+
+        return SeriesSource(key, str(p), rows, blocks)
     if suffix == ".parquet":
         lo, hi = _window(start, end)
 

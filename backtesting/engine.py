@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import structlog
 
 from agents.base import Agent, AgentContext
@@ -34,28 +35,36 @@ from agents.execution.agent import ExecutionAgent, paper_venue
 from agents.risk.agent import RiskAgent
 from agents.strategy.agent import StrategyAgent
 from agents.technical_analysis.agent import TechnicalAnalysisAgent
+from backtesting.columns import column_blocks
 from backtesting.config import AgentSettings, BacktestConfig, agent_settings
-from backtesting.data import SeriesSource, check_single_venue, merge
+from backtesting.data import SeriesSource, check_single_venue
 from backtesting.metrics import Metrics, buy_and_hold_curve, compute_metrics
 from backtesting.outcomes import Outcomes, effective_limits, state_durations
 from backtesting.recorder import FeedEvent, OrderRecord, Recorder
 from backtesting.trades import FillRecord, RoundTrip, RoundTripBuilder
 from core.clock import SimulatedClock
+from core.columns import CandleColumn, utc_from_ms
 from core.domain import Mode
+from core.ids import CounterIds
 from core.messages import Candle, Envelope
 from core.routing import routing_key
 from core.settings import Settings
 from core.trading.stores import InMemoryExecutionStore
-from infrastructure.messaging.memory import InMemoryBus
+from infrastructure.messaging.memory import InMemoryBus, Timer
 
 FEED_ID = "backtest-feed"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class BacktestResult:
-    """Everything a report needs from one run."""
+    """Everything a report needs from one run.
+
+    Its repr is short on purpose: ``asyncio.run`` formats the repr of the task that returned it when
+    it restores the SIGINT handler (Python 3.11), and a dataclass repr of a million-sample equity
+    curve costs seconds and tens of MB.
+    """
 
     config: BacktestConfig
     symbols: list[str]
@@ -91,6 +100,12 @@ class BacktestResult:
             fees=float(self.fees),
             traded_notional=float(self.traded_notional),
             benchmark=self.benchmark(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BacktestResult(candles={self.candles}, trades={len(self.trips)}, "
+            f"final_equity={self.final_equity}, series={self.series})"
         )
 
     def benchmark(self) -> Any:
@@ -171,9 +186,10 @@ class Swarm:
 
     def __init__(self, settings: AgentSettings, venue: str, symbols: list[str], timeframes: list[str],
                  initial_cash: Decimal, *, observe_flow: bool = False, quiet: bool = True,
-                 on_event: Callable[[FeedEvent], None] | None = None) -> None:  # fmt: skip
-        self.bus = InMemoryBus()
-        self.clock = SimulatedClock()
+                 on_event: Callable[[FeedEvent], None] | None = None, wake: bool = True,
+                 timer: Timer | None = None) -> None:  # fmt: skip
+        self.bus = InMemoryBus(wake=wake, timer=timer)
+        self.clock = SimulatedClock(ids=CounterIds())
         self.settings = settings
         core = Settings.model_validate(
             {"mode": Mode.BACKTEST, "exchange": venue, "symbols": symbols, "timeframes": timeframes}
@@ -212,8 +228,14 @@ class Swarm:
 
 
 class Replay:
-    """Feeds candles into a started :class:`Swarm` one at a time and samples the account at each
-    new bar close time (once every symbol has printed). Shared by backtests and ``tradeswarm run``."""
+    """Feeds candles into a started :class:`Swarm` and samples the account at each new bar close
+    time (once every symbol has printed). Shared by backtests and ``tradeswarm run``.
+
+    :meth:`feed` publishes one candle; :meth:`feed_column` publishes a column of candles through
+    :meth:`InMemoryBus.publish_column`, with this replay as the column's observer: the clock moves to
+    each delivered row's close time, and the samples of quiet rows (nothing changed anywhere) are
+    taken in bulk from the arrays, with the same values the row-by-row feed gives.
+    """
 
     def __init__(self, swarm: Swarm, symbols: list[str]) -> None:
         self.swarm = swarm
@@ -229,6 +251,16 @@ class Replay:
         self._publish = swarm.bus.publish
         self._wrap = Envelope.wrap
         self._advance = swarm.clock.advance_to
+        self._advance_ms = swarm.clock.advance_to_ms
+        self._column: CandleColumn | None = None
+        self._symbol_of: list[int] = []
+        """Per series of the column's table: the index of its symbol in :attr:`symbols`."""
+        self._last_float: dict[str, float] = {}
+        self._pending_rows: dict[str, int] = {}
+        """Symbols whose last close is a row of the current column not yet turned into a Decimal."""
+        self.progress: ProgressCallback | None = None
+        self.progress_every = 1000
+        self._next_progress = 0
 
     async def feed(self, candle: Candle) -> None:
         """Move the clock to the candle's close, publish it (its consequences complete on return)."""
@@ -246,7 +278,202 @@ class Replay:
         clock = self.swarm.clock
         await self._publish(self._wrap(candle, source=FEED_ID, clock=clock, ts_event=close_time), key)
         self.closes_now[candle.symbol] = candle.close
+        self._last_float[candle.symbol] = float(candle.close)
         self.count += 1
+
+    async def feed_column(self, column: CandleColumn) -> None:
+        """Publish every candle of ``column`` (its wake conditions honoured by the bus)."""
+        self._column = column
+        index = {symbol: k for k, symbol in enumerate(self.symbols)}
+        self._symbol_of = [index[info.symbol] for info in column.table]
+        bus = self.swarm.bus
+        assert isinstance(bus, InMemoryBus)
+        timer = bus.timer
+        await bus.publish_column(column, self if timer is None else _TimedObserver(self, timer))
+        self._materialise_closes()
+        self._column = None
+
+    # -- ColumnObserver -------------------------------------------------------------------------
+
+    def before(self, i: int) -> None:
+        """Row ``i`` is about to be delivered: sample the previous bar if this starts a new one and
+        move the clock to the row's close."""
+        column = self._column
+        assert column is not None
+        ms = int(column.close_ms[i])
+        if ms != self._current_ms:
+            if self._current_ms is not None and len(self._last_float) == len(self.symbols):
+                self._materialise_closes()
+                self._sample(self._current_ms)
+            self._current_ms = ms
+        self._advance_ms(utc_from_ms(ms), ms)
+
+    def after(self, i: int) -> None:
+        """Row ``i`` was delivered: it is its symbol's last close now."""
+        column = self._column
+        assert column is not None
+        symbol = self.symbols[self._symbol_of[int(column.series[i])]]
+        self.closes_now[symbol] = column.close_decimal(i)
+        self._last_float[symbol] = float(column.close[i])
+        self._pending_rows.pop(symbol, None)
+        self.count += 1
+        self._tick()
+
+    def quiet(self, start: int, stop: int) -> None:
+        """Rows ``[start, stop)`` changed no agent's state: take their samples from the arrays."""
+        column = self._column
+        assert column is not None
+        if column.single_series and len(self.symbols) == 1:
+            self._quiet_one_series(column, start, stop)
+            return
+        cm = column.close_ms[start:stop]
+        sym = np.asarray(self._symbol_of, dtype=np.intp)[column.series[start:stop]]
+        n = stop - start
+        prev = np.empty(n, dtype=np.int64)
+        prev[0] = self._current_ms if self._current_ms is not None else -1
+        prev[1:] = cm[:-1]
+        change = cm != prev
+        if self._current_ms is None:
+            change[0] = False
+        ks = np.flatnonzero(change)
+        if ks.shape[0]:
+            self._samples_in_run(column, start, ks, prev, sym)
+        # the closes after the run
+        for k, symbol in enumerate(self.symbols):
+            rows = np.flatnonzero(sym == k)
+            if rows.shape[0]:
+                last = start + int(rows[-1])
+                self._pending_rows[symbol] = last
+                self._last_float[symbol] = float(column.close[last])
+        self._current_ms = int(cm[-1])
+        last_ms = int(cm[-1])
+        self._advance_ms(utc_from_ms(last_ms), last_ms)
+        self.count += n
+        self._tick()
+
+    def _quiet_one_series(self, column: CandleColumn, start: int, stop: int) -> None:
+        """:meth:`quiet` for one series: close times strictly increase, so every row but a first one
+        starts a new bar, whose sample sees the previous row's close."""
+        symbol = self.symbols[0]
+        close_ms = column.close_ms
+        close = column.close
+        first = start if self._current_ms is not None else start + 1  # a sample before each of these rows
+        if symbol not in self._last_float:
+            first = max(first, start + 1)  # no close of the symbol seen before the run: nothing to sample
+        if first < stop:
+            m = stop - first
+            if first > start:
+                self.times.extend(close_ms[first - 1 : stop - 1].tolist())
+            else:
+                assert self._current_ms is not None
+                self.times.extend([self._current_ms, *close_ms[start : stop - 1].tolist()])
+            if first > start:
+                closes = close[first - 1 : stop - 1]
+            else:
+                closes = np.concatenate(([self._last_float[symbol]], close[start : stop - 1]))
+            self.closes[symbol].extend(closes.tolist())
+            recorder = self.swarm.recorder
+            if recorder.in_market():
+                self._materialise_closes()
+                held = dict(self.closes_now)
+                equity = self.equity
+                close_decimal = column.close_decimal
+                for i in range(first, stop):
+                    if i > start:
+                        held[symbol] = close_decimal(i - 1)
+                    equity.append(float(recorder.equity(held)))
+                self.in_market.extend(b"\x01" * m)
+            else:
+                self.equity.extend([recorder.cash_float()] * m)
+                self.in_market.extend(b"\x00" * m)
+        last = stop - 1
+        self._pending_rows[symbol] = last
+        self._last_float[symbol] = float(close[last])
+        last_ms = int(close_ms[last])
+        self._current_ms = last_ms
+        self._advance_ms(utc_from_ms(last_ms), last_ms)
+        self.count += stop - start
+        self._tick()
+
+    # -- samples --------------------------------------------------------------------------------
+
+    def _samples_in_run(self, column: CandleColumn, start: int, ks: Any, prev: Any, sym: Any) -> None:
+        """The samples taken before rows ``start + ks`` (each a new close time) of a quiet run."""
+        nsym = len(self.symbols)
+        rows_before = ks - 1  # the last row (relative) whose close the sample sees
+        if nsym == 1:
+            symbol = self.symbols[0]
+            seen = symbol in self._last_float
+            sel = ks if seen else ks[ks > 0]
+            if not sel.shape[0]:
+                return
+            lasts = [sel - 1]
+            closes_f = [
+                np.where(
+                    lasts[0] >= 0, column.close[start + np.maximum(lasts[0], 0)], self._last_float.get(symbol, 0.0)
+                )
+            ]
+        else:
+            lasts = []
+            for k in range(nsym):
+                idx = np.where(sym == k, np.arange(sym.shape[0]), -1)
+                idx = np.maximum.accumulate(idx)
+                before = np.full(ks.shape[0], -1, dtype=np.intp)
+                valid = rows_before >= 0
+                before[valid] = idx[rows_before[valid]]
+                lasts.append(before)
+            ready = np.ones(ks.shape[0], dtype=bool)
+            for k, symbol in enumerate(self.symbols):
+                if symbol not in self._last_float:
+                    ready &= lasts[k] >= 0
+            if not ready.any():
+                return
+            picked = np.flatnonzero(ready)
+            sel = ks[picked]
+            lasts = [last[picked] for last in lasts]
+            closes_f = [
+                np.where(
+                    lasts[k] >= 0, column.close[start + np.maximum(lasts[k], 0)], self._last_float.get(symbol, 0.0)
+                )
+                for k, symbol in enumerate(self.symbols)
+            ]
+        self.times.extend(prev[sel].tolist())
+        for k, symbol in enumerate(self.symbols):
+            self.closes[symbol].extend(closes_f[k].tolist())
+        m = int(sel.shape[0])
+        recorder = self.swarm.recorder
+        if recorder.in_market():
+            self._materialise_closes()
+            closes = dict(self.closes_now)
+            equity = self.equity
+            held = [(k, s) for k, s in enumerate(self.symbols) if recorder.positions.get(s)]
+            close_decimal = column.close_decimal
+            for j in range(m):
+                for k, symbol in held:
+                    row = int(lasts[k][j])
+                    if row >= 0:
+                        closes[symbol] = close_decimal(start + row)
+                equity.append(float(recorder.equity(closes)))
+            self.in_market.extend(b"\x01" * m)
+        else:
+            self.equity.extend([recorder.cash_float()] * m)
+            self.in_market.extend(b"\x00" * m)
+
+    def _materialise_closes(self) -> None:
+        """Turn the rows remembered as each symbol's last close into Decimals."""
+        pending = self._pending_rows
+        if not pending:
+            return
+        column = self._column
+        if column is not None:
+            for symbol, row in pending.items():
+                self.closes_now[symbol] = column.close_decimal(row)
+        pending.clear()
+
+    def _tick(self) -> None:
+        if self.progress is not None and self.count >= self._next_progress:
+            self._next_progress = self.count + self.progress_every
+            self.progress(self.count)
 
     def _sample(self, ms: int) -> None:
         recorder = self.swarm.recorder
@@ -263,10 +490,12 @@ class Replay:
 
     def current_equity(self) -> Decimal:
         """The account value at the last closes."""
+        self._materialise_closes()
         return self.swarm.recorder.equity(self.closes_now)
 
     def finish(self) -> None:
         """Take the last sample."""
+        self._materialise_closes()
         ready = self._current_ms is not None and len(self.closes_now) == len(self.symbols)
         if ready and self._current_ms is not None and (not self.times or self.times[-1] != self._current_ms):
             self._sample(self._current_ms)
@@ -301,19 +530,56 @@ class Replay:
         )
 
 
-class BacktestEngine:
-    """Runs one backtest over ``sources`` with ``config`` (see the module docstring)."""
+class _TimedObserver:
+    """A replay's column books, timed (the breakdown mode)."""
 
-    def __init__(self, config: BacktestConfig, sources: Sequence[SeriesSource], *, use_env: bool = False) -> None:
+    def __init__(self, replay: Replay, timer: Timer) -> None:
+        self.replay = replay
+        self.timer = timer
+
+    def before(self, i: int) -> None:
+        started = self.timer.clock()
+        self.replay.before(i)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
+
+    def after(self, i: int) -> None:
+        started = self.timer.clock()
+        self.replay.after(i)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
+
+    def quiet(self, start: int, stop: int) -> None:
+        started = self.timer.clock()
+        self.replay.quiet(start, stop)
+        self.timer.add("replay: clock and equity samples", self.timer.clock() - started)
+
+
+class BacktestEngine:
+    """Runs one backtest over ``sources`` with ``config`` (see the module docstring).
+
+    ``wake=False`` runs all-awake: every candle is built and every delivery made. The default honours
+    the agents' wake conditions (:mod:`core.wake`), which the tests prove give the same run bit for
+    bit. ``timer`` collects the time per component (the bench's breakdown).
+    """
+
+    def __init__(self, config: BacktestConfig, sources: Sequence[SeriesSource], *, use_env: bool = False,
+                 wake: bool = True, timer: Timer | None = None) -> None:  # fmt: skip
         self.config = config
         self.sources = list(sources)
         self.venue = check_single_venue(self.sources)
         self.symbols = sorted({s.key.symbol for s in self.sources})
         self.timeframes = sorted({s.key.timeframe for s in self.sources})
         self.settings = agent_settings(config, self.venue, self.symbols, timeframes=self.timeframes, use_env=use_env)
+        self.wake = wake
+        self.timer = timer
+        self.last_swarm: Swarm | None = None
+        """The swarm of the last :meth:`run` (tests look at the agents' state after a run)."""
+        self.cpu_s = 0.0
+        """CPU time of the last run's replay (the bench reports it beside the wall time)."""
 
     def swarm(self, **kw: Any) -> Swarm:
         """A swarm configured for this backtest's data."""
+        kw.setdefault("wake", self.wake)
+        kw.setdefault("timer", self.timer)
         return Swarm(self.settings, self.venue, self.symbols, self.timeframes, self.config.initial_cash, **kw)
 
     @property
@@ -324,16 +590,27 @@ class BacktestEngine:
     async def run(self, progress: ProgressCallback | None = None, progress_every: int = 1000) -> BacktestResult:
         """Replay every candle through the swarm; returns the result with its metrics."""
         swarm = self.swarm()
+        self.last_swarm = swarm
         await swarm.start()
         replay = Replay(swarm, self.symbols)
-        feed = replay.feed
+        replay.progress = progress
+        replay.progress_every = progress_every
         started = time.perf_counter()
-        for candle in merge(self.sources):
-            await feed(candle)
-            if progress is not None and replay.count % progress_every == 0:
-                progress(replay.count)
+        timer = self.timer
+        blocks = column_blocks(self.sources, source_id=FEED_ID, clock=swarm.clock)
+        cpu_started = time.thread_time()
+        while True:
+            began = timer.clock() if timer is not None else 0.0
+            column = next(blocks, None)
+            if timer is not None:
+                timer.add("feed: reading the data (arrays)", timer.clock() - began)
+            if column is None:
+                break
+            await replay.feed_column(column)
+        await swarm.bus.flush_held()
         replay.finish()
         elapsed = time.perf_counter() - started
+        self.cpu_s = time.thread_time() - cpu_started
         if progress is not None:
             progress(replay.count)
         dead = await swarm.dead_letter_count()

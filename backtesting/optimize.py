@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -196,12 +198,18 @@ def run_job(job: Job) -> dict[str, Any]:
 
     start = utc_ms(job.start_ms) if job.start_ms is not None else None
     end = utc_ms(job.end_ms) if job.end_ms is not None else None
-    sources = [file_source(p, start, end) for p in job.paths]
+    started = time.perf_counter()
+    cpu = time.process_time()
+    # the worker keeps the parsed data: the next trial on the same file skips reading it
+    sources = [file_source(p, start, end, cache=True) for p in job.paths]
     config = BacktestConfig.model_validate(job.config)
     result = asyncio.run(BacktestEngine(config, sources).run())
     metrics = result.metrics.as_dict()
     metrics["bars"] = result.candles
     metrics["worker_pid"] = os.getpid()
+    metrics["trial_s"] = time.perf_counter() - started
+    metrics["trial_cpu_s"] = time.process_time() - cpu
+    metrics["bars_per_second"] = result.bars_per_second
     return metrics
 
 
@@ -223,12 +231,44 @@ class StudyResult:
     objectives: list[str]
     trials: list[TrialResult] = field(default_factory=list)
     best: list[TrialResult] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    """Wall time of the study (asking, running and telling every trial)."""
+    n_jobs: int = 1
+
+    @property
+    def trials_per_minute(self) -> float:
+        """Finished trials per minute of wall time."""
+        return len(self.trials) / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
+
+    @property
+    def trials_per_minute_per_process(self) -> float:
+        """:attr:`trials_per_minute` per worker process (one process per core)."""
+        return self.trials_per_minute / max(1, self.n_jobs)
+
+    def speed_line(self) -> str:
+        """Trials per minute (overall and per worker process) and the backtests' own speed."""
+        speeds = [float(t.metrics.get("bars_per_second", 0.0)) for t in self.trials]
+        bars = [int(t.metrics.get("bars", 0)) for t in self.trials]
+        cpu = [float(t.metrics.get("trial_cpu_s", 0.0)) for t in self.trials]
+        median = statistics.median(speeds) if speeds else 0.0
+        median_cpu = statistics.median(cpu) if cpu else 0.0
+        per_core = f", {60 / median_cpu:.2f} trials per CPU-minute" if median_cpu > 0 else ""
+        return (
+            f"{len(self.trials)} trials in {self.elapsed_s:.1f} s: {self.trials_per_minute:.2f} trials/min, "
+            f"{self.trials_per_minute_per_process:.2f} per worker process ({self.n_jobs}); "
+            f"{statistics.median(bars) if bars else 0:,.0f} candles per trial at a median {median:,.0f} candles/s; "
+            f"median CPU per trial {median_cpu:.1f} s{per_core}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "sampler": self.sampler,
             "objectives": self.objectives,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "n_jobs": self.n_jobs,
+            "trials_per_minute": round(self.trials_per_minute, 3),
+            "trials_per_minute_per_process": round(self.trials_per_minute_per_process, 3),
             "trials": [{"number": t.number, "params": t.params, "values": t.values} for t in self.trials],
             "best": [
                 {"number": t.number, "params": t.params, "values": t.values, "metrics": t.metrics} for t in self.best
@@ -269,7 +309,8 @@ def optimise(
     if sampler == "grid":
         for point in itertools.product(*(d.grid() for d in dims)):
             study.enqueue_trial({d.name: v for d, v in zip(dims, point, strict=True)})
-    result = StudyResult(sampler=sampler, objectives=list(objectives))
+    result = StudyResult(sampler=sampler, objectives=list(objectives), n_jobs=max(1, n_jobs))
+    started = time.perf_counter()
     own = executor is None
     pool = executor or ProcessPoolExecutor(max_workers=max(1, n_jobs))
     try:
@@ -302,6 +343,7 @@ def optimise(
     finally:
         if own:
             pool.shutdown()
+    result.elapsed_s = time.perf_counter() - started
     by_number = {t.number: t for t in result.trials}
     best = study.best_trials if len(objectives) > 1 else ([study.best_trial] if result.trials else [])
     result.best = [by_number[t.number] for t in best if t.number in by_number]

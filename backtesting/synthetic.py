@@ -16,8 +16,9 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
-from backtesting.data import SeriesSource, trusted_candle, utc_ms
+from backtesting.data import SeriesSource, utc_ms
 from core.gateway import CandleKey
+from core.trusted import trusted_candle
 
 F64 = NDArray[np.float64]
 Arrays = tuple[NDArray[np.int64], F64, F64, F64, F64, F64]
@@ -98,4 +99,39 @@ def gbm_source(n: int, *, venue: str = "synthetic", symbol: str = "BTC/USDT", ti
                 )  # fmt: skip
                 open_time = close_time
 
-    return SeriesSource(key, f"gbm(n={n}, seed={seed})", candles)  # type: ignore[arg-type]
+    def blocks() -> Iterator[object]:
+        from backtesting.columns import SeriesBlock
+
+        seq = 0
+        for times, o, h, low, c, v in gbm_chunks(n, seed=seed, start_ms=start_ms, step_ms=step_ms):
+            m = times.shape[0]
+            # the floats are exactly float() of the Decimals built from them: prices are integers of
+            # cents divided by 100 (and volumes of 1e-4) by numpy, the closest doubles to those decimals
+            ol, hl, ll, cl, vl = o.tolist(), h.tolist(), low.tolist(), c.tolist(), v.tolist()
+
+            def exact(i: int, ol: list[float] = ol, hl: list[float] = hl, ll: list[float] = ll,
+                      cl: list[float] = cl, vl: list[float] = vl) -> tuple[Decimal, ...]:  # fmt: skip
+                return (
+                    Decimal(f"{ol[i]:.2f}"), Decimal(f"{hl[i]:.2f}"), Decimal(f"{ll[i]:.2f}"),
+                    Decimal(f"{cl[i]:.2f}"), Decimal(f"{vl[i]:.4f}"),
+                )  # fmt: skip
+
+            def exact_close(i: int, cl: list[float] = cl) -> Decimal:
+                return Decimal(f"{cl[i]:.2f}")
+
+            yield SeriesBlock(
+                times,
+                times + step_ms,
+                o,
+                h,
+                low,
+                c,
+                v,
+                np.arange(seq + 1, seq + m + 1, dtype=np.int64),
+                exact,  # type: ignore[arg-type]
+                None,
+                exact_close,
+            )
+            seq += m
+
+    return SeriesSource(key, f"gbm(n={n}, seed={seed})", candles, blocks)  # type: ignore[arg-type]

@@ -7,8 +7,11 @@ under the wall clock (paper, live) and under a simulated clock driven by market 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
+
+from core.ids import CounterIds
 
 
 @runtime_checkable
@@ -40,13 +43,20 @@ class SimulatedClock:
     """A clock that only moves when told to: by the replay feed in backtests, or by tests.
 
     Time never goes backwards; :meth:`advance_to` with an earlier instant raises ``ValueError``.
+
+    With ``ids`` (a backtest's clock) the clock also numbers the messages made under it
+    (:meth:`message_id`): UUIDv7 ids whose timestamp is the simulated time and whose random bits
+    are a counter (:class:`~core.ids.CounterIds`), so a run's message ids are reproducible.
     """
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, *, ids: CounterIds | None = None) -> None:
         start = start or datetime(1970, 1, 1, tzinfo=UTC)
         _require_aware(start)
         self._now = start
         self._origin = start
+        self._now_ms: int | None = None
+        self.ids = ids
+        """The counter ids of the messages made under this clock (``None``: random UUIDv7)."""
 
     def now(self) -> datetime:
         """The simulated current time."""
@@ -60,7 +70,34 @@ class SimulatedClock:
         """Move the clock to ``instant`` (which must not be earlier than now)."""
         if instant < self._now:
             raise ValueError(f"simulated clock cannot go back from {self._now} to {instant}")
+        if instant != self._now:
+            self._now = instant
+            self._now_ms = None
+
+    def advance_to_ms(self, instant: datetime, ms: int) -> None:
+        """:meth:`advance_to` for a caller that also knows the instant in epoch milliseconds (the
+        replay feed), so that :meth:`message_id` does not convert it again."""
+        if instant < self._now:
+            raise ValueError(f"simulated clock cannot go back from {self._now} to {instant}")
         self._now = instant
+        self._now_ms = ms
+
+    def now_ms(self) -> int:
+        """The simulated current time in epoch milliseconds."""
+        ms = self._now_ms
+        if ms is None:
+            ms = self._now_ms = ms_from_utc(self._now)
+        return ms
+
+    def message_id(self) -> uuid.UUID | None:
+        """A new message id under this clock (see the class docstring); ``None`` without ``ids``."""
+        ids = self.ids
+        if ids is None:
+            return None
+        ms = self._now_ms
+        if ms is None:
+            ms = self._now_ms = ms_from_utc(self._now)
+        return ids.next(ms)
 
     def rewind_to(self, instant: datetime) -> None:
         """Undo a tentative :meth:`advance_to`: put the clock back to ``instant`` (not later than now).
@@ -78,6 +115,7 @@ class SimulatedClock:
         if delta < timedelta(0):
             raise ValueError("simulated clock cannot go back")
         self._now = self._now + delta
+        self._now_ms = None
 
 
 def _require_aware(value: datetime) -> None:

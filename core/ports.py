@@ -13,9 +13,11 @@ from typing import Protocol, runtime_checkable
 
 from core.messages.base import Envelope
 from core.messages.market import Candle
+from core.wake import WakePolicy
 
 Handler = Callable[[Envelope], Awaitable[None]]
-"""An async message handler. Returning normally acks; raising retries (then dead-letters)."""
+"""An async message handler. Returning normally acks; raising retries (then dead-letters). The
+in-memory bus calls a handler's plain-function twin (``handler.sync``) when it has one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,10 @@ class QueueSpec:
     ``single_active_consumer``: the broker delivers to one consumer at a time (the others stand by
     and take over, in order, when it leaves): what keeps a partition's messages in order across
     replicas. ``patterns`` may be empty (a partition queue with no symbol: it exists, binds nothing).
+
+    ``wake`` is the consumer's wake condition (:mod:`core.wake`) and ``group`` the consumer (an agent
+    id) its queues belong to: the in-memory bus of a backtest uses them to skip deliveries that change
+    nothing; RabbitMQ ignores them and delivers everything.
     """
 
     name: str
@@ -46,6 +52,8 @@ class QueueSpec:
     max_length: int | None = None
     """Messages the queue holds at most (``x-max-length``); None: the bus's default. Past it the
     oldest message is dead-lettered."""
+    wake: WakePolicy | None = None
+    group: str | None = None
 
 
 @runtime_checkable

@@ -52,7 +52,15 @@ ORIGINAL_ROUTING_KEY_HEADER = "x-tradeswarm-routing-key"
 
 def escape(word: str) -> str:
     """Make a value safe as one routing-key word (``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``)."""
-    return word.replace("/", "-").replace(":", "-").replace(".", "_")
+    escaped = _ESCAPED.get(word)
+    if escaped is None:
+        escaped = word.replace("/", "-").replace(":", "-").replace(".", "_")
+        if len(_ESCAPED) < 10_000:  # symbols and venues: a handful (bounded anyway)
+            _ESCAPED[word] = escaped
+    return escaped
+
+
+_ESCAPED: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,13 @@ sees the snapshot of the candle that just closed and nothing later.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import ClassVar, Generic, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import Direction
@@ -56,6 +59,72 @@ class Position:
 FLAT = Position()
 """No position."""
 
+F64 = NDArray[np.float64]
+Rows = NDArray[np.intp]
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The snapshots of consecutive candles of one series as arrays (what a strategy's vectorised twin
+    reads): ``values[name][i]`` as in row ``i``'s snapshot (every name the strategy reads is finite on
+    every row given to it), ``close`` the float closes, ``regime`` each row's regime as a code
+    (:data:`core.columns.REGIME_CODE`)."""
+
+    values: Mapping[str, F64]
+    close: F64
+    regime: NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return int(self.close.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRows:
+    """Where :meth:`Strategy.vote` would vote, over the rows of a :class:`Columns`, by position kind.
+
+    ``state_before[i]`` (stateful strategies) is what :meth:`Strategy.twin_state` must return before
+    row ``i`` for these rows to hold (the state was computed from the strategy's state before row 0);
+    it has one more entry, the state after the last row, so that skipping rows is setting a state
+    (:meth:`Strategy.set_twin_state`).
+    """
+
+    flat: Rows
+    long: Rows
+    short: Rows
+    state_before: NDArray[np.generic] | None = None
+
+    def for_position(self, position: Position) -> Rows:
+        """The rows that vote for ``position``'s kind."""
+        if position.is_flat:
+            return self.flat
+        return self.long if position.is_long else self.short
+
+
+def rows_where(mask: NDArray[np.bool_]) -> Rows:
+    """Indices of the true entries."""
+    return np.flatnonzero(mask)
+
+
+def last_nonzero_before(series: F64, initial: float) -> F64:
+    """For each row, the last non-zero value strictly before it (``initial`` when there is none),
+    plus one entry after the last row: the state of a strategy that remembers its last non-zero
+    difference (crossings)."""
+    n = series.shape[0]
+    idx = np.where(series != 0.0, np.arange(n), -1)
+    before = np.empty(n + 1, dtype=np.intp)
+    before[0] = -1
+    np.maximum.accumulate(idx, out=before[1:])
+    if not n:
+        return np.array([initial])
+    return np.where(before >= 0, series[np.maximum(before, 0)], initial)
+
+
+def last_nonzero(series: F64, initial: float) -> float:
+    """The last non-zero value of ``series`` (``initial`` when there is none)."""
+    nz = np.flatnonzero(series != 0.0)
+    return float(series[nz[-1]]) if nz.shape[0] else initial
+
+
 P = TypeVar("P", bound=StrategyParams)
 
 
@@ -78,6 +147,29 @@ class Strategy(ABC, Generic[P]):
     @abstractmethod
     def vote(self, snapshot: IndicatorSnapshot, position: Position) -> StrategyVote | None:
         """The strategy's opinion after this closed candle, or ``None`` for no opinion."""
+
+    # -- the vectorised twin (optional): lets a backtest skip the snapshots that change nothing --
+
+    def vote_rows(self, columns: Columns) -> VoteRows | None:
+        """The rows of ``columns`` on which :meth:`vote` would return a vote, for each position kind,
+        given the strategy's state now (before row 0); ``None`` when the strategy has no twin (every
+        snapshot is then delivered). Must be exact: a row left out must be one where :meth:`vote`
+        returns ``None`` (``tests/kernel`` checks each built-in strategy against :meth:`vote`)."""
+        return None
+
+    def skip_rows(self, columns: Columns) -> None:
+        """Move the strategy's state over rows on which :meth:`vote` returned ``None`` (in order), as
+        calling :meth:`vote` on each would. Stateless strategies do nothing."""
+
+    def twin_state(self) -> object:
+        """The state :meth:`vote_rows` depends on (compared with :attr:`VoteRows.state_before`)."""
+        return None
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the state :meth:`twin_state` returns (skipping rows of a :class:`VoteRows` with
+        ``state_before``: the state before the next row). A strategy whose :meth:`vote_rows` returns
+        ``state_before`` must implement it."""
+        raise NotImplementedError(f"{type(self).__name__} returns state_before but has no set_twin_state")
 
     def make_vote(
         self,

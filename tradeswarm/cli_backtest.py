@@ -414,10 +414,12 @@ def optimize_command(
                              trials=trials, n_jobs=jobs, seed=seed,
                              on_trial=None if as_json else lambda t: err.print(
                                  f"trial {t.number}: {orjson.dumps(t.params).decode()} -> "
-                                 + ", ".join(f"{v:.4f}" for v in t.values)))  # fmt: skip
+                                 + ", ".join(f"{v:.4f}" for v in t.values)
+                                 + f"  ({t.metrics.get('trial_s', 0.0):.1f} s)"))  # fmt: skip
     if as_json:
         _emit_json(study.as_dict())
         return
+    err.print(study.speed_line(), soft_wrap=True)
     table = Table(
         title=f"Best trial(s): {', '.join(objective)} ({sampler}, {len(study.trials)} trials, {jobs} processes)"
     )

@@ -6,6 +6,7 @@ logic runs unchanged on RabbitMQ (paper, live) and on the in-memory bus (backtes
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from core.messages import Command, CommandAck, Envelope, PartitionAssignment, Pa
 from core.ports import Bus, Handler, QueueSpec
 from core.routing import ASSIGNMENTS, COMMANDS, queue_name, routing_key
 from core.settings import Settings
+from core.wake import WakePolicy
 from infrastructure.messaging.sender import require_sender, trusted_control_senders
 from infrastructure.observability import metrics
 from tradeswarm import __version__
 
-TypedHandler = Callable[[Any, Envelope], Awaitable[None]]
-"""``async def on_x(self, payload: X, envelope: Envelope) -> None`` (bound)."""
+TypedHandler = Callable[[Any, Envelope], Awaitable[None] | None]
+"""``async def on_x(self, payload: X, envelope: Envelope) -> None`` (bound); a handler that never
+suspends (publishes nothing, awaits nothing) may be a plain ``def``: in-process it is then called
+without any coroutine."""
 
 COMMAND_QUEUE_EXPIRES_MS = 24 * 3600 * 1000
 """An agent instance's command queue is deleted by the broker a day after its last consumer left."""
@@ -49,6 +53,10 @@ class Subscription:
     is dead-lettered (it means a binding and the handlers disagree). With ``partition`` set (and
     ``Settings.rabbitmq_partitions`` > 1) the queue is consumed only while this replica owns the
     partition (:mod:`agents.base.partitions`); partition queues are single-active-consumer.
+
+    ``wake`` declares which deliveries the agent really needs (:mod:`core.wake`): the in-memory bus
+    of a backtest skips the others (and applies them in bulk where the declaration says so);
+    RabbitMQ delivers everything. The same handlers decide either way.
     """
 
     purpose: str
@@ -57,6 +65,7 @@ class Subscription:
     prefetch: int | None = None
     partition: int | None = None
     single_active_consumer: bool = False
+    wake: WakePolicy | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +159,8 @@ class Agent:
                 prefetch=sub.prefetch or settings.rabbitmq_prefetch,
                 delivery_limit=settings.rabbitmq_delivery_limit,
                 single_active_consumer=sub.single_active_consumer,
+                wake=sub.wake,
+                group=self.ctx.agent_id,
             )
             if sub.partition is not None and settings.rabbitmq_partitions > 1:
                 partitioned.append((sub.partition, spec, self._dispatcher(sub)))
@@ -282,6 +293,12 @@ class Agent:
         log("command acknowledged", command=command.kind.value, ok=ok, detail=detail)
 
     def _dispatcher(self, sub: Subscription) -> Callable[[Envelope], Awaitable[None]]:
+        """The queue's handler: picks the typed handler by payload type, keeps the counters and the
+        current message (for log lines), exports the per-message metrics when instrumented.
+
+        When every typed handler of the subscription is a plain function, the returned coroutine
+        function carries a plain-function twin (``.sync``) that the in-memory bus calls instead: no
+        coroutine per delivery."""
         handlers = dict(sub.handlers)
         counters = self.counters
         kind = self.kind
@@ -292,15 +309,20 @@ class Agent:
         reset_current = CURRENT_MESSAGE.reset
         perf_counter = time.perf_counter
 
+        def unknown(envelope: Envelope) -> MessageRejected:
+            counters.rejected += 1
+            return MessageRejected(f"{kind} has no handler for {envelope.type} on queue purpose {sub.purpose!r}")
+
         async def dispatch(envelope: Envelope) -> None:
             handler = handler_for(type(envelope.payload))
             if handler is None:
-                counters.rejected += 1
-                raise MessageRejected(f"{kind} has no handler for {envelope.type} on queue purpose {sub.purpose!r}")
+                raise unknown(envelope)
             token = set_current(envelope)
             started = perf_counter() if instrument else 0.0
             try:
-                await handler(envelope.payload, envelope)
+                result = handler(envelope.payload, envelope)
+                if result is not None:
+                    await result
             except MessageRejected:
                 counters.rejected += 1
                 raise
@@ -316,6 +338,27 @@ class Agent:
             if instrument:
                 self._observe(envelope.type, perf_counter() - started)
 
+        if not instrument and not any(inspect.iscoroutinefunction(h) for h in handlers.values()):
+
+            def dispatch_sync(envelope: Envelope) -> None:
+                handler = handler_for(type(envelope.payload))
+                if handler is None:
+                    raise unknown(envelope)
+                token = set_current(envelope)
+                try:
+                    handler(envelope.payload, envelope)
+                except MessageRejected:
+                    counters.rejected += 1
+                    raise
+                except Exception:
+                    counters.failed += 1
+                    self.log.exception("handler failed", message_type=envelope.type)
+                    raise
+                finally:
+                    reset_current(token)
+                counters.processed += 1
+
+            dispatch.sync = dispatch_sync  # type: ignore[attr-defined]
         return dispatch
 
     def _observe(self, message_type: str, seconds: float) -> None:

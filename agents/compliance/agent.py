@@ -31,6 +31,7 @@ from core.messages import (
 )
 from core.routing import BOOK, CANDLES, FILLS, INTENTS, ORDER_UPDATES, RISK_APPROVED, RISK_REJECTED, TRADES
 from core.trading.stores import AuditStore, DecisionStore, InMemoryAuditStore
+from core.wake import LatestPerKey
 from infrastructure.observability import metrics
 
 
@@ -72,6 +73,9 @@ class ComplianceAgent(Agent):
                 "market",
                 (CANDLES.all(), TRADES.all(), BOOK.all()),
                 {Candle: self.on_candle, Trade: self.on_trade, BookTop: self.on_book},
+                # only the last price per series matters: a backtest hands over the newest one before
+                # the agent's next delivery (core.wake); RabbitMQ delivers every one
+                wake=LatestPerKey(),
             ),
             Subscription(
                 "audit",
@@ -140,15 +144,15 @@ class ComplianceAgent(Agent):
             outcome = "approved" if result.decision.verdict is DecisionVerdict.APPROVE else "rejected"
             metrics.COMPLIANCE_DECISIONS.labels(outcome, result.decision.reason).inc()
 
-    async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
+    def on_candle(self, candle: Candle, envelope: Envelope) -> None:
         """Last price = the candle's close."""
         self.gate.on_price(candle.venue, candle.symbol, candle.close)
 
-    async def on_trade(self, trade: Trade, envelope: Envelope) -> None:
+    def on_trade(self, trade: Trade, envelope: Envelope) -> None:
         """Last price = the trade's price."""
         self.gate.on_price(trade.venue, trade.symbol, trade.price)
 
-    async def on_book(self, book: BookTop, envelope: Envelope) -> None:
+    def on_book(self, book: BookTop, envelope: Envelope) -> None:
         """Last price = the book's last, else its mid."""
         self.gate.on_price(book.venue, book.symbol, book.last or (book.bid + book.ask) / 2)
 

@@ -21,10 +21,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
 from agents.execution.settings import ExecutionSettings
 from core.clock import Clock
+from core.columns import EPOCH, CandleColumn, Column
 from core.domain import CommandKind, Mode, Severity
 from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
@@ -33,6 +36,7 @@ from core.trading.fillmodel import FillModel
 from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
+from core.wake import WakeOn
 from infrastructure.messaging.sender import require_sender, trusted_order_senders
 
 if TYPE_CHECKING:
@@ -88,6 +92,7 @@ class ExecutionAgent(Agent):
             initial_cash=s.initial_cash,
             crash_hook=crash_hook(s.crash_at, s.crash_state) if s.crash_at else no_crash,
             retention=grace_of(s.retention_grace_s),
+            instrument=ctx.instrument,
             traded=(ctx.settings.exchange, frozenset(ctx.settings.symbols)),
         )
         self._last_snapshot: datetime | None = None
@@ -109,8 +114,32 @@ class ExecutionAgent(Agent):
         """Approved orders and market data."""
         return [
             Subscription("orders", (ORDERS_APPROVED.all(),), {OrderRequest: self.on_order}),
-            Subscription("market", (CANDLES.all(), BOOK.all()), {Candle: self.on_candle, BookTop: self.on_book}),
+            Subscription(
+                "market",
+                (CANDLES.all(), BOOK.all()),
+                {Candle: self.on_candle, BookTop: self.on_book},
+                wake=WakeOn(self._next_candle, self._skip_candles),
+            ),
         ]
+
+    def _next_candle(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle in ``[start, stop)`` of a column :meth:`on_candle` must see: an open order,
+        a candle the venue could fill or fire on, or a portfolio snapshot due (:mod:`core.wake`)."""
+        if self.ctx.instrument or not isinstance(column, CandleColumn):
+            return column.first_row(sids, start, stop)
+        last = self._last_snapshot
+        if last is None:
+            return column.first_row(sids, start, stop)
+        every_us = _micros(self._snapshot_every)
+        due_ms = -(-(_micros(last - EPOCH) + every_us) // 1000)  # close_ms * 1000 - last >= every
+        i = int(np.searchsorted(column.close_ms, due_ms, side="left"))
+        if i < stop:
+            stop = column.first_row(sids, max(i, start), stop)
+        return self.engine.quiet_until(column, sids, start, stop)
+
+    def _skip_candles(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """Apply quiet candles: marks, the venue's last closes, protections (see :meth:`_next_candle`)."""
+        self.engine.skip_quiet(column, sids, start, stop)
 
     async def on_start(self) -> None:
         """Rebuild and reconcile before consuming; start polling a live venue."""
@@ -242,6 +271,10 @@ class ExecutionAgent(Agent):
         with contextlib.suppress(UnroutableMessage):
             await self.publish(alert)
         raise CommandFailed(reason)
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def paper_venue(

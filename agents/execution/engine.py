@@ -34,6 +34,7 @@ from uuid import UUID
 import structlog
 
 from core.clock import Clock
+from core.columns import CandleColumn, Column
 from core.domain import OrderStatus, Severity, Side
 from core.errors import TemporaryError
 from core.messages.base import Payload
@@ -41,6 +42,7 @@ from core.messages.control import RiskAlert
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.portfolio import Portfolio
+from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
 from core.trading.stores import ExecutionStore, FillOutbox, ForgetfulExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
@@ -70,6 +72,7 @@ class ExecutionEngine:
         initial_cash: Decimal = Decimal(10_000),
         crash_hook: CrashHook = no_crash,
         retention: timedelta | None = None,
+        instrument: bool = True,
         traded: tuple[str, frozenset[str]] | None = None,
     ) -> None:
         self.venue = venue
@@ -92,7 +95,12 @@ class ExecutionEngine:
         """With a retention grace: orders by intent expiry, to forget terminal ones (see :meth:`_retain`)."""
         self._fills_of: dict[str, list[tuple[str, str]]] = {}
         """With a retention grace: ``(venue, fill id)`` of each retained order's fills."""
+        self._forgetful = isinstance(store, ForgetfulExecutionStore)
+        """Whether the store can forget orders (a runtime Protocol check costs ~10 us: done once)."""
         self.log = structlog.get_logger("execution")
+        self.instrument = instrument
+        """Export the order metrics (off in backtests: no per-order work only live needs)."""
+        self._metric = metrics.Handles(instrument)
 
     # --- start ---------------------------------------------------------------------------------
     async def start(self) -> list[Payload]:
@@ -266,8 +274,10 @@ class ExecutionEngine:
             if found is None:
                 raise
         vo = found
-        metrics.ORDER_LATENCY.labels(request.venue).observe(time.perf_counter() - started)
-        metrics.ORDERS_SUBMITTED.labels(request.venue, request.symbol, request.side.value).inc()
+        if self.instrument:
+            m = self._metric
+            m(metrics.ORDER_LATENCY, request.venue).observe(time.perf_counter() - started)
+            m(metrics.ORDERS_SUBMITTED, request.venue, request.symbol, request.side.value).inc()
         return await self._sync(rec, vo)
 
     # --- venue news ----------------------------------------------------------------------------
@@ -288,6 +298,28 @@ class ExecutionEngine:
                 else:
                     events += await self._gone(rec, "at its expiry")
         return events
+
+    def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle in ``[start, stop)`` of a column on which :meth:`on_candle` could change
+        more than marks: an open order (fills, expiry), or a candle the venue could fill or fire on.
+        A venue without a twin (a live venue) is woken on every candle."""
+        first = column.first_row(sids, start, stop)
+        if first >= stop or self.open:
+            return first
+        quiet_until = getattr(self.venue, "quiet_until", None)
+        if quiet_until is None:
+            return first
+        return int(quiet_until(column, sids, start, stop))
+
+    def skip_quiet(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """:meth:`on_candle` over quiet candles (see :meth:`quiet_until`): the marks and the venue."""
+        assert isinstance(column, CandleColumn)
+        if stop - start == 1:
+            if int(column.series[start]) in sids:
+                mark_row(self.portfolio, column, start)
+        else:
+            mark_quiet(self.portfolio, column, rows_by_key(column, sids, start, stop))
+        self.venue.skip_quiet(column, sids, start, stop)  # type: ignore[attr-defined]
 
     async def on_book(self, book: BookTop) -> None:
         """Top of book for the simulated venue's spread."""
@@ -409,8 +441,8 @@ class ExecutionEngine:
             keys = self._fills_of.pop(coid, [])
             self._per_order.pop(coid, None)
             self.portfolio.forget_fills([self._fill_key(venue, coid, fill_id) for venue, fill_id in keys])
-            if isinstance(self.store, ForgetfulExecutionStore):
-                await self.store.forget_order(coid, keys)
+            if self._forgetful:
+                await self.store.forget_order(coid, keys)  # type: ignore[attr-defined]
 
     def _count(self, coid: str, quantity: Decimal, price: Decimal, fee: Decimal) -> None:
         qty, notional, fees = self._per_order.get(coid, (ZERO, ZERO, ZERO))
@@ -434,32 +466,36 @@ class ExecutionEngine:
         await self.store.update_order(new)
         self._track(new)
         if status is OrderStatus.REJECTED:
-            metrics.ORDERS_REJECTED.labels(rec.request.venue, reason[:40]).inc()
+            self._metric(metrics.ORDERS_REJECTED, rec.request.venue, reason[:40]).inc()
         return [self._update(new, rec.status)]
 
     def _track(self, rec: OrderRecord) -> None:
-        metrics.ORDER_UPDATES.labels(rec.request.venue, rec.status.value).inc()
+        if self.instrument:
+            self._metric(metrics.ORDER_UPDATES, rec.request.venue, rec.status.value).inc()
         if rec.status.is_terminal:
             self.open.pop(rec.client_order_id, None)
             self._first_fill_seen.discard(rec.client_order_id)
-            if rec.status is not OrderStatus.REJECTED:
-                metrics.EXECUTION_FILL_RATIO.labels(rec.request.venue).observe(
+            if rec.status is not OrderStatus.REJECTED and self.instrument:
+                self._metric(metrics.EXECUTION_FILL_RATIO, rec.request.venue).observe(
                     float(rec.filled_quantity / rec.request.quantity)
                 )
         else:
             self.open[rec.client_order_id] = rec
 
     def _fill_metrics(self, rec: OrderRecord, fill: Fill) -> None:
+        if not self.instrument:
+            return
+        m = self._metric
         ref = rec.request.reference_price
         adverse = (fill.price - ref) / ref * BPS * (1 if fill.side is Side.BUY else -1)
-        metrics.SLIPPAGE_BPS.labels(fill.venue, fill.symbol).observe(float(adverse))
-        metrics.FILLS.labels(fill.venue, fill.symbol, fill.side.value).inc()
-        metrics.FILLED_NOTIONAL.labels(fill.venue, fill.symbol, fill.side.value).inc(float(fill.price * fill.quantity))
-        metrics.FEES_PAID.labels(fill.venue, fill.symbol).inc(float(fill.fee))
+        m(metrics.SLIPPAGE_BPS, fill.venue, fill.symbol).observe(float(adverse))
+        m(metrics.FILLS, fill.venue, fill.symbol, fill.side.value).inc()
+        m(metrics.FILLED_NOTIONAL, fill.venue, fill.symbol, fill.side.value).inc(float(fill.price * fill.quantity))
+        m(metrics.FEES_PAID, fill.venue, fill.symbol).inc(float(fill.fee))
         if rec.client_order_id not in self._first_fill_seen:
             self._first_fill_seen.add(rec.client_order_id)
             latency = (fill.ts - rec.created_at).total_seconds()
-            metrics.EXECUTION_FILL_LATENCY.labels(fill.venue).observe(max(latency, 0.0))
+            m(metrics.EXECUTION_FILL_LATENCY, fill.venue).observe(max(latency, 0.0))
 
     def _update(self, rec: OrderRecord, previous: OrderStatus | None) -> OrderUpdate:
         r = rec.request

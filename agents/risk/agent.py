@@ -23,9 +23,11 @@ from typing import Any
 from uuid import UUID
 
 from agents.base import Agent, AgentContext, CommandFailed, Subscription
+from agents.risk import quiet
 from agents.risk.engine import RiskEngine
 from agents.risk.ledger import IntentLedger
 from agents.risk.settings import RiskSettings
+from core.columns import Column
 from core.domain import CommandKind, DecisionVerdict, TradingState
 from core.errors import UnroutableMessage
 from core.ids import uuid7
@@ -43,6 +45,7 @@ from core.messages import (
 from core.routing import CANDLES, COMPLIANCE_DECISIONS, FILLS, INTENTS, ORDER_UPDATES
 from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore
+from core.wake import WakeOn
 from infrastructure.observability import metrics
 
 MAX_FLATTEN_ROUNDS = 5
@@ -98,18 +101,46 @@ class RiskAgent(Agent):
         """The FLATTEN waiting for the positions to be flat (acknowledged then)."""
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
+        self._run: quiet.Run | None = None
+        """The last quiet run :meth:`_next_candle` simulated (applied by :meth:`_skip_candles`)."""
 
     def subscriptions(self) -> Sequence[Subscription]:
         """Intents, candles, and the order path's feedback."""
         return [
             Subscription("intents", (INTENTS.all(),), {TradeIntent: self.on_intent}),
-            Subscription("market", (CANDLES.all(),), {Candle: self.on_candle}),
+            Subscription(
+                "market",
+                (CANDLES.all(),),
+                {Candle: self.on_candle},
+                wake=WakeOn(self._next_candle, self._skip_candles, cost=10),
+            ),
             Subscription(
                 "portfolio",
                 (FILLS.all(), ORDER_UPDATES.all(), COMPLIANCE_DECISIONS.all()),
                 {Fill: self.on_fill, OrderUpdate: self.on_order_update, ComplianceDecision: self.on_compliance},
             ),
         ]
+
+    # -- wake condition: only the candles that raise an alert ------------------------------------
+
+    def _next_candle(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle in ``[start, stop)`` of a column that :meth:`on_candle` must handle: one
+        that raises an alert (the others move state only, applied by :meth:`_skip_candles`). Every
+        candle while a FLATTEN is in progress or with volatility sizing (its ATR)."""
+        if self.flattening is not None or self.ctx.instrument or self.engine._track_atr:
+            return column.first_row(sids, start, stop)
+        run = quiet.simulate(self.engine, column, sids, start, stop)
+        self._run = run
+        return run.end
+
+    def _skip_candles(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """Apply quiet candles: marks, peak, trading day, returns window, VaR (:mod:`agents.risk.quiet`)."""
+        run = self._run
+        if run is None or run.column is not column or run.start != start or run.end != stop:
+            run = quiet.simulate(self.engine, column, sids, start, stop)
+            assert run.end == stop, "a candle the wake condition let through raises an alert"
+        self._run = None
+        quiet.apply(self.engine, run)
 
     async def on_start(self) -> None:
         """Rebuild the portfolio from stored fills when a store is configured."""

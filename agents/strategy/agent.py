@@ -21,15 +21,20 @@ per-candle budget). A snapshot on which no strategy voted produces nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import numpy as np
+
 from agents.base import Agent, AgentContext, Subscription
 from agents.base.partitions import symbol_partitions
 from agents.strategy.intents import build_intent, intent_side
 from agents.strategy.settings import StrategySettings
+from core.clock import ms_from_utc
+from core.columns import Column, IndicatorColumn, utc_from_ms
 from core.domain import CommandKind, ConsensusOutcome, Direction, Side
 from core.errors import UnroutableMessage
 from core.messages import (
@@ -45,9 +50,12 @@ from core.messages import (
     TradeIntent,
 )
 from core.routing import FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, partition_of
+from core.wake import WakeOn
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
+from strategies.base import Columns, Rows
 from strategies.consensus import ConsensusResult
+from strategies.runner import BookTwin
 
 SeriesKey = tuple[str, str, str]
 PositionKey = tuple[str, str]
@@ -81,6 +89,8 @@ class StrategyAgent(Agent):
         self.decisions = 0
         self.intents = 0
         self.strategy_errors: dict[str, int] = {}
+        self._twins: dict[int, tuple[Column, Rows, BookTwin]] = {}
+        """Per series of the column being published: (column, its rows still to apply, the twin)."""
 
     def subscriptions(self) -> list[Subscription]:
         """Snapshots of the configured symbols and timeframes; fills and positions of the configured
@@ -105,6 +115,7 @@ class StrategyAgent(Agent):
                     handlers={IndicatorSnapshot: self.on_snapshot},
                     partition=partition,
                     single_active_consumer=True,
+                    wake=WakeOn(self._next_vote, self._skip_snapshots),
                 ),
                 Subscription(
                     purpose="positions",
@@ -123,6 +134,66 @@ class StrategyAgent(Agent):
             ]
         return subscriptions
 
+    # -- wake condition: only the snapshots some strategy votes on ---------------------------------
+
+    def _twin(self, column: Column, s: int) -> tuple[Rows, BookTwin] | None:
+        """The book twin of series ``s`` of ``column`` (its rows not applied yet), built once per column."""
+        cached = self._twins.get(s)
+        if cached is not None and cached[0] is column:
+            return cached[1], cached[2]
+        if not isinstance(column, IndicatorColumn):
+            return None
+        info = column.table[s]
+        state = self._state_of(info.venue, info.symbol, info.timeframe)
+        if state is None:
+            return None
+        rows = column.rows(s)
+        if state.last_close_time is not None:  # replays of snapshots already seen are ignored
+            rows = rows[column.close_ms[rows] > ms_from_utc(state.last_close_time)]
+        twin = BookTwin(state.book, Columns({k: v[rows] for k, v in column.values.items()}, column.close[rows],
+                                            column.regime[rows]))  # fmt: skip
+        self._twins[s] = (column, rows, twin)
+        return rows, twin
+
+    def _next_vote(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first snapshot in ``[start, stop)`` on which some strategy would vote."""
+        for s in sids:
+            found = self._twin(column, s)
+            if found is None:
+                continue
+            rows, twin = found
+            k, end = np.searchsorted(rows, (start, stop))
+            if k >= end:
+                continue
+            if not twin.valid_at(int(k)):  # a strategy's state moved some other way: look again from here
+                del self._twins[s]
+                found = self._twin(column, s)
+                assert found is not None
+                rows, twin = found
+                k, end = np.searchsorted(rows, (start, stop))
+            info = column.table[s]
+            j = twin.next_vote(int(k), int(end), self.position(info.venue, info.symbol))
+            if j < end:
+                stop = int(rows[j])
+        return stop
+
+    def _skip_snapshots(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """Apply the snapshots in ``[start, stop)`` on which no strategy votes."""
+        for s in sids:
+            found = self._twin(column, s)
+            if found is None:
+                continue
+            rows, twin = found
+            k, end = np.searchsorted(rows, (start, stop))
+            if k >= end:
+                continue
+            twin.skip(int(k), int(end))
+            info = column.table[s]
+            state = self._state_of(info.venue, info.symbol, info.timeframe)
+            assert state is not None
+            assert isinstance(column, IndicatorColumn)
+            state.last_close_time = utc_from_ms(int(column.close_ms[rows[end - 1]]))
+
     async def on_partitions_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
         """Forget the strategy state and positions of symbols whose partition moved: a regained
         symbol starts like a fresh replica (flat until its next fill or position update) rather than
@@ -140,7 +211,7 @@ class StrategyAgent(Agent):
         """The position the agent knows for ``symbol`` (flat when none was reported)."""
         return self.positions.get((venue, symbol), FLAT)
 
-    async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
+    def on_fill(self, fill: Fill, envelope: Envelope) -> None:
         """Apply a fill to the position (each ``fill_id`` once)."""
         if fill.fill_id in self._seen_fills:
             return
@@ -151,7 +222,7 @@ class StrategyAgent(Agent):
         signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
         self.positions[key] = Position(self.position(*key).quantity + signed)
 
-    async def on_position(self, update: PositionUpdate, envelope: Envelope) -> None:
+    def on_position(self, update: PositionUpdate, envelope: Envelope) -> None:
         """A position update is authoritative: it replaces what the fills added up to."""
         self.positions[(update.venue, update.symbol)] = Position(Decimal(update.quantity))
 
@@ -376,11 +447,14 @@ class StrategyAgent(Agent):
         )
 
     def _state_for(self, snapshot: IndicatorSnapshot) -> _SeriesState | None:
-        key = (snapshot.venue, snapshot.symbol, snapshot.timeframe)
+        return self._state_of(snapshot.venue, snapshot.symbol, snapshot.timeframe)
+
+    def _state_of(self, venue: str, symbol: str, timeframe: str) -> _SeriesState | None:
+        key = (venue, symbol, timeframe)
         state = self.series.get(key)
         if state is None:
             if len(self.series) >= self.strategy_settings.max_series:
-                self.log.warning("too many series: snapshot ignored", symbol=snapshot.symbol)
+                self.log.warning("too many series: snapshot ignored", symbol=symbol)
                 return None
             state = _SeriesState(
                 StrategyBook(self.specs, on_error=self._on_strategy_error, on_missing=self._on_missing)

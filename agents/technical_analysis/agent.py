@@ -10,21 +10,29 @@ overlap) is ignored: the handler is idempotent and an indicator never sees the s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+
+import numpy as np
+from numpy.typing import NDArray
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.base.partitions import symbol_partitions
+from agents.technical_analysis.columns import SnapshotColumn, snapshot_table
 from agents.technical_analysis.engine import IndicatorEngine, IndicatorResult
 from agents.technical_analysis.history import TickStoreHistory
 from agents.technical_analysis.settings import TechnicalAnalysisSettings
 from agents.technical_analysis.snapshot import build_snapshot
-from core.domain import timeframe_to_timedelta
+from core.clock import ms_from_utc
+from core.columns import REGIME_CODE, CandleColumn, Column, utc_from_ms
+from core.domain import MarketRegime, timeframe_to_timedelta
 from core.errors import UnroutableMessage
 from core.messages import Candle, Envelope, IndicatorSnapshot
 from core.ports import HistoryProvider
 from core.routing import CANDLES, partition_of
+from core.wake import Derive
 from infrastructure.observability import metrics
 
 SeriesKey = tuple[str, str, str]
@@ -82,9 +90,80 @@ class TechnicalAnalysisAgent(Agent):
                 handlers={Candle: self.on_candle},
                 partition=partition,
                 single_active_consumer=True,
+                wake=Derive(self.derive_snapshots),
             )
             for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions)
         ]
+
+    def derive_snapshots(self, column: Column, sids: Sequence[int]) -> SnapshotColumn | None:
+        """The snapshots :meth:`on_candle` publishes for every candle of ``column`` (of the series
+        ``sids``), computed in one pass over the arrays: the agent's wake condition (:mod:`core.wake`).
+
+        The same state moves as with one candle at a time: each series' engine is fed the new candles
+        (:meth:`IndicatorEngine.update_many`), repeated or older candles are skipped and gaps are
+        counted and logged, and every snapshot is counted as published."""
+        if not isinstance(column, CandleColumn):
+            return None
+        n = column.n
+        present = np.zeros(n, dtype=bool)
+        values: dict[str, NDArray[np.float64]] = {}
+        patterns: dict[str, NDArray[np.int64]] = {}
+        regime = np.full(n, REGIME_CODE[MarketRegime.UNKNOWN], dtype=np.int8)
+        for s in sids:
+            rows = column.rows(s)
+            if not rows.shape[0]:
+                continue
+            info = column.table[s]
+            first = int(rows[0])
+            series = self._series_of(info.venue, info.symbol, info.timeframe, partial(column.candle, first))
+            if series is None:
+                continue
+            open_ms = column.open_ms[rows]
+            last = series.last_open_time
+            start = np.int64(ms_from_utc(last)) if last is not None else np.iinfo(np.int64).min
+            before = np.empty_like(open_ms)
+            before[0] = start
+            np.maximum.accumulate(open_ms[:-1], out=before[1:])
+            np.maximum(before[1:], start, out=before[1:])
+            new = open_ms > before
+            for j in np.flatnonzero(~new).tolist():
+                self._skip("duplicate" if open_ms[j] == before[j] else "out_of_order", column.candle(int(rows[j])))
+            step = series.step
+            if step is not None:
+                step_ms = step.days * 86_400_000 + step.seconds * 1000 + step.microseconds // 1000
+                gap = new & (before > np.iinfo(np.int64).min) & (open_ms - before > step_ms)
+                for j in np.flatnonzero(gap).tolist():
+                    series.gaps += 1
+                    self.log.warning(
+                        "gap in candles",
+                        symbol=info.symbol,
+                        timeframe=info.timeframe,
+                        previous=utc_from_ms(int(before[j])).isoformat(),
+                        current=utc_from_ms(int(open_ms[j])).isoformat(),
+                    )
+            fresh = rows[new]
+            if not fresh.shape[0]:
+                continue
+            series.last_open_time = utc_from_ms(int(column.open_ms[fresh[-1]]))
+            need_o, need_h, need_l, need_v = series.needs
+            zeros = np.zeros(fresh.shape[0])
+            result = series.engine.update_many(
+                column.open[fresh] if need_o else zeros,
+                column.high[fresh] if need_h else zeros,
+                column.low[fresh] if need_l else zeros,
+                column.close[fresh],
+                column.volume[fresh] if need_v else zeros,
+            )
+            made = fresh[result.produced]
+            present[made] = True
+            series.published += int(made.shape[0])
+            for key, array in result.values.items():
+                values.setdefault(key, np.full(n, np.nan))[fresh] = array
+            for key, fired in result.patterns.items():
+                patterns.setdefault(key, np.zeros(n, dtype=np.int64))[fresh] = fired
+            regime[fresh] = result.regime
+        return SnapshotColumn(column, snapshot_table(column), present, values, patterns, regime,
+                              source=self.ctx.agent_id)  # fmt: skip
 
     async def on_start(self) -> None:
         """Warm every configured series up from history (when a provider is configured).
@@ -201,14 +280,17 @@ class TechnicalAnalysisAgent(Agent):
         )
 
     def _series_for(self, candle: Candle) -> Series | None:
-        key = (candle.venue, candle.symbol, candle.timeframe)
+        return self._series_of(candle.venue, candle.symbol, candle.timeframe, lambda: candle)
+
+    def _series_of(self, venue: str, symbol: str, timeframe: str, candle: Callable[[], Candle]) -> Series | None:
+        key = (venue, symbol, timeframe)
         series = self.series.get(key)
         if series is None:
             if len(self.series) >= self.ta_settings.max_series:
-                self._skip("max_series", candle)
+                self._skip("max_series", candle())
                 return None
             try:
-                step: timedelta | None = timeframe_to_timedelta(candle.timeframe)
+                step: timedelta | None = timeframe_to_timedelta(timeframe)
             except ValueError:  # calendar months have no fixed length: no gap detection
                 step = None
             series = Series(IndicatorEngine(self.ta_settings), step)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from agents.technical_analysis.indicators import (
     Bars,
@@ -32,6 +33,7 @@ from agents.technical_analysis.indicators import (
 from agents.technical_analysis.regime import classify_regime
 from agents.technical_analysis.settings import TechnicalAnalysisSettings
 from agents.technical_analysis.talib_compat import InsufficientHistory, lookback, stream_factory
+from core.columns import REGIME_CODE
 from core.domain import MarketRegime
 from core.errors import ConfigurationError
 
@@ -48,6 +50,18 @@ class IndicatorResult:
     values: dict[str, float]
     patterns: dict[str, int]
     regime: MarketRegime
+
+
+@dataclass(slots=True)
+class BlockResult:
+    """:meth:`IndicatorEngine.update_many`'s output: row ``i`` is what :meth:`IndicatorEngine.update`
+    returned for candle ``i`` (``produced[i]`` False: ``None``; a value that is not finite: absent;
+    a pattern of 0: not fired)."""
+
+    produced: NDArray[np.bool_]
+    values: dict[str, NDArray[np.float64]]
+    patterns: dict[str, NDArray[np.int64]]
+    regime: NDArray[np.int8]
 
 
 def build_slots(settings: TechnicalAnalysisSettings) -> tuple[list[Slot], list[PatternSlot], int]:
@@ -202,6 +216,55 @@ class IndicatorEngine:
                 high_vol_pct=self._high_vol_pct,
             )
         return IndicatorResult(values, patterns, regime)
+
+    def update_many(
+        self,
+        o: NDArray[np.float64],
+        h: NDArray[np.float64],
+        low: NDArray[np.float64],
+        c: NDArray[np.float64],
+        v: NDArray[np.float64],
+    ) -> BlockResult:
+        """Feed a block of closed candles: the same as calling :meth:`update` on each row in order
+        (the same handles, the same calls), with the results in arrays instead of dicts. Engines of
+        close-only indicators (SMA, EMA, RSI) without patterns or regime feed each handle the whole
+        block in one loop; the others go row by row."""
+        n = int(c.shape[0])
+        produced = np.zeros(n, dtype=bool)
+        values = {key: np.full(n, np.nan) for key in self.value_keys()}
+        patterns = {p.key: np.zeros(n, dtype=np.int64) for p in self._patterns}
+        regime = np.full(n, REGIME_CODE[MarketRegime.UNKNOWN], dtype=np.int8)
+        ol, hl, ll, cl, vl = o.tolist(), h.tolist(), low.tolist(), c.tolist(), v.tolist()
+
+        def store(i: int, result: IndicatorResult) -> None:
+            produced[i] = True
+            for key, value in result.values.items():
+                values[key][i] = value
+            for key, fired in result.patterns.items():
+                patterns[key][i] = fired
+            regime[i] = REGIME_CODE[result.regime]
+
+        i = 0
+        while i < n and not self.warm:
+            result = self.update(ol[i], hl[i], ll[i], cl[i], vl[i])
+            if result is not None:
+                store(i, result)
+            i += 1
+        if i >= n:
+            return BlockResult(produced, values, patterns, regime)
+        if not self._other_slots and not self._pattern_updates and not self._regime_enabled:
+            rest = cl[i:]
+            for key, update_close in self._close_updates:
+                values[key][i:] = np.fromiter(map(update_close, rest), dtype=np.float64, count=n - i)
+            self.candles_seen += n - i
+            produced[i:] = True
+            return BlockResult(produced, values, patterns, regime)
+        update = self.update
+        for j in range(i, n):
+            result = update(ol[j], hl[j], ll[j], cl[j], vl[j])
+            if result is not None:
+                store(j, result)
+        return BlockResult(produced, values, patterns, regime)
 
     def _prepare_hot_path(self) -> None:
         self._close_updates = [slot.fast_path() for slot in self._slots if isinstance(slot, CloseSlot)]

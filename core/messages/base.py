@@ -149,7 +149,8 @@ class Envelope(BaseModel):
             if len(_CHECKED_SOURCES) < _CHECKED_SOURCES_MAX:
                 _CHECKED_SOURCES.add(source)
         now = clock.now()
-        message_id = uuid7()
+        new_id = getattr(clock, "message_id", None)  # a simulated clock numbers its own messages
+        message_id = (new_id() if new_id is not None else None) or uuid7()
         payload_type = type(payload)
         envelope: Envelope = _object_new(cls)
         _set_dict(

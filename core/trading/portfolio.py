@@ -14,7 +14,7 @@ Every method is pure Python with no I/O; applying the same fill twice is refused
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -83,14 +83,16 @@ class Position:
                 average = self.average_price
             else:
                 average = price
-        return replace(
-            self,
-            quantity=new,
-            average_price=average,
-            realized_pnl=realized,
-            fees=self.fees + fee,
-            mark_price=price if self.mark_price is None else self.mark_price,
-        )
+        # the next state through the slots (as ``with_mark``): ``dataclasses.replace`` costs 4x
+        nxt: Position = _new_position(Position)
+        _set_venue(nxt, self.venue)
+        _set_symbol(nxt, self.symbol)
+        _set_quantity(nxt, new)
+        _set_average_price(nxt, average)
+        _set_realized_pnl(nxt, realized)
+        _set_fees(nxt, self.fees + fee)
+        _set_mark_price(nxt, price if self.mark_price is None else self.mark_price)
+        return nxt
 
     def with_mark(self, price: Decimal) -> Position:
         """The position marked at ``price``."""

@@ -8,7 +8,7 @@ rows by sequence number, so a retried write after a lost acknowledgement changes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -39,8 +39,22 @@ class OrderRecord:
         return self.request.client_order_id
 
     def evolve(self, **changes: object) -> OrderRecord:
-        """A copy with ``changes``."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with ``changes`` (``dataclasses.replace`` without its introspection: per order)."""
+        fields: dict[str, object] = {
+            "request": self.request,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "filled_quantity": self.filled_quantity,
+            "average_price": self.average_price,
+            "venue_order_id": self.venue_order_id,
+            "reason": self.reason,
+        }
+        unknown = changes.keys() - fields.keys()
+        if unknown:
+            raise TypeError(f"OrderRecord has no field(s) {sorted(unknown)}")
+        fields.update(changes)
+        return OrderRecord(**fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ types, symbols, reasons: never ids).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -264,3 +265,41 @@ ORCHESTRATOR_COMMANDS = counter(
 REVIEWS_DECIDED = counter(
     "tradeswarm_reviews_decided", "MANUAL_REVIEW decisions approved or rejected by a person.", ("verdict",)
 )
+
+
+class _NoOp:
+    """A metric child that records nothing (instrumentation off)."""
+
+    def inc(self, amount: float = 1) -> None:
+        """Nothing."""
+
+    def observe(self, amount: float) -> None:
+        """Nothing."""
+
+    def set(self, value: float) -> None:
+        """Nothing."""
+
+
+NOOP = _NoOp()
+
+
+class Handles:
+    """Children of labelled metrics, resolved once per label values: ``labels()`` costs a few
+    microseconds and hot paths (an order) would call it several times. With ``enabled=False`` every
+    handle is a no-op, so an uninstrumented run (a backtest) does no metrics work at all."""
+
+    __slots__ = ("_cache", "enabled")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._cache: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def __call__(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """The child of ``metric`` for ``labels`` (a no-op when disabled)."""
+        if not self.enabled:
+            return NOOP
+        key = (id(metric), labels)
+        child = self._cache.get(key)
+        if child is None:
+            child = self._cache[key] = metric.labels(*labels)
+        return child

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
+from core.columns import Column
 from core.domain import OrderStatus, OrderType, Side
 from core.ids import client_order_id, content_id
 from core.messages.market import BookTop, Candle
@@ -49,6 +50,7 @@ from core.trading.fillmodel import Bar, FillModel, FillQuote, half_spread_bps
 from core.trading.protective import ProtectiveLevels
 from core.trading.retention import ExpiryQueue
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder
+from infrastructure.venues import paper_twin
 from infrastructure.venues.paper_book import JsonPaperBook, PaperBook, PaperState
 
 ZERO = Decimal(0)
@@ -234,6 +236,14 @@ class PaperVenue:
                 prot.active_from = max(prot.active_from, now)
             await self._save()
         return ()
+
+    def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
+        """The first candle of a column on which this venue could fill or fire (:mod:`paper_twin`)."""
+        return paper_twin.next_wake(self, column, sids, start, stop)
+
+    def skip_quiet(self, column: Column, sids: Sequence[int], start: int, stop: int) -> None:
+        """Apply quiet candles of a column exactly as :meth:`on_candle` would (:mod:`paper_twin`)."""
+        paper_twin.skip(self, column, sids, start, stop)
 
     @property
     def protections(self) -> int:

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from core.domain import Direction
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Position, Strategy, StrategyParams, clamp
+from strategies.base import F64, Columns, Position, Strategy, StrategyParams, VoteRows, clamp, rows_where
 
 
 class BollingerParams(StrategyParams):
@@ -49,6 +49,10 @@ class _Bollinger(Strategy[BollingerParams]):
         values = snapshot.values
         upper, middle, lower = (values[k] for k in self._keys)
         return float(snapshot.close), upper, middle, lower
+
+    def _band_arrays(self, columns: Columns) -> tuple[F64, F64, F64, F64]:
+        upper, middle, lower = (columns.values[k] for k in self._keys)
+        return columns.close, upper, middle, lower
 
     def _entry_score(self, beyond: float, half_width: float) -> float:
         p = self.params
@@ -93,6 +97,15 @@ class BollingerReversion(_Bollinger):
                 f"close {close:.6g} back at the middle band {middle:.6g}",
             )
         return None
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """Flat: below the lower band (or above the upper with ``allow_short``); long: at or above the
+        middle; short: at or below the middle."""
+        close, upper, middle, lower = self._band_arrays(columns)
+        flat = close < lower
+        if self.params.allow_short:
+            flat |= close > upper
+        return VoteRows(rows_where(flat), rows_where(close >= middle), rows_where(close <= middle))
 
 
 class BollingerBreakout(_Bollinger):
@@ -140,3 +153,12 @@ class BollingerBreakout(_Bollinger):
                 f"close {close:.6g} rose above the middle band {middle:.6g}",
             )
         return None
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """Flat: above the upper band (or below the lower with ``allow_short``); long: below the
+        middle; short: above the middle."""
+        close, upper, middle, lower = self._band_arrays(columns)
+        flat = close > upper
+        if self.params.allow_short:
+            flat |= close < lower
+        return VoteRows(rows_where(flat), rows_where(close < middle), rows_where(close > middle))

@@ -17,7 +17,16 @@ from pydantic import Field, model_validator
 
 from core.domain import Direction
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Position, Strategy, StrategyParams
+from strategies.base import (
+    Columns,
+    Position,
+    Strategy,
+    StrategyParams,
+    VoteRows,
+    last_nonzero,
+    last_nonzero_before,
+    rows_where,
+)
 
 
 class CrossParams(StrategyParams):
@@ -86,6 +95,30 @@ class _Crossover(Strategy[CrossParams]):
             p.confidence,
             f"{self._fast_key} {fast:.6g} crossed {word} {self._slow_key} {slow:.6g}",
         )
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """Crossings above vote when flat (LONG) or short (EXIT); crossings below when long (EXIT) or
+        flat with ``allow_short`` (SHORT)."""
+        diff = columns.values[self._fast_key] - columns.values[self._slow_key]
+        before = last_nonzero_before(diff, self._last_nonzero)
+        up = (before[:-1] < 0.0) & (diff > 0.0)
+        down = (diff < 0.0) & (before[:-1] > 0.0)
+        flat = up | down if self.params.allow_short else up
+        return VoteRows(rows_where(flat), rows_where(down), rows_where(up), before)
+
+    def skip_rows(self, columns: Columns) -> None:
+        """Remember the last non-zero difference."""
+        diff = columns.values[self._fast_key] - columns.values[self._slow_key]
+        self._last_nonzero = last_nonzero(diff, self._last_nonzero)
+
+    def twin_state(self) -> float:
+        """The last non-zero difference."""
+        return self._last_nonzero
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the last non-zero difference."""
+        assert isinstance(state, float)
+        self._last_nonzero = state
 
 
 class SmaCross(_Crossover):

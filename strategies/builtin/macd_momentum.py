@@ -13,7 +13,17 @@ from pydantic import Field
 
 from core.domain import Direction
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Position, Strategy, StrategyParams, clamp
+from strategies.base import (
+    Columns,
+    Position,
+    Strategy,
+    StrategyParams,
+    VoteRows,
+    clamp,
+    last_nonzero,
+    last_nonzero_before,
+    rows_where,
+)
 
 
 class MacdParams(StrategyParams):
@@ -70,3 +80,26 @@ class MacdMomentum(Strategy[MacdParams]):
                     snapshot, Direction.SHORT, score, p.confidence, f"macd_hist turned negative {hist:.6g}"
                 )
         return None
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """Turns positive vote when flat (LONG) or short (EXIT); turns negative when long (EXIT) or
+        flat with ``allow_short`` (SHORT)."""
+        hist = columns.values["macd_hist"]
+        before = last_nonzero_before(hist, self._last_nonzero)
+        up = (before[:-1] < 0.0) & (hist > 0.0)
+        down = (hist < 0.0) & (before[:-1] > 0.0)
+        flat = up | down if self.params.allow_short else up
+        return VoteRows(rows_where(flat), rows_where(down), rows_where(up), before)
+
+    def skip_rows(self, columns: Columns) -> None:
+        """Remember the last non-zero histogram."""
+        self._last_nonzero = last_nonzero(columns.values["macd_hist"], self._last_nonzero)
+
+    def twin_state(self) -> float:
+        """The last non-zero histogram."""
+        return self._last_nonzero
+
+    def set_twin_state(self, state: object) -> None:
+        """Set the last non-zero histogram."""
+        assert isinstance(state, float)
+        self._last_nonzero = state

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from core.columns import REGIME_CODE
 from core.domain import Direction, MarketRegime
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Position, Strategy, StrategyParams
+from strategies.base import Columns, Position, Strategy, StrategyParams, VoteRows, rows_where
+
+_HIGH_VOL = REGIME_CODE[MarketRegime.HIGH_VOLATILITY]
+_UP = REGIME_CODE[MarketRegime.TRENDING_UP]
+_DOWN = REGIME_CODE[MarketRegime.TRENDING_DOWN]
 
 
 class RegimeParams(StrategyParams):
@@ -62,3 +67,13 @@ class RegimeFilter(Strategy[RegimeParams]):
             if position.is_flat and p.allow_short:
                 return self.make_vote(snapshot, Direction.SHORT, score, p.confidence, f"trending down, ADX {adx:.1f}")
         return None
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """High volatility votes whatever the position; trending up when flat or short; trending
+        down when long (or flat with ``allow_short``)."""
+        regime = columns.regime
+        high_vol = regime == _HIGH_VOL
+        up = regime == _UP
+        down = regime == _DOWN
+        flat = high_vol | up | down if self.params.allow_short else high_vol | up
+        return VoteRows(rows_where(flat), rows_where(high_vol | down), rows_where(high_vol | up))

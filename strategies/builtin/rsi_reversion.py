@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from core.domain import Direction
 from core.messages import IndicatorSnapshot, StrategyVote
-from strategies.base import Position, Strategy, StrategyParams
+from strategies.base import Columns, Position, Strategy, StrategyParams, VoteRows, rows_where
 
 
 class RsiParams(StrategyParams):
@@ -89,3 +89,13 @@ class RsiReversion(Strategy[RsiParams]):
                     f"{self._key} {rsi:.1f} > overbought {p.overbought:g}",
                 )
         return None
+
+    def vote_rows(self, columns: Columns) -> VoteRows:
+        """Oversold votes when flat (LONG) or short (EXIT); overbought when long (EXIT) or flat with
+        ``allow_short`` (SHORT)."""
+        p = self.params
+        rsi = columns.values[self._key]
+        low = rsi < p.oversold
+        high = rsi > p.overbought
+        flat = low | high if p.allow_short else low
+        return VoteRows(rows_where(flat), rows_where(high), rows_where(low))

@@ -141,6 +141,19 @@ def test_optimize_grid_json_uses_two_processes() -> None:
     assert points == [(5, 30), (5, 40), (10, 30), (10, 40)]
     best = study["best"][0]
     assert best["values"][0] == max(t["values"][0] for t in study["trials"])
+    # the speed of the study: trials per minute over the study's wall time, per worker process too
+    assert study["n_jobs"] == 2
+    assert study["trials_per_minute"] == pytest.approx(4 / study["elapsed_s"] * 60, rel=1e-2)
+    assert study["trials_per_minute_per_process"] == pytest.approx(study["trials_per_minute"] / 2, rel=1e-2)
+
+
+def test_optimize_prints_trials_per_minute() -> None:
+    proc = cli("optimize", "--data", str(BTC_1H), "--space", "sma_cross.fast=5,10", "--sampler", "grid", "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "trials/min" in x)
+    assert line.startswith("2 trials in ")
+    assert "per worker process (1)" in line
+    assert "candles per trial" in line
 
 
 def test_optimize_rejects_bad_space() -> None:
