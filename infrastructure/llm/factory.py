@@ -1,0 +1,44 @@
+"""Builds the desk's :class:`LanguageModel` from :class:`LLMSettings`: the provider, wrapped in
+:class:`MeteredModel` (budget, call log, price table, metrics).
+
+``rules`` is the desk's offline provider (passed in: this package does not import agents);
+``openai`` talks to any OpenAI-compatible endpoint; ``replay`` answers from a cassette; ``record``
+calls ``openai`` and writes the cassette. Without a budget or a log, in-memory ones are used (the
+backtest and the embedded run); the processes of a stack pass the PostgreSQL ones.
+"""
+
+from __future__ import annotations
+
+from core.errors import ConfigurationError
+from core.llm import CallLog, LanguageModel, TokenBudget
+from infrastructure.llm.budget import InMemoryTokenBudget
+from infrastructure.llm.calllog import InMemoryCallLog
+from infrastructure.llm.metered import MeteredModel
+from infrastructure.llm.settings import LLMSettings
+
+
+def build_provider(settings: LLMSettings, *, rules: LanguageModel | None = None) -> LanguageModel:
+    """The bare provider the settings name (not metered)."""
+    if settings.provider == "rules":
+        if rules is None:
+            raise ConfigurationError("LLM_PROVIDER=rules needs the desk's rules provider")
+        return rules
+    raise ConfigurationError(f"LLM_PROVIDER={settings.provider} is not available in this build")
+
+
+def build_language_model(
+    settings: LLMSettings,
+    *,
+    rules: LanguageModel | None = None,
+    budget: TokenBudget | None = None,
+    log: CallLog | None = None,
+    instrument: bool = True,
+) -> MeteredModel:
+    """The configured provider behind the budget, the call log, the prices and the metrics."""
+    return MeteredModel(
+        build_provider(settings, rules=rules),
+        budget if budget is not None else InMemoryTokenBudget(settings.daily_token_budget),
+        log if log is not None else InMemoryCallLog(),
+        settings.price_table(),
+        instrument=instrument,
+    )
