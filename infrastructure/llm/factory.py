@@ -23,6 +23,10 @@ def build_provider(settings: LLMSettings, *, rules: LanguageModel | None = None)
         if rules is None:
             raise ConfigurationError("LLM_PROVIDER=rules needs the desk's rules provider")
         return rules
+    if settings.provider == "openai":
+        from infrastructure.llm.openai_model import OpenAIModel
+
+        return OpenAIModel(settings)
     raise ConfigurationError(f"LLM_PROVIDER={settings.provider} is not available in this build")
 
 
