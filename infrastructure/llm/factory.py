@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from core.errors import ConfigurationError
 from core.llm import CallLog, LanguageModel, TokenBudget
-from infrastructure.llm.budget import InMemoryTokenBudget
-from infrastructure.llm.calllog import InMemoryCallLog
+from infrastructure.database.timescale.migrate import apply_migrations
+from infrastructure.database.timescale.pool import Database
+from infrastructure.llm.budget import InMemoryTokenBudget, PostgresTokenBudget
+from infrastructure.llm.calllog import InMemoryCallLog, PostgresCallLog
 from infrastructure.llm.metered import MeteredModel
 from infrastructure.llm.settings import LLMSettings
 
@@ -46,3 +48,14 @@ def build_language_model(
         settings.price_table(),
         instrument=instrument,
     )
+
+
+async def open_postgres_ledgers(
+    dsn: str, daily_tokens: int, *, retry_for_s: float = 60.0
+) -> tuple[Database, PostgresTokenBudget, PostgresCallLog]:
+    """Connect to PostgreSQL, apply the migrations (003 holds the budget and ``agent_logs``) and
+    return the shared budget and call log of a stack process. Close the database when done."""
+    db = Database(dsn, retry_for_s=retry_for_s)
+    await db.connect()
+    await apply_migrations(db)
+    return db, PostgresTokenBudget(db, daily_tokens), PostgresCallLog(db)
