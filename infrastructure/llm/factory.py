@@ -25,11 +25,16 @@ def build_provider(settings: LLMSettings, *, rules: LanguageModel | None = None)
         if rules is None:
             raise ConfigurationError("LLM_PROVIDER=rules needs the desk's rules provider")
         return rules
-    if settings.provider == "openai":
-        from infrastructure.llm.openai_model import OpenAIModel
+    from infrastructure.llm.cassette import RecordingModel, ReplayModel
+    from infrastructure.llm.openai_model import OpenAIModel
 
+    if settings.provider == "openai":
         return OpenAIModel(settings)
-    raise ConfigurationError(f"LLM_PROVIDER={settings.provider} is not available in this build")
+    if settings.cassette is None:  # pragma: no cover - the settings refuse replay/record without one
+        raise ConfigurationError(f"LLM_PROVIDER={settings.provider} needs LLM_CASSETTE")
+    if settings.provider == "replay":
+        return ReplayModel(settings.cassette, settings)
+    return RecordingModel(OpenAIModel(settings), settings.cassette)
 
 
 def build_language_model(
