@@ -119,3 +119,18 @@ def test_bad_prices_are_refused(text: str) -> None:
 def test_price_table_items_sorted() -> None:
     table = PriceTable({"b": ModelPrice(Decimal(1), Decimal(2)), "a": ModelPrice(Decimal(0), Decimal(0))})
     assert [m for m, _ in table.items()] == ["a", "b"]
+
+
+def test_env_example_lists_every_llm_setting() -> None:
+    from pydantic import AliasChoices
+
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text(encoding="utf-8")
+    missing = []
+    for field in LLMSettings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, AliasChoices)
+        prefixed = alias.choices[0]
+        if f"{prefixed}=" not in text:
+            missing.append(prefixed)
+    assert not missing, f".env.example lacks {missing}"
+    assert "\nTRADESWARM_LLM_API_KEY=\n" in text  # a secret: empty
