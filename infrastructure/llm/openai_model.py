@@ -174,6 +174,10 @@ class OpenAIModel:
         """The tier's model."""
         return self.settings.model_for(call.tier)
 
+    def max_tokens(self, call: LLMCall) -> int:
+        """The answer cap: the call's, never above the role's setting (``LLM_MAX_TOKENS``)."""
+        return min(call.max_tokens, self.settings.max_tokens_for(call.role))
+
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.close()
@@ -284,7 +288,7 @@ class OpenAIModel:
             return {
                 "model": model,
                 "messages": messages,
-                "max_tokens": call.max_tokens,
+                "max_tokens": self.max_tokens(call),
                 "temperature": call.temperature,
                 "response_format": response_format_for(output),
             }
@@ -293,7 +297,7 @@ class OpenAIModel:
         return {
             "model": model,
             "messages": [guide, *messages],
-            "max_tokens": call.max_tokens,
+            "max_tokens": self.max_tokens(call),
             "temperature": call.temperature,
             "response_format": {"type": "json_object"},
         }

@@ -230,3 +230,11 @@ async def test_metered_openai_settles_the_real_usage(fake_llm: FakeLLM) -> None:
 def test_the_package_imports_and_builds_without_network_or_key() -> None:
     settings = load_llm_settings(provider="openai", api_key="k", base_url="http://127.0.0.1:9/v1")
     OpenAIModel(settings)  # no request is made until a question is asked
+
+
+async def test_the_role_setting_caps_the_answer(fake_llm: FakeLLM) -> None:
+    model = client(fake_llm, max_tokens="technical=150")
+    await model.ask(make_call("technical", max_tokens=300), TechnicalView)
+    await model.ask(make_call("trader", max_tokens=300), TradeProposal)
+    assert [b["max_tokens"] for b in fake_llm.completions] == [150, 300]
+    await model.close()
