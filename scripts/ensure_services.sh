@@ -18,15 +18,23 @@ command -v promtool >/dev/null 2>&1 || apt_install prometheus
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client  # kubectl (with kustomize) for the k8s render tests
 
 # --- RabbitMQ -------------------------------------------------------------------------------------
-if ! rabbitmqctl -q status >/dev/null 2>&1; then
+# Every broker command is bounded: a node that is up with its application stopped (a test or a
+# killed run left `rabbitmqctl stop_app` behind) makes `await_startup` wait forever.
+rmq() { timeout 60 rabbitmqctl "$@"; }
+if ! rmq -q status >/dev/null 2>&1; then
   echo "services: starting RabbitMQ"
   as_root rabbitmq-server -detached
 fi
-for _ in $(seq 1 120); do
-  rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+rabbit_running() { timeout 30 rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+for i in $(seq 1 120); do
+  rabbit_running && break
+  if [ "$i" -eq 15 ] && rmq -q status >/dev/null 2>&1; then
+    echo "services: the RabbitMQ node is up but its application is stopped: starting it"
+    rmq start_app >/dev/null 2>&1 || true
+  fi
   sleep 1
 done
-rabbitmqctl -q await_startup >/dev/null
+rabbit_running || { echo "services: RabbitMQ did not come up" >&2; exit 1; }
 echo "services: RabbitMQ is up"
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
