@@ -70,6 +70,7 @@ class _Completion:
     usage: Usage
     started: datetime
     latency_s: float
+    truncated: bool = False
 
 
 def response_format_for(output: type[BaseModel]) -> dict[str, Any]:
@@ -189,7 +190,7 @@ class OpenAIModel:
         records: list[LLMCallRecord] = []
 
         first = await self._complete(call, model, messages, output, records)
-        value, problem = _validate(first.content, output)
+        value, problem = _validate(first, output)
         if value is not None:
             records.append(self._record(call, model, first, CallOutcome.OK))
             return LLMAnswer(value=value, usage=first.usage, model=model, records=tuple(records))
@@ -202,7 +203,7 @@ class OpenAIModel:
         ]
         second = await self._complete(call, model, repair, output, records)
         usage = Usage(first.usage.tokens_in + second.usage.tokens_in, first.usage.tokens_out + second.usage.tokens_out)
-        value, problem = _validate(second.content, output)
+        value, problem = _validate(second, output)
         if value is not None:
             records.append(self._record(call, model, second, CallOutcome.REPAIRED))
             return LLMAnswer(value=value, usage=usage, model=model, records=tuple(records))
@@ -303,9 +304,10 @@ class OpenAIModel:
         }
 
     def _completion(self, response: Any, messages: list[dict[str, str]], started: datetime, t0: float) -> _Completion:
-        content = ""
+        content, truncated = "", False
         if response.choices:
             content = response.choices[0].message.content or ""
+            truncated = response.choices[0].finish_reason == "length"
         if response.usage is not None:
             usage = Usage(int(response.usage.prompt_tokens), int(response.usage.completion_tokens or 0))
         else:  # some compatible servers omit usage: count generously rather than not at all
@@ -313,7 +315,7 @@ class OpenAIModel:
 
             prompt = estimate_prompt_tokens([ChatMessage("user", m["content"]) for m in messages])
             usage = Usage(prompt, max(1, len(content.encode()) // 3))
-        return _Completion(content, usage, started, time.monotonic() - t0)
+        return _Completion(content, usage, started, time.monotonic() - t0, truncated)
 
     def _describe(self, exc: openai.OpenAIError, attempts: int) -> str:
         if isinstance(exc, openai.APITimeoutError):
@@ -355,11 +357,14 @@ class OpenAIModel:
         )
 
 
-def _validate(content: str, output: type[OutputT]) -> tuple[OutputT | None, str]:
+def _validate(completion: _Completion, output: type[OutputT]) -> tuple[OutputT | None, str]:
     try:
-        return output.model_validate_json(strip_fences(content)), ""
+        return output.model_validate_json(strip_fences(completion.content)), ""
     except ValidationError as exc:
-        return None, describe_validation_error(exc)
+        problem = describe_validation_error(exc)
+        if completion.truncated:
+            problem = f"the answer was cut off at the token limit, answer more briefly; {problem}"
+        return None, problem[:MAX_PROBLEM_CHARS]
 
 
 def _mentions_format(exc: openai.APIStatusError) -> bool:

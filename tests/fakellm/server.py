@@ -4,8 +4,9 @@
 counts: about 4 characters a token). By default the answer is a minimal valid instance of the
 ``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`); queue behaviours to get, one
 request each: a given answer, malformed JSON, schema-violating JSON, 429 with ``Retry-After``, a 5xx,
-a slow answer, or a rejection of ``json_schema`` response formats. Every request is kept in
-:attr:`FakeLLM.requests` (body and headers) for the test to inspect.
+a slow answer or an answer cut at the token limit; ``supports_json_schema = False`` refuses
+``json_schema`` response formats. Every request is kept in :attr:`FakeLLM.requests` (body and
+headers) for the test to inspect.
 
 Run it alone with ``python -m tests.fakellm --port 8089`` (for a manual desk run).
 """
@@ -51,6 +52,11 @@ def malformed() -> Behaviour:
 def schema_violation(value: Any | None = None) -> Behaviour:
     """Answer with JSON that breaks the schema (an unknown enum value by default)."""
     return Behaviour("answer", content=json.dumps(value if value is not None else {"trend": "moon"}))
+
+
+def truncated() -> Behaviour:
+    """An answer cut at the token limit (``finish_reason: length``)."""
+    return Behaviour("truncated", content='{"trend": "up", "momentum": "str')
 
 
 def rate_limited(retry_after: float | str = 1) -> Behaviour:
@@ -138,7 +144,7 @@ class FakeLLM:
         if behaviour.kind == "error":
             headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
             return _error(behaviour.status, f"fake error {behaviour.status}", "server_error", headers)
-        content = behaviour.content if behaviour.kind == "answer" else self._default_content(fmt)
+        content = behaviour.content if behaviour.kind in ("answer", "truncated") else self._default_content(fmt)
         assert content is not None
         prompt = sum(4 + tokens_of(str(m.get("content", ""))) for m in body.get("messages", [])) + 3
         completion = tokens_of(content)
@@ -152,7 +158,7 @@ class FakeLLM:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
+                        "finish_reason": "length" if behaviour.kind == "truncated" else "stop",
                         "logprobs": None,
                     }
                 ],

@@ -14,7 +14,16 @@ from infrastructure.llm.calllog import InMemoryCallLog
 from infrastructure.llm.factory import build_language_model
 from infrastructure.llm.openai_model import OpenAIModel
 from infrastructure.llm.settings import LLMSettings, load_llm_settings
-from tests.fakellm import FakeLLM, answer, malformed, rate_limited, schema_violation, server_error, slow
+from tests.fakellm import (
+    FakeLLM,
+    answer,
+    malformed,
+    rate_limited,
+    schema_violation,
+    server_error,
+    slow,
+    truncated,
+)
 from tests.llm.helpers import GOOD_TECHNICAL, TechnicalView, TradeProposal, make_call
 
 
@@ -237,4 +246,25 @@ async def test_the_role_setting_caps_the_answer(fake_llm: FakeLLM) -> None:
     await model.ask(make_call("technical", max_tokens=300), TechnicalView)
     await model.ask(make_call("trader", max_tokens=300), TradeProposal)
     assert [b["max_tokens"] for b in fake_llm.completions] == [150, 300]
+    await model.close()
+
+
+async def test_a_truncated_answer_asks_for_a_briefer_one(fake_llm: FakeLLM) -> None:
+    model = client(fake_llm)
+    fake_llm.enqueue(truncated(), answer(GOOD_TECHNICAL))
+    got = await model.ask(make_call(), TechnicalView)
+    assert [r.outcome for r in got.records] == [CallOutcome.INVALID, CallOutcome.REPAIRED]
+    assert "cut off at the token limit" in fake_llm.completions[1]["messages"][-1]["content"]
+    await model.close()
+
+
+async def test_the_key_from_a_secret_file_authenticates(fake_llm: FakeLLM, tmp_path) -> None:
+    key_file = tmp_path / "llm_api_key"
+    key_file.write_text(fake_llm.api_key + "\n")
+    settings = load_llm_settings(
+        provider="openai", base_url=fake_llm.base_url, api_key_file=key_file, cheap_model="fake-mini"
+    )
+    model = build_language_model(settings)
+    got = await model.ask(make_call(), TechnicalView)
+    assert got.records[0].outcome is CallOutcome.OK
     await model.close()
