@@ -120,7 +120,11 @@ class MeteredModel:
         model = self.model_for(call)
         tokens = reservation_tokens(call, self._calls_per_ask)
         try:
-            reservation = await self.budget.reserve(tokens, role=call.role, model=model)
+            # A ledger that cannot answer before the deadline is as good as unreachable.
+            remaining = max(0.1, (call.deadline - self._now()).total_seconds())
+            reservation = await asyncio.wait_for(
+                self.budget.reserve(tokens, role=call.role, model=model), timeout=remaining
+            )
         except Exception as exc:
             record = self._record(
                 call, model, CallOutcome.ERROR, error=f"token budget unavailable: {type(exc).__name__}"

@@ -167,3 +167,18 @@ async def test_a_cancelled_call_is_logged_and_keeps_its_reservation() -> None:
     assert [r.outcome for r in log.records] == [CallOutcome.ERROR]
     assert "cancelled" in (log.records[0].error or "")
     assert await budget.used_today() == reservation_tokens(call)  # held: what it spent is unknown
+
+
+async def test_a_ledger_slower_than_the_deadline_means_no_call() -> None:
+    import asyncio
+
+    class StuckBudget(InMemoryTokenBudget):
+        async def reserve(self, tokens, *, role, model):
+            await asyncio.sleep(3600)
+
+    inner = ScriptedModel(GOOD_TECHNICAL)
+    model = MeteredModel(inner, StuckBudget(10_000), InMemoryCallLog(), PRICES)
+    with pytest.raises(LLMError, match="token budget unavailable: TimeoutError") as info:
+        await model.ask(make_call(deadline_s=0.2), TechnicalView)
+    assert info.value.outcome is CallOutcome.ERROR
+    assert inner.calls == []
