@@ -268,3 +268,32 @@ async def test_the_key_from_a_secret_file_authenticates(fake_llm: FakeLLM, tmp_p
     got = await model.ask(make_call(), TechnicalView)
     assert got.records[0].outcome is CallOutcome.OK
     await model.close()
+
+
+async def test_retry_after_as_an_http_date(fake_llm: FakeLLM) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    sleeps = Sleeps()
+    model = client(fake_llm, sleeps)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    fake_llm.enqueue(rate_limited(when), answer(GOOD_TECHNICAL))
+    got = await model.ask(make_call(), TechnicalView)
+    assert got.value.trend == "up"
+    (wait,) = sleeps.waits
+    assert 0 < wait <= 3
+    await model.close()
+
+
+async def test_an_unreachable_server_is_retried_then_an_error(unused_tcp_port: int) -> None:
+    sleeps = Sleeps()
+    settings = load_llm_settings(
+        provider="openai", base_url=f"http://127.0.0.1:{unused_tcp_port}/v1", api_key="k", max_attempts=3
+    )
+    model = OpenAIModel(settings, sleep=sleeps)
+    with pytest.raises(LLMError) as info:
+        await model.ask(make_call(), TechnicalView)
+    assert info.value.outcome is CallOutcome.ERROR
+    assert "could not connect after 3 attempts" in info.value.reason
+    assert len(sleeps.waits) == 2
+    await model.close()
