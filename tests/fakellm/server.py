@@ -2,7 +2,8 @@
 
 ``POST /v1/chat/completions`` answers like OpenAI does (``choices``, ``usage`` with realistic token
 counts: about 4 characters a token). By default the answer is a minimal valid instance of the
-``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`); queue behaviours to get, one
+``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`: a value, or a function of the
+request body); queue behaviours to get, one
 request each: a given answer, malformed JSON, schema-violating JSON, 429 with ``Retry-After``, a 5xx,
 a slow answer or an answer cut at the token limit; ``supports_json_schema = False`` refuses
 ``json_schema`` response formats. Every request is kept in :attr:`FakeLLM.requests` (body and
@@ -144,7 +145,8 @@ class FakeLLM:
         if behaviour.kind == "error":
             headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
             return _error(behaviour.status, f"fake error {behaviour.status}", "server_error", headers)
-        content = behaviour.content if behaviour.kind in ("answer", "truncated") else self._default_content(fmt)
+        replay = behaviour.kind in ("answer", "truncated")
+        content = behaviour.content if replay else self._default_content(body)
         assert content is not None
         prompt = sum(4 + tokens_of(str(m.get("content", ""))) for m in body.get("messages", [])) + 3
         completion = tokens_of(content)
@@ -170,9 +172,11 @@ class FakeLLM:
             }
         )
 
-    def _default_content(self, fmt: dict[str, Any]) -> str:
-        if self.default_answer is not None:
-            return self.default_answer if isinstance(self.default_answer, str) else json.dumps(self.default_answer)
+    def _default_content(self, body: dict[str, Any]) -> str:
+        fmt = body.get("response_format") or {}
+        answer = self.default_answer(body) if callable(self.default_answer) else self.default_answer
+        if answer is not None:
+            return answer if isinstance(answer, str) else json.dumps(answer)
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema is None:
             return json.dumps({"answer": "ok"})

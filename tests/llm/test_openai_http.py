@@ -297,3 +297,15 @@ async def test_an_unreachable_server_is_retried_then_an_error(unused_tcp_port: i
     assert "could not connect after 3 attempts" in info.value.reason
     assert len(sleeps.waits) == 2
     await model.close()
+
+
+async def test_the_fake_default_answer_can_depend_on_the_request(fake_llm: FakeLLM) -> None:
+    fake_llm.default_answer = lambda body: {
+        **GOOD_TECHNICAL,
+        "trend": "down" if "falling" in body["messages"][-1]["content"] else "up",
+    }
+    model = client(fake_llm)
+    down = await model.ask(make_call(content="prices falling"), TechnicalView)
+    up = await model.ask(make_call(content="prices rising"), TechnicalView)
+    assert (down.value.trend, up.value.trend) == ("down", "up")
+    await model.close()
