@@ -5,8 +5,8 @@ counts: about 4 characters a token). By default the answer is a minimal valid in
 ``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`: a value, or a function of the
 request body); queue behaviours to get, one request each: a given answer, malformed JSON,
 schema-violating JSON, 429 with ``Retry-After``, a 5xx, a slow answer or an answer cut at the
-token limit; ``supports_json_schema = False`` refuses ``json_schema`` response formats. Every request is kept in :attr:`FakeLLM.requests` (body and
-headers) for the test to inspect.
+token limit; ``supports_json_schema = False`` refuses ``json_schema`` response formats. Every
+request is kept in :attr:`FakeLLM.requests` (body and headers) for the test to inspect.
 
 Run it alone with ``python -m tests.fakellm --port 8089`` (for a manual desk run).
 """

@@ -62,6 +62,16 @@ def test_short_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.max_tokens_for("someone_else") == s.default_max_tokens
 
 
+def test_an_empty_prefixed_variable_does_not_hide_the_short_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESWARM_LLM_API_KEY", "")
+    monkeypatch.setenv("LLM_API_KEY", "sk-short-name")
+    monkeypatch.setenv("TRADESWARM_LLM_PROVIDER", "")
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    s = load_llm_settings()
+    assert s.provider == "openai"
+    assert s.require_api_key().get_secret_value() == "sk-short-name"
+
+
 def test_key_from_env_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_API_KEY", "sk-supersecret-123456")
     s = load_llm_settings()
@@ -133,4 +143,4 @@ def test_env_example_lists_every_llm_setting() -> None:
         if f"{prefixed}=" not in text:
             missing.append(prefixed)
     assert not missing, f".env.example lacks {missing}"
-    assert "\nTRADESWARM_LLM_API_KEY=\n" in text  # a secret: empty
+    assert "\n# TRADESWARM_LLM_API_KEY=\n" in text  # a secret: empty
