@@ -95,6 +95,9 @@ class BusStats:
     dead_lettered: int
     skipped: int = 0
     """Deliveries a wake condition made unnecessary (applied by a bulk step or held)."""
+    ahead: int = 0
+    """Of those, rows a consumer's wake condition decided quiet together with the run before them
+    (see :meth:`InMemoryBus.publish_column`)."""
 
 
 class ColumnObserver(Protocol):
@@ -123,6 +126,10 @@ class Timer(Protocol):
 
 class InMemoryBus:
     """A :class:`core.ports.Bus` that lives in one process. See the module docstring."""
+
+    AHEAD = True
+    """Let the last consumer asked decide the wake row together with the run before it (see
+    :meth:`publish_column`); off only to prove it changes nothing (``tests/kernel``)."""
 
     def __init__(
         self,
@@ -162,6 +169,9 @@ class InMemoryBus:
         self._derived_routes: dict[int, list[tuple[_Queue, ...]]] = {}
         self._current: tuple[Column, int] | None = None
         """The column row whose cascade is being delivered (:meth:`publish_column`)."""
+        self._ahead: tuple[_Queue, Column, int] | None = None
+        """(queue, column, row): the wake row this queue's consumer already applied as quiet."""
+        self._ahead_rows = 0
 
     async def start(self) -> None:
         """Mark the bus usable. Idempotent."""
@@ -263,7 +273,16 @@ class InMemoryBus:
 
     async def publish_column(self, column: Column, observer: ColumnObserver | None = None) -> None:
         """Publish every row of ``column`` in order, as if each were published on its own (each row's
-        consequences complete before the next row); see the module docstring. Not from a handler."""
+        consequences complete before the next row); see the module docstring. Not from a handler.
+
+        **Decided ahead.** The last consumer asked where it must wake (the costliest question:
+        risk's replay of its marks) is asked about the wake row too, when its delivery of that row
+        would be its agent's first of the row's cascade (no latest-per-key queue in its group, no other
+        queue of its agent earlier in the row's routes): everything the cascade publishes is queued
+        behind that delivery, so the agent's state when it would see the row is the state after the
+        run. Quiet there, it applies the row with the run and the drain skips it, instead of asking
+        again about the row alone. Proven equal to all-awake and to not doing it (``tests/kernel``).
+        """
         self._ensure_open()
         if self._draining:
             raise RuntimeError("publish_column is for feeds, not for handlers")
@@ -290,19 +309,34 @@ class InMemoryBus:
         participants = self._participants(column, routes, columns)
         pending = self._pending
         p = 0
+        last = participants[-1] if participants and self.AHEAD else None
+        ahead: _Participant | None = None
         while p < n:
             w = n
+            ahead = None
             for participant in participants:
-                w = participant.next_wake(p, w)
+                if participant is last and participant.ahead and w < n:
+                    # the last one asked may decide the wake row with the run (see the docstring)
+                    r = participant.next_wake(p, w + 1)
+                    if r > w:
+                        ahead = participant
+                    else:
+                        w = r
+                else:
+                    w = participant.next_wake(p, w)
                 if w <= p:
                     break
-            if w > p:
+            if w > p or ahead is not None:
                 for participant in participants:
-                    participant.skip(p, w)
-                if observer is not None:
+                    participant.skip(p, w + 1 if participant is ahead else w)
+                if observer is not None and w > p:
                     observer.quiet(p, w)
             if w >= n:
                 break
+            if ahead is not None:
+                assert isinstance(ahead, _Policy)
+                self._ahead = (ahead.queue, column, w)
+                self._ahead_rows += 1
             if observer is not None:
                 observer.before(w)
             s = series[w]
@@ -314,6 +348,7 @@ class InMemoryBus:
             self._current = (column, w)
             await self._drain()
             self._current = None
+            self._ahead = None
             for c in columns:
                 c.release(w)
             if observer is not None:
@@ -359,6 +394,7 @@ class InMemoryBus:
             failed_attempts=self._failed_attempts,
             dead_lettered=sum(len(q.dead) for q in self._queues.values()),
             skipped=sum(q.skipped for q in self._queues.values()),
+            ahead=self._ahead_rows,
         )
 
     def queue_stats(self) -> dict[str, tuple[int, int]]:
@@ -426,7 +462,27 @@ class InMemoryBus:
             else:
                 out.append(_Every(queue, column, sids))
         out.sort(key=lambda part: part.cost)
+        if column is columns[0]:
+            for part in out:
+                if isinstance(part, _Policy) and part.column is column:
+                    part.ahead = self._first_of_group(part.queue, [routes[s] for s in part.sids])
         return out
+
+    def _first_of_group(self, queue: _Queue, routes: list[tuple[_Queue, ...]]) -> bool:
+        """Whether ``queue``'s delivery of a row is its agent's first delivery of the row's cascade:
+        no held message could be handed to the agent before it (no latest-per-key queue in its
+        group) and no other queue of the agent comes before it in the row's routes."""
+        group = queue.spec.group or queue.spec.name
+        for other in self._queues.values():
+            if (other.spec.group or other.spec.name) == group and isinstance(other.spec.wake, LatestPerKey):
+                return False
+        for queues in routes:
+            for other in queues:
+                if other is queue:
+                    break
+                if (other.spec.group or other.spec.name) == group:
+                    return False
+        return True
 
     def _publish_derived(self, queue: _Queue, row: _Row) -> None:
         """A derived-column consumer (technical analysis) handles row ``row``: publish its output row."""
@@ -503,6 +559,9 @@ class InMemoryBus:
                                 continue
                             if kind is WakeOn:
                                 column, i = item.column, item.index
+                                ahead = self._ahead
+                                if ahead is not None and ahead[0] is queue and ahead[1] is column and ahead[2] == i:
+                                    continue  # applied with the run before it (counted there)
                                 sid = (int(column.series[i]),)
                                 if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
                                     policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
@@ -612,6 +671,8 @@ class _Participant:
     """A queue that receives rows of a column during :meth:`InMemoryBus.publish_column`."""
 
     cost = 0
+    ahead = False
+    """May decide the wake row together with the run before it (see :meth:`InMemoryBus.publish_column`)."""
 
     def next_wake(self, start: int, stop: int) -> int:
         """The first row in ``[start, stop)`` it must receive (``stop`` if none)."""
