@@ -72,6 +72,8 @@ class _Queue:
     delivered: int = 0
     skipped: int = 0
     backlog: deque[_Pending] = field(default_factory=deque)
+    ahead: tuple[Column, int] | None = None
+    """(column, row): a wake row this queue's consumer already applied as quiet (not delivered)."""
     """Messages that arrived while the queue had no consumer (delivered first to the next one)."""
 
     def pick(self) -> int:
@@ -169,8 +171,6 @@ class InMemoryBus:
         self._derived_routes: dict[int, list[tuple[_Queue, ...]]] = {}
         self._current: tuple[Column, int] | None = None
         """The column row whose cascade is being delivered (:meth:`publish_column`)."""
-        self._ahead: tuple[_Queue, Column, int] | None = None
-        """(queue, column, row): the wake row this queue's consumer already applied as quiet."""
         self._ahead_rows = 0
 
     async def start(self) -> None:
@@ -275,13 +275,14 @@ class InMemoryBus:
         """Publish every row of ``column`` in order, as if each were published on its own (each row's
         consequences complete before the next row); see the module docstring. Not from a handler.
 
-        **Decided ahead.** The last consumer asked where it must wake (the costliest question:
-        risk's replay of its marks) is asked about the wake row too, when its delivery of that row
-        would be its agent's first of the row's cascade (no latest-per-key queue in its group, no other
-        queue of its agent earlier in the row's routes): everything the cascade publishes is queued
-        behind that delivery, so the agent's state when it would see the row is the state after the
-        run. Quiet there, it applies the row with the run and the drain skips it, instead of asking
-        again about the row alone. Proven equal to all-awake and to not doing it (``tests/kernel``).
+        **Decided ahead.** A consumer whose delivery of a row would be its agent's first of the row's
+        cascade (no latest-per-key queue in its group, no other queue of its agent earlier in the row's
+        routes) sees the row in the state the quiet run before it left: everything the cascade
+        publishes is queued behind that delivery. So when its answer already lies beyond the wake row
+        (or, for the last consumer asked — the costliest question, risk's replay of its marks — when
+        asked about the wake row too, it is quiet there), it applies the row with the run and the drain
+        skips it, instead of asking again about the row alone. Proven equal to all-awake and to not
+        doing it (``tests/kernel``).
         """
         self._ensure_open()
         if self._draining:
@@ -309,34 +310,41 @@ class InMemoryBus:
         participants = self._participants(column, routes, columns)
         pending = self._pending
         p = 0
-        last = participants[-1] if participants and self.AHEAD else None
-        ahead: _Participant | None = None
+        use_ahead = self.AHEAD
+        last = participants[-1] if participants else None
+        answers: list[int] = [0] * len(participants)
         while p < n:
             w = n
-            ahead = None
+            asked = 0
             for participant in participants:
-                if participant is last and participant.ahead and w < n:
+                if participant is last and participant.ahead and w < n and use_ahead:
                     # the last one asked may decide the wake row with the run (see the docstring)
                     r = participant.next_wake(p, w + 1)
-                    if r > w:
-                        ahead = participant
-                    else:
-                        w = r
+                    answers[asked] = r
+                    w = min(w, r)
                 else:
-                    w = participant.next_wake(p, w)
+                    w = answers[asked] = participant.next_wake(p, w)
+                asked += 1
                 if w <= p:
                     break
-            if w > p or ahead is not None:
+            ahead: list[_Policy] = []
+            if w < n and use_ahead:
+                sw = series[w]
+                for k in range(asked):
+                    participant = participants[k]
+                    if answers[k] > w and participant.ahead and sw in participant.sids:  # quiet on the wake row
+                        assert isinstance(participant, _Policy)
+                        ahead.append(participant)
+            if w > p or ahead:
                 for participant in participants:
-                    participant.skip(p, w + 1 if participant is ahead else w)
+                    participant.skip(p, w + 1 if participant in ahead else w)
                 if observer is not None and w > p:
                     observer.quiet(p, w)
             if w >= n:
                 break
-            if ahead is not None:
-                assert isinstance(ahead, _Policy)
-                self._ahead = (ahead.queue, column, w)
-                self._ahead_rows += 1
+            for participant in ahead:
+                participant.queue.ahead = (column, w)
+            self._ahead_rows += len(ahead)
             if observer is not None:
                 observer.before(w)
             s = series[w]
@@ -348,7 +356,8 @@ class InMemoryBus:
             self._current = (column, w)
             await self._drain()
             self._current = None
-            self._ahead = None
+            for participant in ahead:
+                participant.queue.ahead = None
             for c in columns:
                 c.release(w)
             if observer is not None:
@@ -559,8 +568,8 @@ class InMemoryBus:
                                 continue
                             if kind is WakeOn:
                                 column, i = item.column, item.index
-                                ahead = self._ahead
-                                if ahead is not None and ahead[0] is queue and ahead[1] is column and ahead[2] == i:
+                                ahead = queue.ahead
+                                if ahead is not None and ahead[0] is column and ahead[1] == i:
                                     continue  # applied with the run before it (counted there)
                                 sid = (int(column.series[i]),)
                                 if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
@@ -671,6 +680,7 @@ class _Participant:
     """A queue that receives rows of a column during :meth:`InMemoryBus.publish_column`."""
 
     cost = 0
+    sids: list[int] = []  # noqa: RUF012 - overridden per instance
     ahead = False
     """May decide the wake row together with the run before it (see :meth:`InMemoryBus.publish_column`)."""
 

@@ -167,8 +167,9 @@ def test_gbm_with_stops_at_the_bench_configuration() -> None:
 
 
 def test_rows_decided_ahead_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The last consumer asked (risk) decides the wake row together with the quiet run before it,
-    instead of being asked again about that row alone: the same run as all-awake and as without it."""
+    """Consumers quiet on the wake row (execution's answer beyond it, risk asked about it with the run)
+    apply it with the quiet run before it instead of being asked again about that row alone: the same
+    run as all-awake and as without it."""
     config = reference_config(fee_bps=10).model_copy(
         update={"risk": {"stop_loss_pct": Decimal("0.002"), "take_profit_pct": Decimal("0.004")}}
     )
