@@ -72,8 +72,9 @@ class _Queue:
     delivered: int = 0
     skipped: int = 0
     backlog: deque[_Pending] = field(default_factory=deque)
-    ahead: tuple[Column, int] | None = None
-    """(column, row): a wake row this queue's consumer already applied as quiet (not delivered)."""
+    ahead: tuple[Column, int, bool] | None = None
+    """(column, row, deliver): a wake row already decided for this queue's consumer: applied as quiet
+    with the run before it (``deliver`` False), or known to need the delivery (True)."""
     """Messages that arrived while the queue had no consumer (delivered first to the next one)."""
 
     def pick(self) -> int:
@@ -281,8 +282,9 @@ class InMemoryBus:
         publishes is queued behind that delivery. So when its answer already lies beyond the wake row
         (or, for the last consumer asked — the costliest question, risk's replay of its marks — when
         asked about the wake row too, it is quiet there), it applies the row with the run and the drain
-        skips it, instead of asking again about the row alone. Proven equal to all-awake and to not
-        doing it (``tests/kernel``).
+        skips it, instead of asking again about the row alone; when its answer is the wake row itself,
+        the drain delivers it without asking again. Proven equal to all-awake and to not doing it
+        (``tests/kernel``).
         """
         self._ensure_open()
         if self._draining:
@@ -328,13 +330,15 @@ class InMemoryBus:
                 if w <= p:
                     break
             ahead: list[_Policy] = []
+            woken: list[_Policy] = []
             if w < n and use_ahead:
                 sw = series[w]
                 for k in range(asked):
                     participant = participants[k]
-                    if answers[k] > w and participant.ahead and sw in participant.sids:  # quiet on the wake row
+                    if participant.ahead and sw in participant.sids:
                         assert isinstance(participant, _Policy)
-                        ahead.append(participant)
+                        # quiet on the wake row, or already known to need it
+                        (ahead if answers[k] > w else woken).append(participant)
             if w > p or ahead:
                 for participant in participants:
                     participant.skip(p, w + 1 if participant in ahead else w)
@@ -343,7 +347,9 @@ class InMemoryBus:
             if w >= n:
                 break
             for participant in ahead:
-                participant.queue.ahead = (column, w)
+                participant.queue.ahead = (column, w, False)
+            for participant in woken:
+                participant.queue.ahead = (column, w, True)
             self._ahead_rows += len(ahead)
             if observer is not None:
                 observer.before(w)
@@ -357,6 +363,8 @@ class InMemoryBus:
             await self._drain()
             self._current = None
             for participant in ahead:
+                participant.queue.ahead = None
+            for participant in woken:
                 participant.queue.ahead = None
             for c in columns:
                 c.release(w)
@@ -570,12 +578,14 @@ class InMemoryBus:
                                 column, i = item.column, item.index
                                 ahead = queue.ahead
                                 if ahead is not None and ahead[0] is column and ahead[1] == i:
-                                    continue  # applied with the run before it (counted there)
-                                sid = (int(column.series[i]),)
-                                if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
-                                    policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
-                                    queue.skipped += 1
-                                    continue
+                                    if not ahead[2]:
+                                        continue  # applied with the run before it (counted there)
+                                else:  # ask about this row alone
+                                    sid = (int(column.series[i]),)
+                                    if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
+                                        policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
+                                        queue.skipped += 1
+                                        continue
                     if held:
                         group = queue.spec.group
                         if group is not None and group in held:
