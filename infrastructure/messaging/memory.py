@@ -553,6 +553,7 @@ class InMemoryBus:
         popleft = pending.popleft
         wake = self.wake
         held = self._held
+        timer = self._timer
         try:
             while pending:
                 queue, item, key, body, reason = popleft()
@@ -582,8 +583,13 @@ class InMemoryBus:
                                         continue  # applied with the run before it (counted there)
                                 else:  # ask about this row alone
                                     sid = (int(column.series[i]),)
-                                    if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
+                                    started = timer.clock() if timer is not None else 0.0
+                                    quiet = policy.next_wake(column, sid, i, i + 1) > i  # type: ignore[attr-defined]
+                                    if quiet:
                                         policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
+                                    if timer is not None:
+                                        timer.add(f"{queue.spec.name} (bulk)", timer.clock() - started)
+                                    if quiet:
                                         queue.skipped += 1
                                         continue
                     if held:
