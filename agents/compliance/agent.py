@@ -14,9 +14,9 @@ from typing import Any
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.compliance.audit import AuditTrail
-from agents.compliance.gate import Approval, ComplianceGate
+from agents.compliance.gate import Approval, ComplianceGate, is_exit
 from agents.compliance.settings import ComplianceSettings
-from core.domain import CommandKind, DecisionVerdict
+from core.domain import CommandKind, DecisionVerdict, Severity
 from core.messages import (
     BookTop,
     Candle,
@@ -25,6 +25,7 @@ from core.messages import (
     Fill,
     OrderUpdate,
     Payload,
+    RiskAlert,
     RiskDecision,
     Trade,
     TradeIntent,
@@ -140,9 +141,28 @@ class ComplianceAgent(Agent):
             await self.publish(result.order, cause=envelope)
         if decision.approved:
             await self.publish(result.decision, cause=envelope)
+        if result.order is None and decision.approved and is_exit(decision):
+            await self._exit_refused(decision, result.decision.reason, result.decision.detail, envelope)
         if self.ctx.instrument and decision.approved:
             outcome = "approved" if result.decision.verdict is DecisionVerdict.APPROVE else "rejected"
             metrics.COMPLIANCE_DECISIONS.labels(outcome, result.decision.reason).inc()
+
+    async def _exit_refused(self, decision: RiskDecision, reason: str, detail: str, envelope: Envelope) -> None:
+        """A refused exit leaves exposure the swarm meant to close: a critical alert, not a log line. A
+        redelivered exit refused as a duplicate is not one (its first delivery went through)."""
+        if reason == "duplicate_intent":
+            return
+        message = f"exit {decision.intent_id} refused: {reason}" + (f" ({detail})" if detail else "")
+        self.log.error("exit_refused", intent_id=str(decision.intent_id), reason=reason, detail=detail)
+        alert = RiskAlert(
+            severity=Severity.CRITICAL,
+            code="exit_refused",
+            message=message[:2000],
+            venue=decision.venue,
+            symbol=decision.symbol,
+        )
+        await self._record("alert", alert)
+        await self.publish(alert, cause=envelope)
 
     def on_candle(self, candle: Candle, envelope: Envelope) -> None:
         """Last price = the candle's close."""
