@@ -82,6 +82,11 @@ class BacktestConfig(BaseModel):
     fee_bps: Decimal = Field(default=Decimal(10), ge=0, le=1000)
     slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
     no_limits: bool = False
+    intrabar: Literal["worst", "next_bar"] = Field(
+        default="worst",
+        description="Protective exits: checked from the entry candle (worst case within the bar: a stop touched "
+        "inside it is hit, the stop before the take-profit) or from the next candle (next_bar, optimistic).",
+    )
     risk: dict[str, Any] = Field(default_factory=dict)
     compliance: dict[str, Any] = Field(default_factory=dict)
     strategy: dict[str, Any] = Field(default_factory=dict)
@@ -212,6 +217,7 @@ def agent_settings(
         "paper_journal": None,
         "snapshot_interval_s": 86_400.0,
         "retention_grace_s": RETENTION_GRACE_S,
+        "intrabar": config.intrabar,
     }
     if longest > 0:
         strategy_layer["intent_ttl_s"] = max(60.0, 2 * longest)

@@ -148,6 +148,7 @@ class BacktestResult:
             "series": self.series,
             "strategies": list(self.config.strategies),
             "params": self.config.params,
+            "intrabar": self.config.intrabar,
             "metrics": m,
         }
 

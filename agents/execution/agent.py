@@ -33,6 +33,7 @@ from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
+from core.trading.market_rules import MarketRules
 from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
@@ -301,6 +302,13 @@ def paper_venue(
         credit=settings.paper_credit,
         book=book,
         id_prefix=id_prefix,
+        rules=MarketRules(
+            amount_step=settings.paper_amount_step,
+            price_step=settings.paper_price_step,
+            min_quantity=settings.paper_min_quantity,
+            min_notional=settings.paper_min_notional,
+        ),
+        intrabar=settings.intrabar,
     )
 
 

@@ -36,11 +36,12 @@ import structlog
 from core.clock import Clock
 from core.columns import CandleColumn, Column
 from core.domain import OrderStatus, Severity, Side
-from core.errors import TemporaryError
+from core.errors import PermanentError, TemporaryError
 from core.messages.base import Payload
 from core.messages.control import RiskAlert
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
+from core.trading.market_rules import conform
 from core.trading.portfolio import Portfolio
 from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
@@ -193,6 +194,8 @@ class ExecutionEngine:
             problem = self._untraded(request)
             if problem is None:
                 request, problem = self._reduce_only(request)
+            if problem is None:
+                request, problem = await self._conform(request)
             rec = OrderRecord(request, OrderStatus.PENDING_NEW, now, now)
             if not await self.store.insert_order(rec):
                 existing = await self.store.get_order(coid)
@@ -215,6 +218,25 @@ class ExecutionEngine:
             return events  # already sent: a redelivery never creates a second order
         self.open[coid] = rec
         return events + await self._reconcile(rec)
+
+    async def _conform(self, request: OrderRequest) -> tuple[OrderRequest, str | None]:
+        """The order on the venue's lot step and tick size (quantity down, prices toward safety), or
+        the reason it is refused before it reaches the venue (below the minimum quantity or notional;
+        :mod:`core.trading.market_rules`)."""
+        try:
+            rules = await self.venue.market_rules(request.symbol)
+        except PermanentError as exc:
+            return request, f"no_market_rules: {exc}"[:200]
+        checked = conform(request, rules)
+        if checked.problem is not None:
+            self.log.warning(
+                "order_below_venue_minimum",
+                client_order_id=request.client_order_id,
+                reason=checked.problem,
+                detail=checked.detail,
+            )
+            return request, f"{checked.problem}: {checked.detail}"[:500]
+        return checked.request, None
 
     def _untraded(self, request: OrderRequest) -> str | None:
         traded = self.traded
@@ -459,7 +481,7 @@ class ExecutionEngine:
             price = vo.average_price
         fee = max((vo.fee or ZERO) - fees, ZERO)
         fill_id = f"{vo.venue_order_id or rec.client_order_id}-c{vo.filled_quantity.normalize()}"
-        return (VenueFill(fill_id, price, delta, fee, "", "taker", self.clock.now()),)
+        return (VenueFill(fill_id, price, delta, fee, vo.fee_currency, "taker", self.clock.now()),)
 
     async def _finish(self, rec: OrderRecord, status: OrderStatus, reason: str) -> list[Payload]:
         new = rec.evolve(status=status, reason=reason, updated_at=self.clock.now())

@@ -15,6 +15,7 @@ from agents.execution.engine import ExecutionEngine
 from core.clock import SimulatedClock
 from core.domain import OrderStatus, OrderType, Side, TimeInForce
 from core.errors import TemporaryError
+from core.gateway import MarketInfo
 from core.gateway import VenueOrder as GatewayOrder
 from core.ids import client_order_id, content_id
 from core.messages import Fill, OrderRequest
@@ -33,6 +34,10 @@ class ScriptedGateway:
         self.orders: dict[str, GatewayOrder] = {}
         self.creates = 0
         self.timeout_after_accept = 0
+
+    async def validate_symbol(self, symbol: str) -> MarketInfo:
+        base, quote = symbol.split("/")
+        return MarketInfo(symbol, symbol.replace("/", ""), base, quote)
 
     async def create_order(
         self,
