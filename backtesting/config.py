@@ -188,6 +188,9 @@ def agent_settings(
     # (with a 60 s TTL another symbol's candle would cancel it before its own candle arrives).
     longest = max((timeframe_ms(tf) for tf in timeframes or ()), default=0) / 1000
     strategy_layer: dict[str, Any] = {
+        # the in-memory bus hands each candle to execution before the analysis of it starts: no
+        # settlement barrier (nor its marks) is needed, and a skipped (quiet) candle sends no mark
+        "await_settlement": False,
         "strategies": tuple(config.strategies),
         "params": dict(config.params),
         "weights": dict(config.weights),
@@ -218,6 +221,7 @@ def agent_settings(
         "snapshot_interval_s": 86_400.0,
         "retention_grace_s": RETENTION_GRACE_S,
         "intrabar": config.intrabar,
+        "settle_marks": False,
     }
     if longest > 0:
         strategy_layer["intent_ttl_s"] = max(60.0, 2 * longest)

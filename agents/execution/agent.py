@@ -30,7 +30,17 @@ from core.clock import Clock
 from core.columns import EPOCH, CandleColumn, Column
 from core.domain import CommandKind, Mode, Severity
 from core.errors import ConfigurationError, UnroutableMessage
-from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
+from core.messages import (
+    BookTop,
+    Candle,
+    Command,
+    Envelope,
+    Fill,
+    OrderRequest,
+    Payload,
+    PositionsSettled,
+    RiskAlert,
+)
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
 from core.trading.market_rules import MarketRules
@@ -214,11 +224,16 @@ class ExecutionAgent(Agent):
         await self._publish_all(events, envelope)
 
     async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
-        """Let the venue fill on this candle; publish a snapshot when one is due."""
+        """Let the venue fill on this candle; publish what changed, then (``settle_marks``) the mark
+        that this candle is settled (:class:`PositionsSettled`: the strategy's barrier), and a
+        snapshot when one is due."""
         async with self._lock:
             events = await self.engine.on_candle(candle)
         if events:  # most candles change nothing
             await self._publish_all(events, envelope)
+        if self.exec_settings.settle_marks:
+            settled = PositionsSettled(venue=candle.venue, symbol=candle.symbol, as_of=candle.close_time)
+            await self._publish_one(settled, envelope)
         now = self.ctx.clock.now()
         due = self._last_snapshot is None or now - self._last_snapshot >= self._snapshot_every
         if due:

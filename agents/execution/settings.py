@@ -48,6 +48,12 @@ class ExecutionSettings(BaseSettings):
     paper_price_step: Decimal | None = Field(default=None, gt=0, description="Paper venue tick size (none: any).")
     paper_min_quantity: Decimal | None = Field(default=None, gt=0, description="Paper venue minimum quantity.")
     paper_min_notional: Decimal | None = Field(default=None, gt=0, description="Paper venue minimum notional.")
+    settle_marks: bool = Field(
+        default=True,
+        description="After each candle, publish execution.settled.<venue>.<symbol> (PositionsSettled): the "
+        "barrier that lets the strategy decide on a candle's snapshot only after that candle's fills. "
+        "Backtests turn it off (the in-memory bus already hands each candle to execution first).",
+    )
     intrabar: Literal["worst", "next_bar"] = Field(
         default="worst",
         description="Paper venue: protective exits checked from the entry candle itself (worst: a stop touched "

@@ -271,7 +271,7 @@ async def test_an_event_nobody_consumes_is_reported_once_per_type():
     await bus.start()
     c = candles(4)
     clock = SimulatedClock(c[0].open_time)
-    es = ExecutionSettings(store="memory", snapshot_interval_s=1)
+    es = ExecutionSettings(store="memory", snapshot_interval_s=1, settle_marks=False)
     agent = ExecutionAgent(context(bus, clock, "execution-1"), paper_venue(es, clock), InMemoryExecutionStore(), es)
     await agent.start()
     with capture_logs() as logs:
