@@ -8,9 +8,10 @@ id derived from the intent id; counters move only on approval.
 
 An exit (``direction=exit``: risk sizes it to reduce what is held, never to flip, and execution caps
 the reduce-only order to its own book) only reduces exposure: the caps meant to limit risk-taking
-(notional per order, order rate, trades and volume per day) never block it; it still counts in the
-counters. The kill switch, staleness, duplicates, the allow-list, the trading window, the reference
-price, the price collar and the quantity cap (a fat-finger guard) apply to exits too.
+(quantity and notional per order, order rate, trades and volume per day) never block it — an exit
+cannot exceed what is held, whatever its size; it still counts in the counters. The kill switch,
+staleness, duplicates, the allow-list, the trading window, the reference price and the price collar
+apply to exits too.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ class ComplianceGate:
             )
             if abs(limit_price - last) / last > s.price_collar_pct:
                 return reject("price_collar", f"limit {limit_price} vs last {last}")
-        if qty > s.max_order_quantity:
+        if qty > s.max_order_quantity and not is_exit(d):
             return reject("max_order_quantity", f"{qty} > {s.max_order_quantity}")
         notional = qty * max(last, d.reference_price)
         while self._recent and (now - self._recent[0]).total_seconds() >= s.rate_window_s:

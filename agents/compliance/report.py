@@ -89,6 +89,17 @@ def build_report(
                     rec.ref,
                 )
             )
+        elif rec.kind == "alert":
+            report.violations.append(
+                Violation(
+                    rec.ts.isoformat(),
+                    "compliance",
+                    str(body.get("symbol", "") or ""),
+                    str(body.get("code", "")),
+                    str(body.get("message", ""))[:120],
+                    rec.ref,
+                )
+            )
         elif rec.kind == "order_update" and body.get("status") == "rejected":
             report.violations.append(
                 Violation(

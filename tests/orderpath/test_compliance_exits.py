@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agents.compliance.agent import ComplianceAgent
+from agents.compliance.report import build_report
 from agents.compliance.settings import ComplianceSettings
 from core.clock import SimulatedClock
 from core.domain import DecisionVerdict, Direction, Severity, Side
@@ -108,18 +109,19 @@ async def test_flatten_of_one_btc_at_60k_passes_the_default_notional_cap(gk: Gat
 
 async def test_exits_pass_the_rate_and_daily_caps() -> None:
     async for gk in gatekeeper(
+        max_order_quantity=D("0.001"),
         max_orders_per_window=1,
         max_trades_per_day=1,
         max_trades_per_day_per_symbol=1,
         max_volume_per_day=D(1000),
         max_volume_per_day_per_symbol=D(1000),
     ):
-        first = await gk.decide(risk_decision(1, Direction.LONG, qty=D("0.01"), side=Side.BUY))
+        first = await gk.decide(risk_decision(1, Direction.LONG, qty=D("0.001"), side=Side.BUY))
         assert first.reason == "approved"
         second = await gk.decide(risk_decision(2, Direction.LONG, qty=D("0.001"), side=Side.BUY))
         assert second.reason == "order_rate"  # an entry over the caps is still refused
         for n in range(3, 6):  # exits over every cap go through
-            d = risk_decision(n, Direction.EXIT, qty=D("0.003"))
+            d = risk_decision(n, Direction.EXIT, qty=D("0.01"))  # over the quantity cap, 600 notional each
             assert (await gk.decide(d)).reason == "approved"
             assert gk.orders(d)
         assert gk.agent.gate.trades_today == 4  # exits still count
@@ -136,6 +138,10 @@ async def test_a_refused_exit_raises_a_critical_alert(gk: Gatekeeper) -> None:
     assert alert.code == "exit_refused"
     assert "price_collar" in alert.message
     assert alert.symbol == "BTC/USDT"
+    assert gk.agent.audit is not None  # audited, and listed by the compliance report
+    rows = list(await gk.agent.audit.store.records())
+    violations = build_report(rows, None).violations
+    assert [(v.stage, v.reason) for v in violations if v.reason == "exit_refused"] == [("compliance", "exit_refused")]
     # a redelivered exit refused as a duplicate is not an alert
     ok = risk_decision(2, Direction.EXIT)
     assert (await gk.decide(ok)).reason == "approved"
