@@ -42,7 +42,7 @@ PUBLISHES: Mapping[str, tuple[Topic, ...]] = {
     "strategy": (routing.VOTES, routing.CONSENSUS, routing.INTENTS, routing.REVIEW_REQUESTS),
     "risk": (routing.RISK_APPROVED, routing.RISK_REJECTED),
     "compliance": (routing.COMPLIANCE_DECISIONS, routing.ORDERS_APPROVED),
-    "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.PORTFOLIO),
+    "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.SETTLED, routing.PORTFOLIO),
     "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS, routing.REVIEW_DECISIONS),
 }
 """The topics each agent kind owns: the only routing keys its user may publish (plus its own
