@@ -116,6 +116,8 @@ class ExecutionAgent(Agent):
         self._unrouted_types: set[str] = set()
         """Message types already reported as having no consumer (reported once each)."""
         self._poller: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
+        """Live venue: cancels an order the moment its intent expires, not at the next candle."""
         self.intended_mode: Callable[[], Awaitable[str | None]] | None = None
         """Reads the orchestrator's saved trading intent (``active``/``paused``/``halted``), if any."""
         self.resources: list[Any] = []
@@ -162,16 +164,31 @@ class ExecutionAgent(Agent):
         )
         if self.exec_settings.venue == "live":
             self._poller = asyncio.create_task(self._poll_loop(), name="venue-poll")
+            self._expirer = asyncio.create_task(self._expiry_loop(), name="order-expiry")
 
     async def on_stop(self) -> None:
         """Stop polling and close the venue."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for task in (self._poller, self._expirer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.engine.venue.close()
         for resource in self.resources:
             await resource.close()
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.engine.open:
+                    async with self._lock:
+                        events = await self.engine.expire()
+                    await self._publish_all(events, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("order expiry failed")
 
     async def _poll_loop(self) -> None:
         while True:

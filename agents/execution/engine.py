@@ -322,15 +322,22 @@ class ExecutionEngine:
         for vo in await self.venue.on_candle(candle):
             events += await self._apply(vo)
         if self.open:
-            now = self.clock.now()
-            for rec in [
-                r for r in self.open.values() if r.request.expires_at <= now and r.status is not OrderStatus.PENDING_NEW
-            ]:
-                cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
-                if cancelled is not None:
-                    events += await self._sync(rec, cancelled)
-                else:
-                    events += await self._gone(rec, "at its expiry")
+            events += await self.expire()
+        return events
+
+    async def expire(self) -> list[Payload]:
+        """Cancel every open order whose intent expired (at each candle, and on a timer for a live
+        venue, where an order rests between candles)."""
+        events: list[Payload] = []
+        now = self.clock.now()
+        for rec in [
+            r for r in self.open.values() if r.request.expires_at <= now and r.status is not OrderStatus.PENDING_NEW
+        ]:
+            cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
+            if cancelled is not None:
+                events += await self._sync(rec, cancelled)
+            else:
+                events += await self._gone(rec, "at its expiry")
         return events
 
     def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:

@@ -85,3 +85,29 @@ async def test_an_order_still_valid_at_the_next_open_fills(desk: Desk) -> None:
     await desk.candle(C[5])  # opens at the decision candle's close: before the expiry
     await eventually(lambda: bool(desk.probe.of(Fill)))
     assert desk.updates(req.client_order_id)[-1].status is OrderStatus.FILLED
+
+
+async def test_a_live_order_is_cancelled_when_its_intent_expires_not_at_the_next_candle() -> None:
+    """Live (real ccxt against the fake venue): a resting order is cancelled by the expiry check the
+    agent runs every second, without waiting for a candle; it can no longer fill."""
+    from core.domain import OrderType
+    from tests.fakevenue import FakeBinance
+    from tests.fakevenue.orders import OrderDesk
+    from tests.orderpath.test_live_ccxt import request, setup
+
+    desk = OrderDesk()
+    async with FakeBinance(extra_routes=[desk.routes]) as venue:
+        gateway, _store, engine = await setup(venue)
+        try:
+            resting = request(9, D("0.01")).model_copy(
+                update={"order_type": OrderType.LIMIT, "limit_price": D("50000.00")}
+            )
+            await engine.handle_order(resting)
+            assert await engine.expire() == []  # still valid
+            assert isinstance(engine.clock, SimulatedClock)
+            engine.clock.advance_to(resting.expires_at)
+            events = await engine.expire()
+            assert [u.status for u in events if isinstance(u, OrderUpdate)] == [OrderStatus.CANCELED]
+            assert desk.orders[resting.client_order_id].status == "CANCELED"
+        finally:
+            await gateway.close()
