@@ -41,7 +41,7 @@ from core.messages.base import Payload
 from core.messages.control import RiskAlert
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
-from core.trading.market_rules import conform
+from core.trading.market_rules import BELOW_MIN_NOTIONAL, BELOW_MIN_QUANTITY, conform
 from core.trading.portfolio import Portfolio
 from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
@@ -50,6 +50,7 @@ from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, Ve
 from infrastructure.observability import metrics
 
 ZERO = Decimal(0)
+BELOW_MINIMUM = (BELOW_MIN_QUANTITY, BELOW_MIN_NOTIONAL)
 BPS = Decimal(10_000)
 CrashHook = Callable[[str], None]
 UNKNOWN_AT_VENUE = "unknown_at_venue"
@@ -224,12 +225,28 @@ class ExecutionEngine:
                 if now >= request.expires_at:
                     return events + await self._finish(rec, OrderStatus.REJECTED, "stale_order")
                 if problem is not None:
+                    if request.reduce_only and problem.startswith(BELOW_MINIMUM):
+                        events.append(self._exit_refused(request, problem))
                     return events + await self._finish(rec, OrderStatus.REJECTED, problem)
                 return events + await self._send(rec)
         if rec.status is not OrderStatus.PENDING_NEW:
             return events  # already sent: a redelivery never creates a second order
         self.open[coid] = rec
         return events + await self._reconcile(rec)
+
+    def _exit_refused(self, request: OrderRequest, problem: str) -> RiskAlert:
+        """An exit the venue's minimums refuse leaves a position no order can close: a critical alert."""
+        self.log.error("exit_refused", client_order_id=request.client_order_id, reason=problem)
+        return RiskAlert(
+            severity=Severity.CRITICAL,
+            code="exit_refused",
+            message=(
+                f"exit {request.client_order_id} ({request.side.value} {request.quantity} {request.symbol}) refused: "
+                f"{problem}; the rest of the position is below the venue's minimum"
+            )[:2000],
+            venue=request.venue,
+            symbol=request.symbol,
+        )
 
     async def _conform(self, request: OrderRequest) -> tuple[OrderRequest, str | None]:
         """The order on the venue's lot step and tick size (quantity down, prices toward safety), or

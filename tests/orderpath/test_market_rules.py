@@ -15,8 +15,8 @@ from agents.execution.agent import paper_venue
 from agents.execution.engine import ExecutionEngine
 from agents.execution.settings import ExecutionSettings
 from core.clock import SimulatedClock
-from core.domain import OrderStatus, OrderType, Side
-from core.messages import Fill, OrderUpdate
+from core.domain import OrderStatus, OrderType, Severity, Side
+from core.messages import Fill, OrderUpdate, RiskAlert
 from core.trading.stores import InMemoryExecutionStore
 from tests.fakevenue import FakeBinance
 from tests.fakevenue.orders import OrderDesk
@@ -94,6 +94,11 @@ async def test_paper_rules_from_the_settings_refuse_and_round_like_a_venue() -> 
     refused = last_status(await engine.handle_order(paper_order(1, D("0.0001"))))
     assert refused.status is OrderStatus.REJECTED
     assert refused.reason.startswith("below_min_quantity")
+    dust_exit = paper_order(3, D("0.0001"), Side.SELL, reduce_only=True)
+    engine.portfolio.apply_fill("dust-0", "binance", "BTC/USDT", Side.BUY, D("0.0001"), C[4].close, D(0))  # dust held
+    events = await engine.handle_order(dust_exit)
+    [alert] = [e for e in events if isinstance(e, RiskAlert)]  # a refused exit is an alert, not a log line
+    assert (alert.severity, alert.code) == (Severity.CRITICAL, "exit_refused")
     await engine.handle_order(paper_order(2, D("0.0567"), expires_at=C[4].close_time + timedelta(hours=2)))
     clock.advance_to(C[5].close_time)
     fills = [e for e in await engine.on_candle(C[5]) if isinstance(e, Fill)]
