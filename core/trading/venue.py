@@ -65,6 +65,8 @@ class VenueOrder:
     request: OrderRequest | None = None
     fee: Decimal | None = None
     """Cumulative fee, for venues that report no per-trade ``fills`` (then ``fills`` is empty)."""
+    fee_currency: str | None = None
+    """The currency of ``fee`` as the venue reported it (None: not reported)."""
 
 
 @runtime_checkable

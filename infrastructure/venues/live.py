@@ -47,6 +47,7 @@ def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
         average_price=order.average if order.filled > Decimal(0) else None,
         fills=(),
         fee=order.fee,
+        fee_currency=order.fee_currency,
     )
 
 
