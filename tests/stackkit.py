@@ -37,6 +37,7 @@ import pytest
 from core import routing
 from core.messages import Envelope
 from core.messages.codec import JsonCodec
+from infrastructure.messaging.definitions import user_name
 from tests.conftest import RABBIT_BASE, rabbitmqctl
 from tests.control.data import CSV
 from tests.control.helpers import free_block
@@ -253,7 +254,7 @@ class StackHandle:
 
     def user(self, kind: str) -> str:
         """The broker user of agent ``kind`` in this stack."""
-        return f"{self.prefix}{kind}"
+        return user_name(kind, self.vhost, self.prefix)
 
     def url_as(self, kind: str) -> str:
         """An AMQP URL to the stack's vhost with agent ``kind``'s own credentials (from secrets.json)."""
@@ -354,16 +355,18 @@ async def launch_stack(
     heartbeat_timeout_s: float = 3.0,
     restart_backoff_s: float = 0.5,
     token: str = "stack-token",
+    prefix: str | None = None,
 ) -> AsyncIterator[StackHandle]:
     """``tradeswarm stack up`` on the shared RabbitMQ (vhost ``vhost``, fresh users with a random
     prefix), PostgreSQL (``dsn``) and InfluxDB (a fresh database), replaying real BTC/USDT 1h candles
     (tests/data); yields once every agent is ready; stops the stack and removes its users and
     InfluxDB database afterwards. ``env`` adds settings for every agent (``--env`` style values go
-    through the operator's environment, as an operator would set them)."""
+    through the operator's environment, as an operator would set them). ``prefix`` (default: random)
+    is the broker user prefix: two stacks given the same one share user NAMES but live on two vhosts."""
     influx_db = f"ts_stack_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
     base_port = free_block(7)
-    prefix = f"s{uuid.uuid4().hex[:6]}_"
+    prefix = prefix if prefix is not None else f"s{uuid.uuid4().hex[:6]}_"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRADESWARM_")},
         "TRADESWARM_RABBITMQ_URL": f"{RABBIT_BASE}/",
@@ -400,7 +403,7 @@ async def launch_stack(
         await handle.api.aclose()
         users = [line.split("\t")[0] for line in rabbitmqctl("list_users", "-q").stdout.splitlines()]
         for user in users:
-            if user.startswith(prefix):
+            if user.startswith(prefix) and user.endswith(f"@{vhost}"):
                 rabbitmqctl("delete_user", user, check=False)
         async with httpx.AsyncClient() as client:
             with contextlib.suppress(httpx.HTTPError):

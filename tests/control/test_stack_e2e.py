@@ -284,7 +284,7 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
 
     # 6. Security: the strategy user cannot publish an approved order; a forged sender is rejected.
     secrets = orjson.loads((s.run_dir / "secrets.json").read_bytes())
-    strategy_user = f"{s.prefix}strategy"
+    strategy_user = s.user("strategy")
     strategy_bus = RabbitMQBus(
         f"amqp://{strategy_user}:{secrets[strategy_user]}@{RABBIT_BASE.split('@', 1)[1]}/{quote(s.vhost, safe='')}",
         connection_name="strategy-intruder", startup_timeout_s=5,
