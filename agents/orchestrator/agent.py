@@ -57,7 +57,7 @@ from core.messages import (
     RiskAlert,
 )
 from core.trading import reviews as queue
-from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound
+from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound, UnknownTarget
 from infrastructure.api.schemas import AgentView, CommandView, HealthView, Page, ReviewView, SeriesView, SnapshotView
 from infrastructure.observability import metrics
 
@@ -568,7 +568,8 @@ class OrchestratorAgent(Agent):
             if self.intent is not previous_intent:
                 self.intent = previous_intent or TradingIntent(previous_mode, now, None, "retracted", issued_by)
                 await self.intent_store.save(self.intent)
-            raise CommandRefused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
+            refused = UnknownTarget if target != "all" else CommandRefused
+            raise refused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
         self.log.warning("command issued", command=kind, target=target, reason=reason, issued_by=issued_by)
         if self.ctx.instrument:
             metrics.ORCHESTRATOR_COMMANDS.labels(kind).inc()
