@@ -356,6 +356,7 @@ async def launch_stack(
     restart_backoff_s: float = 0.5,
     token: str = "stack-token",
     prefix: str | None = None,
+    replay_path: Path = CSV,
 ) -> AsyncIterator[StackHandle]:
     """``tradeswarm stack up`` on the shared RabbitMQ (vhost ``vhost``, fresh users with a random
     prefix), PostgreSQL (``dsn``) and InfluxDB (a fresh database), replaying real BTC/USDT 1h candles
@@ -390,7 +391,7 @@ async def launch_stack(
     )  # fmt: skip
     up = handle.cli(
         "up", "--vhost", vhost, "--broker-user-prefix", prefix, "--data-source", "replay",
-        "--replay-path", str(CSV), "--replay-speed", str(replay_speed), "--api-port", str(api_port),
+        "--replay-path", str(replay_path), "--replay-speed", str(replay_speed), "--api-port", str(api_port),
         "--base-port", str(base_port), "--restart-backoff", str(restart_backoff_s),
         "--restart-backoff-max", "2", "--stop-timeout", "20", "--wait", "120", *up_args,
     )  # fmt: skip

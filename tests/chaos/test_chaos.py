@@ -1,0 +1,306 @@
+"""Fault injection on the multi-process stack (issue 17), real RabbitMQ and PostgreSQL.
+
+One ``tradeswarm stack up`` (one OS process and one broker user per agent, its own vhost and
+database, a paper venue whose book lives in PostgreSQL) replays real BTC/USDT hours; while the swarm
+trades, the test injects one fault after another, each a scenario of the scoreboard:
+
+* **bad input by hand** — a poison body, a wrong schema version, an oversized body, a NaN and a
+  negative quantity published on ``order.approved`` with compliance's OWN credentials (so only the
+  content is wrong): each lands in ``execution.orders.dlq`` with its reason, is counted
+  (``tradeswarm_messages_dead_lettered_total``) and execution stays up (same process, ready);
+* **forged orders** — with another agent's credentials (strategy's user may not publish
+  ``order.approved``: the broker refuses) and with a forged sender (guest claiming
+  ``compliance-1``: dead-lettered by execution, nothing stored);
+* **kill -9 of risk and of compliance** while intents flow (the supervisor restarts them);
+* **duplicate delivery of every message kind** — each kind seen on the bus is published again,
+  byte for byte, with its owner's credentials (candles, indicators, votes, intents, risk and
+  compliance decisions, approved orders, order updates, fills, positions, snapshots, heartbeats...).
+
+Then HALT, and the invariants are read from the venue's book, PostgreSQL and the broker: no order
+lost, none duplicated (client order ids unique, one venue order per intent), every fill once in
+PostgreSQL and once on the bus, orders match the venue, no message left unacked, positions and
+cash reconcile with the fills, the audit chain verifies. Conditions are waited for with generous
+deadlines; nothing asserts a duration. Every result goes to the scoreboard printed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from core import routing
+from core.clock import SimulatedClock
+from core.messages import Envelope, OrderRequest
+from core.messages.codec import JsonCodec
+from core.ports import DeadLetter
+from infrastructure.messaging.rabbitmq import RabbitMQBus
+from tests.chaos import invariants as inv
+from tests.chaos.scoreboard import BOARD
+from tests.control.data import CSV, approved_order
+from tests.stackkit import StackHandle, Tap, launch_stack
+from tradeswarm import stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+
+CANDLES = 700
+"""Real hours replayed (enough for the strategies to trade a few times)."""
+INITIAL_CASH = Decimal(1_000_000)
+ENV = {
+    "TRADESWARM_EXECUTION_INITIAL_CASH": str(INITIAL_CASH),
+    "TRADESWARM_RISK_INITIAL_CASH": str(INITIAL_CASH),
+    "TRADESWARM_STRATEGY_INTENT_TTL_S": "10800",
+}
+OWNERS = {
+    "market.": "data_collection", "analysis.": "technical_analysis", "signal.": "strategy", "risk.": "risk",
+    "compliance.": "compliance", "order.": "compliance", "execution.": "execution", "portfolio.": "execution",
+}  # fmt: skip
+"""Routing-key prefix -> the agent kind whose broker user may publish it."""
+
+
+def _replay_file(tmp_path: Path) -> Path:
+    lines = CSV.read_text().splitlines(keepends=True)
+    path = tmp_path / "replay" / CSV.name
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(lines[: CANDLES + 1]))
+    return path
+
+
+def _owner(routing_key: str) -> str | None:
+    if routing_key.startswith(("control.heartbeat.", "control.ack.")):
+        return routing_key.split(".")[2]
+    return next((kind for prefix, kind in OWNERS.items() if routing_key.startswith(prefix)), None)
+
+
+async def test_faults_on_the_multi_process_stack(rabbit_vhost: str, postgres_dsn: str, tmp_path: Path) -> None:
+    from tests.conftest import RABBIT_BASE
+
+    tap = await Tap(f"{RABBIT_BASE}/{rabbit_vhost}", ["#"]).start()
+    replay = _replay_file(tmp_path)
+    try:
+        async with launch_stack(
+            rabbit_vhost, postgres_dsn, tmp_path / "stack", env=ENV, replay_path=replay, replay_speed=3600 / 0.05
+        ) as s:
+            await _bad_input(s)
+            await _forged_orders(s)
+            await _kill_risk_and_compliance(s, tap)
+            # the replay ends: every candle published, and some trading done
+            await s.wait(lambda: _candles_published(tap, CANDLES), 240, f"the {CANDLES} candles replayed")
+            replayed = await _duplicate_every_kind(s, tap)
+            await _after_halt(s, tap, replayed)
+    finally:
+        await tap.close()
+    failed = BOARD.failures()
+    assert not failed, "\n".join(f"{r.scenario} / {r.invariant}: {r.detail}" for r in failed)
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+async def _bad_input(s: StackHandle) -> None:
+    scenario = "bad input by hand on order.approved (poison, schema v99, oversized, NaN, negative qty)"
+    pid = s.agent_pid("execution")
+    before = await _dead_lettered(s, "execution", "execution.orders")
+
+    def variant(coid: str, **payload: object) -> dict[str, object]:
+        good = orjson.loads(JsonCodec().encode(_envelope(approved_order(1), coid)))
+        return {**good, "payload": {**good["payload"], **payload}}
+
+    # name -> (body, what the reason must say); each body names its own client order id
+    bodies = {
+        "poison": (b"\x00 chaos-poison: this is not json {", "not valid JSON"),
+        "schema v99": (orjson.dumps({**variant("chaos-v99"), "schema_version": 99}), "99"),
+        "oversized": (orjson.dumps(variant("chaos-big", reason="x" * 300_000)), "over the"),
+        "NaN quantity": (orjson.dumps(variant("chaos-nan", quantity="NaN")), "quantity"),
+        "negative quantity": (orjson.dumps(variant("chaos-negative", quantity="-1")), "quantity"),
+    }
+    key = routing.ORDERS_APPROVED.key(venue="binance", symbol="BTC-USDT")
+    bus = RabbitMQBus(s.url_as("compliance"), connection_name="compliance-chaos")
+    await bus.start()
+    try:
+        for body, _ in bodies.values():
+            await bus.publish_raw(key, body)
+        letters = await s.wait(
+            lambda: _letters(bus, "execution.orders", b"chaos-", len(bodies)), 60, "the five bad messages dead-lettered"
+        )
+    finally:
+        await bus.close()
+    for name, (body, expected) in bodies.items():
+        mine = [d.reason for d in letters if d.body == body]
+        ok = len(mine) == 1 and expected in mine[0]
+        BOARD.record(scenario, f"{name}: in the DLQ once, with its reason", ok, f"reasons: {mine} (want {expected!r})")
+    counted = await _dead_lettered(s, "execution", "execution.orders") - before
+    BOARD.record(scenario, "each counted (dead-letter metric)", counted >= len(bodies), f"metric +{counted}")
+    same = s.agent_pid("execution") == pid and stack.probe(s.state().agents["execution"].http_port)
+    BOARD.record(scenario, "the agent stays up (same process, ready)", same, f"pid {pid} -> {s.agent_pid('execution')}")
+    stored = await s.value("SELECT count(*) FROM orders WHERE client_order_id LIKE 'chaos-%'")
+    BOARD.record(scenario, "nothing stored from them", stored == 0, f"{stored} orders stored")
+
+
+async def _forged_orders(s: StackHandle) -> None:
+    scenario = "forged orders (another agent's credentials; forged sender)"
+    strategy = RabbitMQBus(s.url_as("strategy"), connection_name="strategy-forger", startup_timeout_s=10)
+    guest = RabbitMQBus(s.guest_url, connection_name="forger", startup_timeout_s=10)
+    await strategy.start()
+    await guest.start()
+    try:
+        refused = ""
+        try:
+            await strategy.publish(_envelope(approved_order(2), "chaos-forged-strategy"))
+        except Exception as exc:  # whatever the client raises, the broker's words are in it
+            refused = str(exc)
+        BOARD.record(scenario, "another agent's user: refused by the broker", "ACCESS_REFUSED" in refused, refused)
+        await guest.publish(_envelope(approved_order(3), "chaos-forged-sender"))
+        letters = await s.wait(lambda: _letters(guest, "execution.orders", b"chaos-forged-sender", 1), 60, "forgery")
+        BOARD.record(
+            scenario, "forged sender: dead-lettered with the reason", "not by a trusted sender" in letters[0].reason,
+            letters[0].reason,
+        )  # fmt: skip
+    finally:
+        await strategy.close()
+        await guest.close()
+    stored = await s.value("SELECT count(*) FROM orders WHERE client_order_id LIKE 'chaos-forged-%'")
+    BOARD.record(scenario, "no order stored or sent", stored == 0, f"{stored} stored")
+
+
+async def _kill_risk_and_compliance(s: StackHandle, tap: Tap) -> None:
+    for kind, topic in (("risk", "signal.intent."), ("compliance", "risk.approved.")):
+        await _kill_while_flowing(s, tap, kind, topic)
+
+
+async def _kill_while_flowing(s: StackHandle, tap: Tap, kind: str, topic: str) -> None:
+    scenario = f"kill -9 of {kind} while {topic}* messages flow"
+
+    async def flowing() -> int:
+        return await _count(tap, topic)
+
+    def restarted() -> bool:
+        return s.state().agents[kind].pid not in (None, killed)
+
+    def ready() -> bool:
+        return stack.probe(s.state().agents[kind].http_port)
+
+    seen = await s.wait(flowing, 180, f"{topic}* messages before killing {kind}")
+    killed = s.kill9(kind)
+    await s.wait(restarted, 60, f"{kind} restarted")
+    await s.wait(ready, 90, f"{kind} ready again")
+    BOARD.record(scenario, "restarted by the supervisor and ready", True, f"{seen} seen before the kill")
+
+
+async def _duplicate_every_kind(s: StackHandle, tap: Tap) -> set[str]:
+    """Publish again, byte for byte and with the owner's credentials, messages of every kind seen."""
+    scenario = "duplicate delivery of every message kind"
+    by_kind: dict[str, list[tuple[str, Envelope]]] = {}
+    for key, envelope, _ in await tap.messages():
+        if _owner(key) is not None and not envelope.payload.__class__.__name__.startswith("Command"):
+            by_kind.setdefault(envelope.type, []).append((key, envelope))
+    codec = JsonCodec()
+    buses: dict[str, RabbitMQBus] = {}
+    replayed: set[str] = set()
+    try:
+        for kind, messages in sorted(by_kind.items()):
+            # every approved order, fill and order update again; of the other kinds the last few
+            picked = messages if kind in ("order_request", "fill", "order_update") else messages[-5:]
+            for key, envelope in picked:
+                owner = _owner(key)
+                assert owner is not None
+                if owner not in buses:
+                    buses[owner] = RabbitMQBus(s.url_as(owner), connection_name=f"{owner}-duplicator")
+                    await buses[owner].start()
+                await buses[owner].publish_raw(key, codec.encode(envelope))
+                replayed.add(str(envelope.message_id))
+    finally:
+        for bus in buses.values():
+            await bus.close()
+    kinds = sorted(by_kind)
+    expected = {"candle", "indicator_snapshot", "trade_intent", "risk_decision", "order_request", "fill"}
+    BOARD.record(scenario, "every trading kind was duplicated", expected <= set(kinds), f"kinds: {kinds}")
+    return replayed
+
+
+async def _after_halt(s: StackHandle, tap: Tap, replayed: set[str]) -> None:
+    scenario = "after all faults + HALT"
+    halt = await s.api.post("/control/halt", headers=s.auth, json={"reason": "end of the chaos run"})
+    assert halt.status_code == 202, halt.text
+    await s.wait(lambda: s.command_complete(halt.json()["command_id"]), 90, "halt complete")
+    drained = await _wait_quiet(s)
+    BOARD.record(scenario, "no message left unacked (agent queues empty)", drained is None, f"busy: {drained}")
+    tapped = await tap.messages()
+    for name, (ok, detail) in {
+        "no order lost": await inv.orders_not_lost(s, tapped),
+        "none duplicated (one order, one venue order per intent)": await inv.orders_not_duplicated(s),
+        "fills once in PostgreSQL and once on the bus": await inv.fills_once(s, tapped, replayed),
+        "orders terminal and equal to the venue's": await inv.orders_match_venue(s),
+        "positions and cash reconcile with the fills": await inv.positions_and_cash_reconcile(s, INITIAL_CASH),
+        "the audit chain verifies": await inv.audit_chain_verifies(s),
+    }.items():
+        BOARD.record(scenario, name, ok, detail)
+    unexpected = await _unexpected_letters(s)
+    BOARD.record(scenario, "no other message dead-lettered", not unexpected, str(unexpected)[:500])
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _envelope(order: OrderRequest, client_order_id: str) -> Envelope:
+    """An approved order stamped at its real candle's close (early in the replay: plausible)."""
+    order = order.model_copy(update={"client_order_id": client_order_id})
+    clock = SimulatedClock(order.expires_at - timedelta(days=3650))
+    return Envelope.wrap(order, source="compliance-1", clock=clock, ts_event=clock.now())
+
+
+async def _letters(bus: RabbitMQBus, queue: str, marker: bytes, n: int) -> list[DeadLetter] | None:
+    letters = [d for d in await bus.dead_letters(queue) if marker in d.body]
+    return letters if len(letters) >= n else None
+
+
+async def _dead_lettered(s: StackHandle, kind: str, queue: str) -> float:
+    port = s.state().agents[kind].http_port
+    async with httpx.AsyncClient(timeout=10) as client:
+        page = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return inv.dead_letter_counter(page, queue)
+
+
+async def _candles_published(tap: Tap, n: int) -> bool:
+    return sum(1 for k, _, _ in await tap.messages() if k.startswith("market.candle.")) >= n
+
+
+async def _count(tap: Tap, prefix: str) -> int:
+    return sum(1 for k, _, _ in await tap.messages() if k.startswith(prefix))
+
+
+async def _wait_quiet(s: StackHandle) -> dict[str, tuple[int, int]] | None:
+    """Wait (generously) until every agent queue is empty and nothing unacked, several times in a row."""
+    quiet = 0
+    busy = inv.agent_queues_drained(s.vhost)
+    for _ in range(240):
+        busy = inv.agent_queues_drained(s.vhost)
+        quiet = quiet + 1 if busy is None else 0
+        if quiet >= 3:
+            return None
+        await asyncio.sleep(0.5)
+    return busy
+
+
+async def _unexpected_letters(s: StackHandle) -> dict[str, list[str]]:
+    """Dead letters other than the test's own bad input and forgeries."""
+    bus = RabbitMQBus(s.guest_url, connection_name="chaos-reader")
+    await bus.start()
+    out: dict[str, list[str]] = {}
+    try:
+        for queue, (ready, _) in inv.queues(s.vhost).items():
+            if not queue.endswith(".dlq") or ready == 0:
+                continue
+            source = queue.removesuffix(".dlq")
+            for letter in await bus.dead_letters(source):
+                if b"chaos-" in letter.body:
+                    continue
+                out.setdefault(source, []).append(letter.reason)
+    finally:
+        await bus.close()
+    return out
