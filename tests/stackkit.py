@@ -35,6 +35,7 @@ import orjson
 import pytest
 
 from core import routing
+from core.errors import MessageRejected
 from core.messages import Envelope
 from core.messages.codec import JsonCodec
 from infrastructure.messaging.definitions import user_name
@@ -171,9 +172,11 @@ class Tap:
     """A quorum queue of the test, bound to ``patterns`` on the swarm's exchange: every message
     published on those routing keys from now on, to read at the end (nothing is consumed)."""
 
-    def __init__(self, url: str, patterns: Sequence[str]) -> None:
+    def __init__(self, url: str, patterns: Sequence[str], *, skip_invalid: bool = False) -> None:
         self.url = url
         self.patterns = tuple(patterns)
+        self.skip_invalid = skip_invalid
+        """Leave out bodies that are no valid message (a test's own bad input) instead of failing."""
         self.queue = f"tap.{uuid.uuid4().hex[:10]}"
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._codec = JsonCodec(max_message_bytes=16 * 1024 * 1024)
@@ -205,7 +208,14 @@ class Tap:
                 await fetched[-1].nack(multiple=True, requeue=True)
         finally:
             await channel.close()
-        return [(m.routing_key or "", self._codec.decode(m.body), m.user_id) for m in fetched]
+        out = []
+        for m in fetched:
+            try:
+                out.append((m.routing_key or "", self._codec.decode(m.body), m.user_id))
+            except MessageRejected:
+                if not self.skip_invalid:
+                    raise
+        return out
 
     async def close(self) -> None:
         """Delete the tap queue and disconnect."""

@@ -44,19 +44,21 @@ async def orders_not_duplicated(s: StackHandle) -> Result:
     return ok, f"intents with >1 order: {[str(r['intent_id']) for r in per_intent][:5]}; at venue: {twice_at_venue[:5]}"
 
 
-async def fills_once(s: StackHandle, tapped: Tapped, replayed: set[str]) -> Result:
+async def fills_once(s: StackHandle, tapped: Tapped) -> Result:
     """Every venue fill is in ``fills`` exactly once, nothing else is, and execution published each
-    fill once (a message id per fill; ``replayed`` are message ids the test itself published again)."""
+    fill once: one message id per fill (a copy the test published again keeps its message id)."""
     venue = {r["client_order_id"]: orjson.loads(r["body"]) for r in await s.fetch("SELECT * FROM paper_venue_orders")}
     venue_fills = {f["fill_id"] for body in venue.values() for f in body.get("fills", [])}
     stored = Counter(r["fill_id"] for r in await s.fetch("SELECT fill_id FROM fills"))
     published: dict[str, set[str]] = defaultdict(set)
     for _, e, _ in tapped:
-        if isinstance(e.payload, Fill) and str(e.message_id) not in replayed:
+        if isinstance(e.payload, Fill):
             published[e.payload.fill_id].add(str(e.message_id))
     twice = [f for f, n in stored.items() if n > 1] + [f for f, ids in published.items() if len(ids) > 1]
     ok = bool(venue_fills) and set(stored) == venue_fills and not twice and set(published) == venue_fills
+    statuses = Counter((r["status"], r["reason"][:80]) for r in await s.fetch("SELECT status, reason FROM orders"))
     return ok, (
+        f"orders by status/reason: {dict(statuses)}; "
         f"venue={len(venue_fills)} stored={len(stored)} published={len(published)} twice={twice[:5]} "
         f"missing-in-pg={sorted(venue_fills - set(stored))[:3]} extra-in-pg={sorted(set(stored) - venue_fills)[:3]}"
     )
