@@ -4,6 +4,7 @@ the broker (never from an agent's own word). Each returns ``(ok, detail)`` for t
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -108,11 +109,20 @@ async def audit_chain_verifies(s: StackHandle) -> Result:
     return bool(records) and problem is None, f"{len(records)} records; problem: {problem}"
 
 
-def queues(vhost: str) -> dict[str, tuple[int, int]]:
+Ctl = Callable[..., str]
+"""Runs ``rabbitmqctl <args>`` against the stack's broker and returns its output."""
+
+
+def shared_ctl(*args: str) -> str:
+    """``rabbitmqctl`` of the shared broker."""
+    return rabbitmqctl(*args).stdout
+
+
+def queues(vhost: str, ctl: Ctl = shared_ctl) -> dict[str, tuple[int, int]]:
     """``queue -> (ready, unacked)`` of a vhost, from the broker."""
-    out = rabbitmqctl(
+    out = ctl(
         "list_queues", "-q", "--no-table-headers", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"
-    ).stdout
+    )
     result: dict[str, tuple[int, int]] = {}
     for line in out.splitlines():
         parts = line.split("\t")
@@ -121,12 +131,12 @@ def queues(vhost: str) -> dict[str, tuple[int, int]]:
     return result
 
 
-def agent_queues_drained(vhost: str) -> dict[str, tuple[int, int]] | None:
+def agent_queues_drained(vhost: str, ctl: Ctl = shared_ctl) -> dict[str, tuple[int, int]] | None:
     """None when every agent queue (not a DLQ, not a test's tap) is empty and nothing is unacked,
     else the queues that still hold something."""
     busy = {
         q: counts
-        for q, counts in queues(vhost).items()
+        for q, counts in queues(vhost, ctl).items()
         if not q.endswith(".dlq") and not q.startswith("tap.") and counts != (0, 0)
     }
     return busy or None

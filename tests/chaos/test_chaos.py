@@ -25,7 +25,6 @@ deadlines; nothing asserts a duration. Every result goes to the scoreboard print
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -39,9 +38,9 @@ from core import routing
 from core.clock import SimulatedClock
 from core.messages import Envelope, OrderRequest
 from core.messages.codec import JsonCodec
-from core.ports import DeadLetter
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.chaos import invariants as inv
+from tests.chaos.run import count, halt_and_check
 from tests.chaos.scoreboard import BOARD
 from tests.control.data import CSV, approved_order
 from tests.stackkit import StackHandle, Tap, launch_stack
@@ -95,9 +94,9 @@ async def test_faults_on_the_multi_process_stack(rabbit_vhost: str, postgres_dsn
             await _forged_orders(s)
             await _kill_risk_and_compliance(s, tap)
             # the replay ends: every candle published, and some trading done
-            await s.wait(lambda: _candles_published(tap, CANDLES), 240, f"the {CANDLES} candles replayed")
+            await s.wait(lambda: _candles_published(tap), 240, f"the {CANDLES} candles replayed")
             await _duplicate_every_kind(s, tap)
-            await _after_halt(s, tap)
+            await halt_and_check(s, tap, INITIAL_CASH, scenario="after all faults + HALT")
     finally:
         await tap.close()
     failed = BOARD.failures()
@@ -133,7 +132,7 @@ async def _bad_input(s: StackHandle) -> None:
         for body, _ in bodies.values():
             await bus.publish_raw(key, body)
         letters = await s.wait(
-            lambda: _letters(reader, "execution.orders", b"chaos-", len(bodies)),
+            lambda: letters(reader, "execution.orders", b"chaos-", len(bodies)),
             60,
             "the five bad messages dead-lettered",
         )
@@ -166,7 +165,7 @@ async def _forged_orders(s: StackHandle) -> None:
             refused = str(exc)
         BOARD.record(scenario, "another agent's user: refused by the broker", "ACCESS_REFUSED" in refused, refused)
         await guest.publish(_envelope(approved_order(3), "chaos-forged-sender"))
-        letters = await s.wait(lambda: _letters(guest, "execution.orders", b"chaos-forged-sender", 1), 60, "forgery")
+        letters = await s.wait(lambda: letters(guest, "execution.orders", b"chaos-forged-sender", 1), 60, "forgery")
         BOARD.record(
             scenario, "forged sender: dead-lettered with the reason", "not by a trusted sender" in letters[0].reason,
             letters[0].reason,
@@ -187,7 +186,7 @@ async def _kill_while_flowing(s: StackHandle, tap: Tap, kind: str, topic: str) -
     scenario = f"kill -9 of {kind} while {topic}* messages flow"
 
     async def flowing() -> int:
-        return await _count(tap, topic)
+        return await count(tap, topic)
 
     def restarted() -> bool:
         return s.state().agents[kind].pid not in (None, killed)
@@ -235,27 +234,6 @@ async def _duplicate_every_kind(s: StackHandle, tap: Tap) -> None:
     BOARD.record(scenario, "every trading kind was duplicated", expected <= set(kinds), f"{kinds} {dict(decisions)}")
 
 
-async def _after_halt(s: StackHandle, tap: Tap) -> None:
-    scenario = "after all faults + HALT"
-    halt = await s.api.post("/control/halt", headers=s.auth, json={"reason": "end of the chaos run"})
-    assert halt.status_code == 202, halt.text
-    await s.wait(lambda: s.command_complete(halt.json()["command_id"]), 90, "halt complete")
-    drained = await _wait_quiet(s)
-    BOARD.record(scenario, "no message left unacked (agent queues empty)", drained is None, f"busy: {drained}")
-    tapped = await tap.messages()
-    for name, (ok, detail) in {
-        "no order lost": await inv.orders_not_lost(s, tapped),
-        "none duplicated (one order, one venue order per intent)": await inv.orders_not_duplicated(s),
-        "fills once in PostgreSQL and once on the bus": await inv.fills_once(s, tapped),
-        "orders terminal and equal to the venue's": await inv.orders_match_venue(s),
-        "positions and cash reconcile with the fills": await inv.positions_and_cash_reconcile(s, INITIAL_CASH),
-        "the audit chain verifies": await inv.audit_chain_verifies(s),
-    }.items():
-        BOARD.record(scenario, name, ok, detail)
-    unexpected = await _unexpected_letters(s)
-    BOARD.record(scenario, "no other message dead-lettered", not unexpected, str(unexpected)[:500])
-
-
 # ------------------------------------------------------------------------------ helpers
 
 
@@ -266,11 +244,6 @@ def _envelope(order: OrderRequest, client_order_id: str) -> Envelope:
     return Envelope.wrap(order, source="compliance-1", clock=clock, ts_event=clock.now())
 
 
-async def _letters(bus: RabbitMQBus, queue: str, marker: bytes, n: int) -> list[DeadLetter] | None:
-    letters = [d for d in await bus.dead_letters(queue) if marker in d.body]
-    return letters if len(letters) >= n else None
-
-
 async def _dead_lettered(s: StackHandle, kind: str, queue: str) -> float:
     port = s.state().agents[kind].http_port
     async with httpx.AsyncClient(timeout=10) as client:
@@ -278,41 +251,5 @@ async def _dead_lettered(s: StackHandle, kind: str, queue: str) -> float:
     return inv.dead_letter_counter(page, queue)
 
 
-async def _candles_published(tap: Tap, n: int) -> bool:
-    return sum(1 for k, _, _ in await tap.messages() if k.startswith("market.candle.")) >= n
-
-
-async def _count(tap: Tap, prefix: str) -> int:
-    return sum(1 for k, _, _ in await tap.messages() if k.startswith(prefix))
-
-
-async def _wait_quiet(s: StackHandle) -> dict[str, tuple[int, int]] | None:
-    """Wait (generously) until every agent queue is empty and nothing unacked, several times in a row."""
-    quiet = 0
-    busy = inv.agent_queues_drained(s.vhost)
-    for _ in range(240):
-        busy = inv.agent_queues_drained(s.vhost)
-        quiet = quiet + 1 if busy is None else 0
-        if quiet >= 3:
-            return None
-        await asyncio.sleep(0.5)
-    return busy
-
-
-async def _unexpected_letters(s: StackHandle) -> dict[str, list[str]]:
-    """Dead letters other than the test's own bad input and forgeries."""
-    bus = RabbitMQBus(s.guest_url, connection_name="chaos-reader")
-    await bus.start()
-    out: dict[str, list[str]] = {}
-    try:
-        for queue, (ready, _) in inv.queues(s.vhost).items():
-            if not queue.endswith(".dlq") or ready == 0:
-                continue
-            source = queue.removesuffix(".dlq")
-            for letter in await bus.dead_letters(source):
-                if b"chaos-" in letter.body:
-                    continue
-                out.setdefault(source, []).append(letter.reason)
-    finally:
-        await bus.close()
-    return out
+async def _candles_published(tap: Tap) -> bool:
+    return await count(tap, "market.candle.") >= CANDLES
