@@ -25,7 +25,10 @@ deadlines; nothing asserts a duration. Every result goes to the scoreboard print
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,8 +43,9 @@ from core.messages import Envelope, OrderRequest
 from core.messages.codec import JsonCodec
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.chaos import invariants as inv
-from tests.chaos.run import count, halt_and_check
+from tests.chaos.run import count, halt_and_check, letters
 from tests.chaos.scoreboard import BOARD
+from tests.chaos.services import PrivateInflux
 from tests.control.data import CSV, approved_order
 from tests.stackkit import StackHandle, Tap, launch_stack
 from tradeswarm import stack
@@ -59,6 +63,8 @@ ENV = {
     "TRADESWARM_COMPLIANCE_MAX_ORDER_NOTIONAL": "100000000",
     "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY": "1000000000",
     "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY_PER_SYMBOL": "1000000000",
+    # small tick-store batches: a publisher that waited on the store would stall early in the outage
+    "TRADESWARM_DATA_STORE_BATCH_SIZE": "20",
 }
 OWNERS = {
     "market.": "data_collection", "analysis.": "technical_analysis", "signal.": "strategy", "risk.": "risk",
@@ -81,20 +87,35 @@ def _owner(routing_key: str) -> str | None:
     return next((kind for prefix, kind in OWNERS.items() if routing_key.startswith(prefix)), None)
 
 
-async def test_faults_on_the_multi_process_stack(rabbit_vhost: str, postgres_dsn: str, tmp_path: Path) -> None:
+@pytest.fixture
+def influx() -> Iterator[PrivateInflux]:
+    """A private influxd (the shared one on 8086 is never stopped)."""
+    server = PrivateInflux()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+async def test_faults_on_the_multi_process_stack(
+    rabbit_vhost: str, postgres_dsn: str, influx: PrivateInflux, tmp_path: Path
+) -> None:
     from tests.conftest import RABBIT_BASE
 
     tap = await Tap(f"{RABBIT_BASE}/{rabbit_vhost}", ["#"], skip_invalid=True).start()
     replay = _replay_file(tmp_path)
     try:
         async with launch_stack(
-            rabbit_vhost, postgres_dsn, tmp_path / "stack", env=ENV, replay_path=replay, replay_speed=3600 / 0.05
-        ) as s:
+            rabbit_vhost, postgres_dsn, tmp_path / "stack", env=ENV, replay_path=replay, replay_speed=3600 / 0.05,
+            influx_url=influx.url,
+        ) as s:  # fmt: skip
+            outage = await _influx_down(s, tap, influx)
+            # while InfluxDB is down, the other faults one after the other
             await _bad_input(s)
             await _forged_orders(s)
             await _kill_risk_and_compliance(s, tap)
-            # the replay ends: every candle published, and some trading done
-            await s.wait(lambda: _candles_published(tap), 240, f"the {CANDLES} candles replayed")
+            await _influx_back(s, tap, influx, outage)
             await _duplicate_every_kind(s, tap)
             await halt_and_check(s, tap, INITIAL_CASH, scenario="after all faults + HALT")
     finally:
@@ -104,6 +125,37 @@ async def test_faults_on_the_multi_process_stack(rabbit_vhost: str, postgres_dsn
 
 
 # ------------------------------------------------------------------------------ scenarios
+
+INFLUX_SCENARIO = "InfluxDB down for a minute (private influxd)"
+CANDLE_COUNT = 'SELECT count("close") FROM candles'
+
+
+async def _influx_down(s: StackHandle, tap: Tap, influx: PrivateInflux) -> tuple[float, int, int]:
+    """Stop InfluxDB once candles are being stored; returns (when, candles published, fills) then."""
+    await s.wait(lambda: influx.count(s.influx_db, CANDLE_COUNT) > 0, 120, "the first candles stored in InfluxDB")
+    influx.stop()
+    return time.monotonic(), await count(tap, "market.candle."), await count(tap, "execution.fill.")
+
+
+async def _influx_back(s: StackHandle, tap: Tap, influx: PrivateInflux, outage: tuple[float, int, int]) -> None:
+    """Keep InfluxDB down until the replay ended and a minute passed, then start it again."""
+    since, candles_before, fills_before = outage
+    # the replay must END while the tick store is down: publishing never waits on it
+    await s.wait(lambda: _candles_published(tap), 240, f"the {CANDLES} candles replayed while InfluxDB is down")
+    fills = await count(tap, "execution.fill.")
+    BOARD.record(
+        INFLUX_SCENARIO, "candles keep flowing (the replay ends while it is down)", influx.process is None,
+        f"{CANDLES - candles_before} candles published during the outage",
+    )  # fmt: skip
+    BOARD.record(INFLUX_SCENARIO, "trading goes on (fills while it is down)", fills > fills_before, f"{fills} fills")
+    await asyncio.sleep(max(0.0, 60.0 - (time.monotonic() - since)))  # down for (at least) a minute
+    influx.start()
+    stored = await s.wait(
+        lambda: influx.count(s.influx_db, CANDLE_COUNT) >= CANDLES, 180, "every candle in InfluxDB after the outage"
+    )
+    BOARD.record(INFLUX_SCENARIO, "every candle stored once it is back (buffered, retried)", bool(stored))
+    ready = all(stack.probe(a.http_port) for a in s.state().agents.values())
+    BOARD.record(INFLUX_SCENARIO, "every agent up and ready", ready, str(s.state().agents))
 
 
 async def _bad_input(s: StackHandle) -> None:
@@ -131,7 +183,7 @@ async def _bad_input(s: StackHandle) -> None:
     try:
         for body, _ in bodies.values():
             await bus.publish_raw(key, body)
-        letters = await s.wait(
+        found = await s.wait(
             lambda: letters(reader, "execution.orders", b"chaos-", len(bodies)),
             60,
             "the five bad messages dead-lettered",
@@ -140,7 +192,7 @@ async def _bad_input(s: StackHandle) -> None:
         await bus.close()
         await reader.close()
     for name, (body, expected) in bodies.items():
-        mine = [d.reason for d in letters if d.body == body]
+        mine = [d.reason for d in found if d.body == body]
         ok = len(mine) == 1 and expected in mine[0]
         BOARD.record(scenario, f"{name}: in the DLQ once, with its reason", ok, f"reasons: {mine} (want {expected!r})")
     counted = await _dead_lettered(s, "execution", "execution.orders") - before
@@ -165,10 +217,10 @@ async def _forged_orders(s: StackHandle) -> None:
             refused = str(exc)
         BOARD.record(scenario, "another agent's user: refused by the broker", "ACCESS_REFUSED" in refused, refused)
         await guest.publish(_envelope(approved_order(3), "chaos-forged-sender"))
-        letters = await s.wait(lambda: letters(guest, "execution.orders", b"chaos-forged-sender", 1), 60, "forgery")
+        found = await s.wait(lambda: letters(guest, "execution.orders", b"chaos-forged-sender", 1), 60, "forgery")
         BOARD.record(
-            scenario, "forged sender: dead-lettered with the reason", "not by a trusted sender" in letters[0].reason,
-            letters[0].reason,
+            scenario, "forged sender: dead-lettered with the reason", "not by a trusted sender" in found[0].reason,
+            found[0].reason,
         )  # fmt: skip
     finally:
         await strategy.close()
