@@ -64,6 +64,7 @@ from infrastructure.observability import metrics
 AGENT_DOWN_CODE = "agent_down"
 AGENT_RECOVERED_CODE = "agent_recovered"
 AGENT_RESTARTED_CODE = "agent_restarted"
+DUPLICATE_AGENT_CODE = "duplicate_agent_id"
 STATE_MISMATCH_CODE = "trading_state_mismatch"
 _MODE_COMMANDS = (CommandKind.HALT, CommandKind.PAUSE, CommandKind.RESUME)
 _MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
@@ -252,6 +253,9 @@ class OrchestratorAgent(Agent):
         """
         now = self.ctx.clock.now()
         transition = self.registry.observe(heartbeat, now, now, self.timeout)
+        if transition is not None and transition.duplicate:
+            await self._announce(transition)
+            return  # the older process's heartbeat changes nothing else
         if transition is not None:
             await self._announce(transition)
             self._export_gauges()
@@ -430,7 +434,13 @@ class OrchestratorAgent(Agent):
         )
         await self._publish_quietly(status)
         log = self.log.bind(agent_id=record.agent_id, agent_kind=record.kind, state=record.state.value)
-        if record.state is AgentState.DOWN:
+        if transition.duplicate:
+            log.error("agent id used by two processes", detail=transition.detail)
+            alert = RiskAlert(
+                severity=Severity.CRITICAL, code=DUPLICATE_AGENT_CODE, message=f"{transition.detail}: stop one of them"
+            )
+            await self._publish_quietly(alert)
+        elif record.state is AgentState.DOWN:
             log.error("agent down", detail=transition.detail)
             alert = RiskAlert(
                 severity=Severity.CRITICAL,

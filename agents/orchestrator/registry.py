@@ -6,6 +6,7 @@ the wall clock in production and under a :class:`~core.clock.SimulatedClock` in 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -62,6 +63,9 @@ class Transition:
     detail: str
     restarted: bool = False
     """The agent came back as a new process (its ``started_at`` changed) without being seen DOWN."""
+    duplicate: bool = False
+    """A process this id was already taken over from still sends heartbeats: two live processes
+    share the id (an agent started twice). ``record`` stays the newer process."""
 
 
 def state_of(heartbeat: Heartbeat) -> AgentState:
@@ -74,6 +78,9 @@ class AgentRegistry:
 
     def __init__(self) -> None:
         self._agents: dict[str, AgentRecord] = {}
+        self._replaced: dict[str, deque[tuple[int, str, datetime]]] = {}
+        """Per id, the (pid, host, started_at) of the processes a newer one took over from."""
+        self._duplicates: set[tuple[str, int, str, datetime]] = set()
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -97,6 +104,18 @@ class AgentRegistry:
         current = self._agents.get(heartbeat.agent_id)
         if current is not None and seen_at < current.last_seen:
             return None
+        identity = (heartbeat.pid, heartbeat.host, heartbeat.started_at)
+        if current is not None and identity in self._replaced.get(heartbeat.agent_id, ()):
+            # a newer heartbeat from a process that was taken over: it is alive, beside the newer one
+            if (heartbeat.agent_id, *identity) in self._duplicates:
+                return None  # announced once
+            self._duplicates.add((heartbeat.agent_id, *identity))
+            detail = (
+                f"two processes share the id {heartbeat.agent_id}: pid {heartbeat.pid} on {heartbeat.host} "
+                f"(started {heartbeat.started_at.isoformat()}) and pid {current.pid} on {current.host} "
+                f"(started {current.started_at.isoformat()})"
+            )
+            return Transition(record=current, previous=current.state, detail=detail, duplicate=True)
         fresh = now - seen_at <= timeout
         state = state_of(heartbeat) if fresh else AgentState.DOWN
         restarts = 0
@@ -106,6 +125,9 @@ class AgentRegistry:
         )
         if current is not None:
             restarts = current.restarts + (1 if restarted else 0)
+            if restarted:
+                replaced = self._replaced.setdefault(heartbeat.agent_id, deque(maxlen=8))
+                replaced.append((current.pid, current.host, current.started_at))
         record = AgentRecord(
             agent_id=heartbeat.agent_id,
             kind=heartbeat.agent_kind,
