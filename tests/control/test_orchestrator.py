@@ -277,6 +277,9 @@ async def test_a_late_heartbeat_of_a_replaced_process_is_no_duplicate(bus: InMem
     clock.advance(timedelta(seconds=1))
     await risk.publish(risk.heartbeat(clock, clock.now()).model_copy(update={"pid": older.pid + 1}))
     assert orch.registry.observe(older, T0, clock.now(), timedelta(seconds=30)) is None  # seen when it was sent
+    for _ in range(3):  # the new process beats on, the killed one is never heard again: no duplicate
+        clock.advance(timedelta(seconds=1))
+        await risk.publish(risk.heartbeat(clock, T0 + timedelta(seconds=1)).model_copy(update={"pid": older.pid + 1}))
     assert [a.payload.code for a in seen if isinstance(a.payload, RiskAlert)] == [AGENT_RESTARTED_CODE]
     await orch.stop()
 
