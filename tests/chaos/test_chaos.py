@@ -26,6 +26,8 @@ deadlines; nothing asserts a duration. Every result goes to the scoreboard print
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -115,6 +117,7 @@ async def test_faults_on_the_multi_process_stack(
             await _bad_input(s)
             await _forged_orders(s)
             await _kill_risk_and_compliance(s, tap)
+            await _started_twice(s, tap, tmp_path)
             await _influx_back(s, tap, influx, outage)
             await _duplicate_every_kind(s, tap)
             await halt_and_check(s, tap, INITIAL_CASH, scenario="after all faults + HALT")
@@ -251,6 +254,29 @@ async def _kill_while_flowing(s: StackHandle, tap: Tap, kind: str, topic: str) -
     await s.wait(restarted, 60, f"{kind} restarted")
     await s.wait(ready, 90, f"{kind} ready again")
     BOARD.record(scenario, "restarted by the supervisor and ready", True, f"{seen} seen before the kill")
+
+
+async def _started_twice(s: StackHandle, tap: Tap, tmp_path: Path) -> None:
+    """A second risk process with the supervisor's one's id, user and settings (another HTTP port)."""
+    scenario = "risk started twice with the same id"
+    env = {**s.environment_of("risk"), "TRADESWARM_HTTP_PORT": "0"}
+    with (tmp_path / "second-risk.log").open("wb") as log:
+        second = subprocess.Popen([sys.executable, "-m", "agents.risk"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        alerts = await s.wait(lambda: _duplicate_alerts(tap), 90, "the orchestrator's duplicate_agent_id alert")
+        message = alerts[0].payload.message
+        both = f"pid {second.pid} " in message and f"pid {s.agent_pid('risk')} " in message
+        BOARD.record(scenario, "alerted (critical, once, naming both processes)", both and len(alerts) == 1, message)
+    finally:
+        second.terminate()
+        code = await asyncio.to_thread(second.wait, 60)
+    BOARD.record(scenario, "the second one stops cleanly on SIGTERM", code == 0, f"exit code {code}")
+    view = await s.agent("risk-1")
+    BOARD.record(scenario, "the supervised one stays up", stack.probe(s.state().agents["risk"].http_port), str(view))
+
+
+async def _duplicate_alerts(tap: Tap) -> list[Envelope]:
+    return [e for k, e, _ in await tap.messages() if k.startswith("alert.critical.duplicate_agent_id")]
 
 
 async def _duplicate_every_kind(s: StackHandle, tap: Tap) -> None:
