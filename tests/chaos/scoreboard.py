@@ -33,9 +33,9 @@ class Board:
         self.rows.append(Row(scenario, invariant, "pass" if ok else "FAIL", "" if ok else detail))
         return ok
 
-    def failures(self, scenario: str | None = None) -> list[Row]:
-        """The failed rows (of one scenario)."""
-        return [r for r in self.rows if r.outcome == "FAIL" and (scenario is None or r.scenario == scenario)]
+    def failures(self, since: int = 0) -> list[Row]:
+        """The failed rows, from row ``since`` on (a test checks only the rows it recorded)."""
+        return [r for r in self.rows[since:] if r.outcome == "FAIL"]
 
 
 BOARD = Board()
