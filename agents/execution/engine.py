@@ -517,7 +517,9 @@ class ExecutionEngine:
             price = vo.average_price
         fee = max((vo.fee or ZERO) - fees, ZERO)
         fill_id = f"{vo.venue_order_id or rec.client_order_id}-c{vo.filled_quantity.normalize()}"
-        return (VenueFill(fill_id, price, delta, fee, vo.fee_currency, "taker", self.clock.now()),)
+        # the currency the venue charged (``fee`` is its value in quote), else the quote currency
+        currency = (vo.fee_currency or rec.request.symbol.split("/")[-1].split(":")[0])[:16]
+        return (VenueFill(fill_id, price, delta, fee, currency, "taker", self.clock.now()),)
 
     async def _finish(self, rec: OrderRecord, status: OrderStatus, reason: str) -> list[Payload]:
         new = rec.evolve(status=status, reason=reason, updated_at=self.clock.now())
