@@ -24,7 +24,7 @@ from core.errors import TradeswarmError
 if TYPE_CHECKING:
     from backtesting.config import BacktestConfig
     from backtesting.data import SeriesSource
-    from backtesting.engine import BacktestResult
+    from backtesting.engine import BacktestResult, DeskRun
 
 AGENT_SECTIONS = ("risk", "compliance", "strategy", "ta", "execution")
 
@@ -268,6 +268,17 @@ def backtest_command(
         typer.Option(help="Write trades.csv, equity.csv, summary.json, equity.png and report.html here."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    desk: Annotated[bool, typer.Option("--desk", help="The AI desk decides instead of the strategies.")] = False,
+    every: Annotated[int, typer.Option(help="With --desk: decide every N closed candles per symbol.")] = 24,
+    max_decisions: Annotated[
+        int | None, typer.Option("--max-decisions", help="With --desk: stop deciding after M decisions.")
+    ] = None,
+    llm_provider: Annotated[
+        str, typer.Option("--llm-provider", help="With --desk: rules | replay | openai.")
+    ] = "rules",
+    blind: Annotated[
+        bool, typer.Option("--blind", help="With --desk: hide symbol, dates and price level from the prompts.")
+    ] = False,
 ) -> None:
     """Backtest strategies on history through the real agents (in-memory bus, simulated clock, paper venue).
 
@@ -282,12 +293,21 @@ def backtest_command(
                               set_ or [])  # fmt: skip
         t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
         sources = asyncio.run(resolve_sources(data, t0, t1))
-        result = _run_backtest(config, sources, err, show_progress=not as_json)
+        run = None
+        if desk:
+            from tradeswarm.cli_desk import desk_run
+
+            run = desk_run(every, max_decisions, llm_provider, blind)
+        result = _run_backtest(config, sources, err, show_progress=not as_json, desk=run)
         files = None
         if report is not None:
             from backtesting.report import write_report
 
             files = write_report(result, report)
+            if result.desk_decisions:
+                (report / "desk_decisions.jsonl").write_text(
+                    "".join(d.model_dump_json() + "\n" for d in result.desk_decisions)
+                )
     if as_json:
         _emit_json(result.summary())
         return
@@ -297,6 +317,14 @@ def backtest_command(
     out.print(summary_table(result))
     for table in limits_tables(result):
         out.print(table)
+    if result.desk_decisions:
+        from tradeswarm.desk_cards import decision_line
+
+        d = result.summary()["desk"]
+        out.print(f"desk [{d['provider']}]: {d['decisions']} decisions {d['verdicts']}, {d['intents']} intents, "
+                  f"tokens {d['tokens_in']} in / {d['tokens_out']} out, cost ${d['cost_usd']:.4f}")  # fmt: skip
+        for decision in result.desk_decisions[-5:]:
+            out.print(decision_line(decision))
     if result.dead_letters:
         err.print(f"[yellow]warning: {result.dead_letters} message(s) were dead-lettered by the agents[/]")
     if files is not None:
@@ -304,13 +332,13 @@ def backtest_command(
 
 
 def _run_backtest(
-    config: BacktestConfig, sources: list[SeriesSource], err: Any, *, show_progress: bool
+    config: BacktestConfig, sources: list[SeriesSource], err: Any, *, show_progress: bool, desk: DeskRun | None = None
 ) -> BacktestResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backtesting.engine import BacktestEngine
 
-    engine = BacktestEngine(config, sources)
+    engine = BacktestEngine(config, sources, desk=desk)
     total = _count_rows(sources)
     if not show_progress:
         return asyncio.run(engine.run())
