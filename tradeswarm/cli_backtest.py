@@ -295,7 +295,7 @@ def backtest_command(
         sources = asyncio.run(resolve_sources(data, t0, t1))
         run = None
         if desk:
-            from tradeswarm.cli_desk import desk_run
+            from backtesting.desk_api import desk_run
 
             run = desk_run(every, max_decisions, llm_provider, blind)
         result = _run_backtest(config, sources, err, show_progress=not as_json, desk=run)

@@ -7,33 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from backtesting.engine import DeskRun
-
 PROVIDERS = ("rules", "replay", "openai")
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
-
-
-def desk_run(every: int, max_decisions: int | None, provider: str, blind: bool) -> DeskRun:
-    """The desk of a backtest: the model of ``provider``, deciding every ``every`` candles."""
-    from agents.desk.settings import DeskSettings
-    from agents.desk.wiring import build_desk, language_model
-    from backtesting.engine import DeskRun
-    from core.settings import Settings
-    from tradeswarm.cli_backtest import UsageError
-
-    if provider not in PROVIDERS:
-        raise UsageError(f"--llm-provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
-    if every < 1:
-        raise UsageError("--every must be at least 1")
-    if max_decisions is not None and max_decisions < 1:
-        raise UsageError("--max-decisions must be at least 1")
-    settings = DeskSettings(every=every, blind=blind)
-    return DeskRun(build_desk(settings, Settings(), language_model(provider)), settings, max_decisions)
 
 
 def analyze_command(
