@@ -70,6 +70,8 @@ class DeskRun:
     desk: Desk
     settings: DeskSettings
     max_decisions: int | None = None
+    replace_strategies: bool = True
+    """False: the strategies run too (the desk advises, or trades beside them with ``settings.trade``)."""
 
 
 @dataclass(slots=True, repr=False)
@@ -250,7 +252,7 @@ class Swarm:
         if desk is not None:  # the AI desk decides instead of the strategies (docs/agents/desk.md)
             self.desk = DeskAgent(ctx("desk"), desk.desk, desk.settings, InMemoryDeskStore())
             self.desk.max_decisions = desk.max_decisions
-            deciders = [self.desk]
+            deciders = [self.desk] if desk.replace_strategies else [self.strategy, self.desk]
         self.agents: list[Agent] = [self.recorder, self.execution, self.compliance, self.risk, *deciders, self.ta]
 
     async def start(self) -> None:

@@ -318,7 +318,7 @@ def backtest_command(
     for table in limits_tables(result):
         out.print(table)
     if result.desk_decisions:
-        from tradeswarm.desk_cards import decision_line
+        from backtesting.desk_cards import decision_line
 
         d = result.summary()["desk"]
         out.print(f"desk [{d['provider']}]: {d['decisions']} decisions {d['verdicts']}, {d['intents']} intents, "
@@ -486,6 +486,13 @@ def run_command(
     ] = None,
     report: Annotated[Path, typer.Option(help="Where the session report is written.")] = Path("reports/session"),
     view: Annotated[bool, typer.Option("--view/--no-view", help="The live terminal view.")] = True,
+    desk: Annotated[
+        str,
+        typer.Option(
+            help="The AI desk (rules provider, no key): advise (cards only), trade (instead of the strategies) or off."
+        ),
+    ] = "advise",
+    desk_every: Annotated[int, typer.Option("--desk-every", min=1, help="Desk decision every N candles.")] = 24,
 ) -> None:
     """Run every agent in this process on the in-memory bus with the paper venue (no service, key or network).
 
@@ -504,6 +511,7 @@ def run_command(
         symbol = symbol or ["BTC/USDT", "ETH/USDT"]
         config = build_config(strategy or ["sma_cross"], param or [], "fixed_fraction", 10.0, 0.0, 10_000.0, False, [])
         options = SessionOptions(speed=speed, max_candles=max_candles, view=view)
+        desk_run = _session_desk(desk, desk_every)
         if live_data:
             from agents.data_collection.settings import DataCollectionSettings
             from infrastructure.gateway import CcxtGateway
@@ -516,8 +524,8 @@ def run_command(
             async def live() -> BacktestResult:
                 try:
                     feed = gateway_feed(gateway, symbol, timeframe)
-                    return await run_session(config, sources, options, live_feed=feed,
-                                             console=out)  # fmt: skip
+                    return await run_session(config, sources, options, live_feed=feed, console=out,
+                                             desk=desk_run)  # fmt: skip
                 finally:
                     await gateway.close()
 
@@ -527,13 +535,44 @@ def run_command(
             if not paths:
                 raise UsageError("no sample data found in data/samples; pass --data FILE")
             sources = asyncio.run(resolve_sources(paths, None, None))
-            result = asyncio.run(run_session(config, sources, options, console=out))
+            result = asyncio.run(run_session(config, sources, options, console=out, desk=desk_run))
         files = write_report(result, report)
     out.print()
     out.print(summary_table(result, title="Paper session"))
     for table in limits_tables(result):
         out.print(table)
+    _print_desk(out, result)
     out.print(f"session report: {files.html}  (trades.csv, equity.csv, summary.json, equity.png beside it)")
+
+
+def _session_desk(mode: str, every: int) -> DeskRun | None:
+    """The desk of ``tradeswarm run``: ``advise`` (decides and shows, the strategies trade), ``trade``
+    (its approved decisions trade, instead of the strategies) or ``off``."""
+    if mode not in ("advise", "trade", "off"):
+        raise UsageError(f"--desk {mode!r}: choose advise, trade or off")
+    if mode == "off":
+        return None
+    from agents.desk.rules import RulesModel
+    from agents.desk.settings import DeskSettings
+    from agents.desk.wiring import build_desk
+    from backtesting.engine import DeskRun
+    from core.settings import Settings
+
+    settings = DeskSettings(every=every, trade=mode == "trade")
+    return DeskRun(build_desk(settings, Settings(), RulesModel()), settings, replace_strategies=mode == "trade")
+
+
+def _print_desk(out: Any, result: BacktestResult) -> None:
+    """The desk's tally and its last decision as cards."""
+    if not result.desk_decisions:
+        return
+    from backtesting.desk_cards import decision_cards
+
+    d = result.summary()["desk"]
+    out.print(f"AI desk [{d['provider']}]: {d['decisions']} decisions, verdicts {d['verdicts']}, actions "
+              f"{d['actions']}, {d['intents']} trades, tokens {d['tokens_in']}+{d['tokens_out']}, "
+              f"cost ${d['cost_usd']:.4f}", markup=False)  # fmt: skip
+    out.print(decision_cards(result.desk_decisions[-1]))
 
 
 def register(app: typer.Typer) -> None:

@@ -37,11 +37,11 @@ def analyze_command(
     from agents.desk.settings import DeskSettings
     from agents.desk.wiring import build_desk, language_model
     from backtesting.data import csv_candles
+    from backtesting.desk_cards import decision_cards
     from core.gateway import CandleKey
     from core.settings import Settings
     from infrastructure.feeds.files import key_from_filename
     from tradeswarm.cli_backtest import UsageError, one_line_errors, parse_time
-    from tradeswarm.desk_cards import decision_cards
 
     with one_line_errors():
         if provider not in PROVIDERS:

@@ -53,3 +53,36 @@ def test_backtest_with_the_desk_reports_decisions_tokens_and_cost(tmp_path: Path
     bad = runner.invoke(app, [*args[:6], "--desk", "--every", "0"])
     assert bad.exit_code == 2
     assert "--every must be at least 1" in bad.output
+
+
+def test_run_shows_the_desk_on_the_embedded_default(tmp_path: Path) -> None:
+    args = ["run", "--speed", "0", "--no-view", "--max-candles", "400", "--desk-every", "12",
+            "--report", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "AI desk [rules]:" in result.output
+    assert "Trader [rules]" in result.output
+    assert "Desk decision [rules]" in result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["desk"]["decisions"] > 0
+    assert summary["desk"]["intents"] == 0  # advisory: the strategies trade
+    bad = runner.invoke(app, ["run", "--desk", "loud"])
+    assert bad.exit_code == 2
+    assert "choose advise, trade or off" in bad.output
+
+
+def test_the_live_view_panel_shows_every_role_and_the_decision() -> None:
+    from rich.console import Console
+
+    from backtesting.desk_cards import desk_panel
+    from core.messages import DeskDecision
+
+    decision = DeskDecision.model_validate_json(
+        runner.invoke(app, ["analyze", "BTC/USDT", "--at", "2025-05-05T12:00:00Z", "--json"]).output
+    )
+    console = Console(width=120, record=True)
+    console.print(desk_panel(decision, 7, advisory=True))
+    text = console.export_text()
+    assert "AI desk [rules] · 7 decisions · advisory" in text
+    for title in ("Technical analyst", "Researcher", "Risk manager", "decision"):
+        assert title in text

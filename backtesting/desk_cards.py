@@ -84,3 +84,43 @@ def decision_cards(decision: DeskDecision) -> Any:
         border_style=VERDICT_STYLE.get(decision.verdict, "white"),
     )
     return Group(Columns(cards[:3]), Columns(cards[3:]), final)
+
+
+def role_summary(report: DeskRoleReport) -> str:
+    """One line of a role's answer (the live view's compact desk panel)."""
+    out = report.output
+    if out is None:
+        return f"[yellow]{report.status}[/] {escape(report.reason[:80])}"
+    data = out.model_dump(mode="json")
+    if report.role is Role.TECHNICAL:
+        return f"{data['trend']} · {data['momentum']} · {data['condition']}"
+    if report.role is Role.SENTIMENT:
+        return f"{data['sentiment']} · " + escape("; ".join(data["narrative"][:2])[:90])
+    if report.role is Role.TOKENOMICS:
+        return f"{data['outlook']} · " + escape("; ".join(data["factors"][:2])[:90])
+    if report.role is Role.RESEARCHER:
+        return f"{data['thesis']} (confidence {data['confidence']:.2f})"
+    if report.role is Role.TRADER:
+        levels = ""
+        if data.get("stop_loss_pct"):
+            levels = f" stop -{data['stop_loss_pct']:g}% take +{data['take_profit_pct'] or 0:g}%"
+        return f"{data['action']} {data['size_pct']:g}%{levels}"
+    return f"{data['decision']} {data['adjusted_size_pct']:g}% · {escape(data['explanation'][:80])}"
+
+
+def desk_panel(decision: DeskDecision | None, decisions: int, *, advisory: bool) -> Any:
+    """The live view's desk panel: the last decision, one line per role, and the final line."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    mode = "advisory: the strategies trade" if advisory else "trading"
+    if decision is None:
+        return Panel("no desk decision yet", title=escape(f"AI desk [rules] · {mode}"))
+    table = Table(show_header=False, expand=True, box=None)
+    table.add_column("role", style="cyan", no_wrap=True)
+    table.add_column("answer")
+    for report in decision.roles:
+        table.add_row(TITLES[report.role], role_summary(report))
+    table.add_row("[bold]decision[/]", decision_line(decision))
+    title = escape(f"AI desk [{decision.provider}] · {decisions} decisions · {mode}")
+    return Panel(table, title=title, border_style=VERDICT_STYLE.get(decision.verdict, "white"))
