@@ -90,9 +90,11 @@ class DeskAgent(Agent):
         """Closed candles of the configured symbols (desk timeframe) and the portfolio snapshots,
         one queue per symbol partition."""
         s = self.ctx.settings
+        desk_settings = self.__dict__.get("desk_settings") or DeskSettings()  # the broker export builds no agent
+        timeframe = desk_settings.timeframe or s.timeframes[0]
         subs = []
         for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions):
-            candles = tuple(CANDLES.pattern(symbol=symbol, timeframe=self.timeframe) for symbol in symbols)
+            candles = tuple(CANDLES.pattern(symbol=symbol, timeframe=timeframe) for symbol in symbols)
             positions = tuple(POSITIONS.pattern(symbol=symbol) for symbol in symbols)
             subs.append(
                 Subscription(
