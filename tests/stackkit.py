@@ -362,7 +362,7 @@ async def launch_stack(
     through the operator's environment, as an operator would set them)."""
     influx_db = f"ts_stack_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
-    base_port = free_block(7)
+    base_port = free_block(len(stack.AGENT_NAMES))
     prefix = f"s{uuid.uuid4().hex[:6]}_"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRADESWARM_")},

@@ -227,6 +227,7 @@ class DeskAgent(Agent):
             action=decision.action,
             verdict=decision.verdict,
             size_pct=decision.size_pct,
+            reason=decision.reason[:200],
             tokens=decision.tokens_in + decision.tokens_out,
         )
 
