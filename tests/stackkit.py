@@ -34,6 +34,7 @@ import httpx
 import orjson
 import pytest
 
+from agents.base.registry import AGENT_NAMES
 from core import routing
 from core.messages import Envelope
 from core.messages.codec import JsonCodec
@@ -362,7 +363,7 @@ async def launch_stack(
     through the operator's environment, as an operator would set them)."""
     influx_db = f"ts_stack_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
-    base_port = free_block(len(stack.AGENT_NAMES))
+    base_port = free_block(len(AGENT_NAMES))
     prefix = f"s{uuid.uuid4().hex[:6]}_"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRADESWARM_")},
