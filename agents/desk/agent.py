@@ -242,11 +242,11 @@ class DeskAgent(Agent):
 async def build(ctx: AgentContext) -> DeskAgent:
     """The desk with its settings from the environment, decisions in PostgreSQL, and the language
     model the LLM settings select (the offline rules provider by default)."""
-    from agents.desk.wiring import build_desk, postgres_store
+    from agents.desk.wiring import connected_desk, postgres_store
 
     settings = DeskSettings()
     store, resources = await postgres_store(ctx)
-    desk = build_desk(settings, ctx.settings)
+    desk, model_resources = await connected_desk(settings, ctx)
     agent = DeskAgent(ctx, desk, settings, store)
-    agent.resources.extend(resources)
+    agent.resources.extend([*model_resources, *resources])
     return agent
