@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from agents.desk.pipeline import Desk
 from agents.desk.rules import RulesModel
 from backtesting.desk_api import DeskAnalyzerService
+from core.errors import ConfigurationError
 from infrastructure.api.app import create_app
 from infrastructure.api.desk import DeskApi
 from infrastructure.api.queries import PostgresReadModel
@@ -134,3 +135,25 @@ async def test_analyze_bad_requests_are_clear(client: httpx.AsyncClient) -> None
     assert "the desk needs 35" in too_early.json()["message"]
     bad = await client.post("/analyze", json={"symbol": "btc", "mode": "live"}, headers=AUTH)
     assert bad.status_code == 422
+
+
+async def test_a_desk_backtest_through_the_api_runner() -> None:
+    from infrastructure.api.backtests import engine_runner
+    from infrastructure.api.schemas import BacktestRequest
+
+    runner = engine_runner(SAMPLES)
+    request = BacktestRequest(
+        symbol="BTC/USDT", start=datetime(2025, 4, 20, tzinfo=UTC),
+        params={"desk": {"every": 6, "max_decisions": 5, "llm_provider": "rules", "blind": True}},
+    )  # fmt: skip
+    result = await runner(request)
+    assert result.desk is not None
+    assert result.desk["decisions"] == 5
+    assert {"tokens_in", "tokens_out", "cost_usd", "verdicts", "intents"} <= set(result.desk)
+    assert len(result.desk["items"]) == 5
+    assert set(result.desk["items"][0]["roles"]) == ROLES
+    assert result.equity_curve
+    plain = await runner(BacktestRequest(symbol="BTC/USDT", start=datetime(2025, 4, 20, tzinfo=UTC)))
+    assert plain.desk is None
+    with pytest.raises(ConfigurationError, match="params.desk takes"):
+        await runner(BacktestRequest(symbol="BTC/USDT", params={"desk": {"every": 6, "model": "x"}}))
