@@ -14,14 +14,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agents.desk.pipeline import Desk, MarketView
+from agents.desk.rules import RulesModel
 from agents.desk.settings import DeskSettings
-from agents.desk.wiring import build_desk
+from agents.desk.wiring import build_desk, llm_settings
 from backtesting.config import BacktestConfig
 from backtesting.data import csv_candles, list_source
 from backtesting.engine import BacktestEngine, DeskRun
@@ -32,6 +33,7 @@ from core.routing import escape
 from core.settings import Settings
 from infrastructure.api.desk import AnalysisFailed, Mode
 from infrastructure.api.schemas import SnapshotView
+from infrastructure.llm.factory import connect_language_model
 
 Publish = Callable[[Payload], Awaitable[None]]
 Latest = Callable[[str, int], Sequence[SnapshotView]]
@@ -49,12 +51,25 @@ class DeskAnalyzerService:
     timeframe: str = "1h"
     settings: DeskSettings | None = None
     desk: Desk | None = None
+    dsn: str | None = None
+    """With a DSN the model spends from the shared PostgreSQL budget and logs to ``agent_logs`` (the
+    orchestrator's API); without, in-memory ledgers."""
+    resources: list[Any] = field(default_factory=list)
 
-    def _desk(self) -> tuple[Desk, DeskSettings]:
+    async def _desk(self) -> tuple[Desk, DeskSettings]:
         settings = self.settings or DeskSettings()
         if self.desk is None:
-            self.desk = build_desk(settings, Settings())
+            llm = llm_settings()
+            model, db = await connect_language_model(llm, rules=RulesModel(), dsn=self.dsn, instrument=False)
+            self.resources += [model, *([db] if db is not None else [])]
+            self.desk = build_desk(settings, Settings(), model, llm)
         return self.desk, settings
+
+    async def close(self) -> None:
+        """Close the model and its database."""
+        for resource in self.resources:
+            await resource.close()
+        self.resources.clear()
 
     async def analyze(self, symbol: str, mode: Mode, timestamp: datetime | None) -> tuple[Any, dict[str, Any] | None]:
         """See the port."""
@@ -63,7 +78,7 @@ class DeskAnalyzerService:
         return await self._live(symbol)
 
     async def _live(self, symbol: str) -> tuple[Any, dict[str, Any] | None]:
-        desk, settings = self._desk()
+        desk, settings = await self._desk()
         snapshots = list(self.latest(symbol, settings.window)) if self.latest is not None else []
         if not snapshots:
             raise AnalysisFailed(f"no live candles of {symbol}: is it one of the swarm's symbols?", 404)
@@ -92,7 +107,7 @@ class DeskAnalyzerService:
         return decision, None
 
     async def _step(self, symbol: str, timestamp: datetime | None) -> tuple[Any, dict[str, Any] | None]:
-        desk, settings = self._desk()
+        desk, settings = await self._desk()
         path = self.data_dir / f"{self.venue}_{escape(symbol)}_{self.timeframe}.csv"
         if not path.is_file():
             raise AnalysisFailed(f"no recorded candles of {symbol} ({path.name} is not in the data folder)", 404)
@@ -149,5 +164,5 @@ def desk_run(every: int, max_decisions: int | None, provider: str, blind: bool) 
 
 
 def desk_analyzer(data_dir: Path, store: DeskStore, publish: Publish | None, latest: Latest | None) -> Any:
-    """The factory the orchestrator loads by name."""
-    return DeskAnalyzerService(data_dir, store, publish, latest)
+    """The factory the orchestrator loads by name (the model on the shared PostgreSQL budget)."""
+    return DeskAnalyzerService(data_dir, store, publish, latest, dsn=Settings().postgres_dsn.get_secret_value())

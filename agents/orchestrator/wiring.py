@@ -77,6 +77,22 @@ def load_backtest_runner(spec: str, data_dir: Path) -> BacktestRunner | None:
     return cast(BacktestRunner, factory(data_dir))
 
 
+class ClosingService:
+    """Closes something that holds connections (the desk analyzer's model and database) at stop."""
+
+    def __init__(self, resource: object) -> None:
+        self.resource = resource
+
+    async def start(self) -> None:
+        """Nothing to start (it connects on first use)."""
+
+    async def stop(self) -> None:
+        """Close it when it can be closed."""
+        close = getattr(self.resource, "close", None)
+        if close is not None:
+            await close()
+
+
 def load_desk_api(spec: str, data_dir: Path, db: Database, agent: OrchestratorAgent) -> DeskApi:
     """The desk endpoints' store (PostgreSQL) and analyzer (``module:factory``, resolved by name so the
     orchestrator never imports the desk's code; None when empty or not in this build)."""
@@ -150,6 +166,8 @@ async def build(ctx: AgentContext) -> Agent:
     runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
     jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
     desk = load_desk_api(settings.desk_analyzer, settings.backtest_data_dir, db, agent)
+    if desk.analyzer is not None:
+        agent.services.append(ClosingService(desk.analyzer))
     app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, desk=desk)
     if jobs is not None:
         agent.services.append(JobsService(jobs))
