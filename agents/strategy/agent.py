@@ -106,6 +106,8 @@ class StrategyAgent(Agent):
         that owns a partition gets its symbols' snapshots and their fills and positions.
         """
         s = self.ctx.settings
+        # the broker's definitions are computed on an agent built without __init__ (settings from the env)
+        desk_weight = (self.__dict__.get("strategy_settings") or StrategySettings()).desk_weight
         subscriptions = []
         for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions):
             snapshots = tuple(
@@ -113,7 +115,7 @@ class StrategyAgent(Agent):
             )
             positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in (FILLS, POSITIONS))
             reviews = tuple(REVIEW_DECISIONS.pattern(symbol=symbol) for symbol in symbols)
-            if self.strategy_settings.desk_weight > 0:  # the AI desk as one more voter
+            if desk_weight > 0:  # the AI desk as one more voter
                 subscriptions.append(
                     Subscription(
                         purpose="desk",

@@ -82,3 +82,15 @@ async def test_in_a_backtest_the_desk_votes_beside_the_strategies() -> None:
     assert fused.desk_decisions
     assert not any(d.intent_id for d in fused.desk_decisions)  # advisory: it only votes
     assert fused.outcomes.as_dict()["consensus"] != without.outcomes.as_dict()["consensus"]
+
+
+def test_the_broker_definitions_see_the_desk_queue_of_the_strategy(monkeypatch: object) -> None:
+    import pytest
+
+    from tradeswarm.broker import agent_queues
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    assert "strategy.desk" not in {q.name for q in agent_queues("strategy", Settings())}
+    monkeypatch.setenv("TRADESWARM_STRATEGY_DESK_WEIGHT", "1.5")
+    assert "strategy.desk" in {q.name for q in agent_queues("strategy", Settings())}
+    assert {q.name for q in agent_queues("desk", Settings())} == {"desk.candles"}
