@@ -4,7 +4,8 @@ Routing keys follow ``<domain>.<kind>.<venue>.<symbol>[.<timeframe>]`` for marke
 messages, with symbols escaped (``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``)
 because ``/`` and ``:`` are awkward and ``.`` is a separator. Control messages use
 ``control.<kind>.<agent kind>[.<agent id>]`` (partition assignments ``control.assignment.<agent kind>``),
-alerts ``alert.<severity>.<code>``.
+alerts ``alert.<severity>.<code>``, the AI desk ``desk.role.<venue>.<symbol>`` (one report per
+role) and ``desk.decision.<venue>.<symbol>``.
 
 No other module writes a routing key or an exchange/queue name as a string literal: agents build
 their subscription patterns with :data:`TOPICS` and the queue names with :func:`queue_name`.
@@ -20,6 +21,7 @@ from typing import Any
 from core.messages.base import Payload
 from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
+from core.messages.desk import DeskDecision, DeskRoleReport
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import (
     Fill,
@@ -121,6 +123,8 @@ COMMANDS = Topic("control.command", ("target",))
 COMMAND_ACKS = Topic("control.ack", ("agent_kind", "agent_id"))
 AGENT_STATUS = Topic("control.status", ("agent_kind", "agent_id"))
 ASSIGNMENTS = Topic("control.assignment", ("agent_kind",))
+DESK_ROLES = Topic("desk.role", ("venue", "symbol"))
+DESK_DECISIONS = Topic("desk.decision", ("venue", "symbol"))
 
 
 def _risk_key(p: RiskDecision) -> str:
@@ -152,6 +156,8 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     CommandAck: lambda p: f"control.ack.{p.agent_kind}.{p.agent_id}",
     AgentStatus: lambda p: f"control.status.{p.agent_kind}.{p.agent_id}",
     PartitionAssignment: lambda p: f"control.assignment.{p.agent_kind}",
+    DeskRoleReport: lambda p: f"desk.role.{p.venue}.{escape(p.symbol)}",
+    DeskDecision: lambda p: f"desk.decision.{p.venue}.{escape(p.symbol)}",
 }
 
 
@@ -179,6 +185,8 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     CommandAck: (COMMAND_ACKS,),
     AgentStatus: (AGENT_STATUS,),
     PartitionAssignment: (ASSIGNMENTS,),
+    DeskRoleReport: (DESK_ROLES,),
+    DeskDecision: (DESK_DECISIONS,),
 }
 """The topic(s) each message type is published on (for the contract document and tests)."""
 

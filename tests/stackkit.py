@@ -34,6 +34,7 @@ import httpx
 import orjson
 import pytest
 
+from agents.base.registry import AGENT_NAMES
 from core import routing
 from core.errors import MessageRejected
 from core.messages import Envelope
@@ -387,7 +388,7 @@ async def launch_stack(
     definitions to it)."""
     influx_db = f"ts_stack_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
-    base_port = free_block(7)
+    base_port = free_block(len(AGENT_NAMES))
     prefix = prefix if prefix is not None else f"s{uuid.uuid4().hex[:6]}_"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRADESWARM_")},

@@ -50,6 +50,7 @@ from core.errors import UnroutableMessage
 from core.messages import (
     Command,
     ConsensusDecision,
+    DeskDecision,
     Envelope,
     Fill,
     IndicatorSnapshot,
@@ -60,12 +61,13 @@ from core.messages import (
     StrategyVote,
     TradeIntent,
 )
-from core.routing import FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, SETTLED, partition_of
+from core.routing import DESK_DECISIONS, FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, SETTLED, partition_of
 from core.wake import WakeOn
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
 from strategies.base import Columns, Rows
 from strategies.consensus import ConsensusResult
+from strategies.desk_vote import desk_vote, still_valid
 from strategies.runner import BookTwin
 
 SeriesKey = tuple[str, str, str]
@@ -103,6 +105,9 @@ class StrategyAgent(Agent):
         self.decisions = 0
         self.intents = 0
         self.strategy_errors: dict[str, int] = {}
+        self.desk_decisions: dict[PositionKey, DeskDecision] = {}
+        """The AI desk's latest decision per (venue, symbol), its vote while valid (``desk_weight`` > 0)."""
+        self.desk_votes = 0
         self._twins: dict[int, tuple[Column, Rows, BookTwin]] = {}
         """Per series of the column being published: (column, its rows still to apply, the twin)."""
 
@@ -115,6 +120,8 @@ class StrategyAgent(Agent):
         that owns a partition gets its symbols' snapshots and their fills and positions.
         """
         s = self.ctx.settings
+        # the broker's definitions are computed on an agent built without __init__ (settings from the env)
+        desk_weight = (self.__dict__.get("strategy_settings") or StrategySettings()).desk_weight
         subscriptions = []
         for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions):
             snapshots = tuple(
@@ -123,6 +130,16 @@ class StrategyAgent(Agent):
             topics = (FILLS, POSITIONS, SETTLED)
             positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in topics)
             reviews = tuple(REVIEW_DECISIONS.pattern(symbol=symbol) for symbol in symbols)
+            if desk_weight > 0:  # the AI desk as one more voter
+                subscriptions.append(
+                    Subscription(
+                        purpose="desk",
+                        patterns=tuple(DESK_DECISIONS.pattern(symbol=symbol) for symbol in symbols),
+                        handlers={DeskDecision: self.on_desk_decision},
+                        partition=partition,
+                        single_active_consumer=True,
+                    )
+                )
             subscriptions += [
                 Subscription(
                     purpose="indicators",
@@ -241,6 +258,24 @@ class StrategyAgent(Agent):
         """A position update is authoritative: it replaces what the fills added up to."""
         self.positions[(update.venue, update.symbol)] = Position(Decimal(update.quantity))
 
+    # -- the AI desk's votes ----------------------------------------------------------------------
+
+    def on_desk_decision(self, decision: DeskDecision, envelope: Envelope) -> None:
+        """Keep the desk's latest decision of the symbol as its vote (``desk_weight`` > 0)."""
+        key = (decision.venue, decision.symbol)
+        known = self.desk_decisions.get(key)
+        if known is None or decision.ts >= known.ts:
+            self.desk_decisions[key] = decision
+
+    def _desk_vote(self, snapshot: IndicatorSnapshot) -> StrategyVote | None:
+        decision = self.desk_decisions.get((snapshot.venue, snapshot.symbol))
+        if decision is None or decision.timeframe != snapshot.timeframe:
+            return None
+        ttl = timedelta(seconds=self.strategy_settings.desk_vote_ttl_s)
+        if not still_valid(decision.ts, snapshot.close_time, ttl):
+            return None
+        return desk_vote(decision)
+
     # -- commands ------------------------------------------------------------------------------
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
@@ -308,6 +343,11 @@ class StrategyAgent(Agent):
             votes = state.book.evaluate(snapshot, position)
             if not votes:
                 return
+            if self.strategy_settings.desk_weight > 0:
+                vote = self._desk_vote(snapshot)
+                if vote is not None:
+                    votes = [*votes, vote]
+                    self.desk_votes += 1
             state.pending_votes = votes
         if self.strategy_settings.publish_votes:
             for vote in votes:

@@ -64,6 +64,16 @@ class StrategySettings(BaseSettings):
     )
     allow_pyramiding: bool = Field(default=False, description="Allow an entry in the direction already held.")
     max_series: int = Field(default=1000, ge=1, le=1_000_000)
+    desk_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Weight of the AI desk as one more voter (its latest decision per symbol, strategy `desk`); "
+        "0 = the desk does not vote.",
+    )
+    desk_vote_ttl_s: float = Field(
+        default=86_400.0, gt=0, le=30 * 86_400, description="Seconds a desk decision counts as a vote after it."
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -78,9 +88,12 @@ class StrategySettings(BaseSettings):
 
     def consensus_config(self) -> ConsensusConfig:
         """The fusion rules."""
+        weights = dict(self.weights)
+        if self.desk_weight > 0:
+            weights["desk"] = self.desk_weight
         return ConsensusConfig(
             method=self.method,
             threshold=self.threshold,
             variance_limit=self.variance_limit,
-            weights=dict(self.weights),
+            weights=weights,
         )

@@ -7,6 +7,7 @@ from core.messages.base import Envelope, Payload
 from core.messages.codec import DEFAULT_MAX_MESSAGE_BYTES, JsonCodec
 from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
+from core.messages.desk import DeskDecision, DeskRoleReport
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import (
     LEGAL_TRANSITIONS,
@@ -34,6 +35,8 @@ __all__ = [
     "CommandAck",
     "ComplianceDecision",
     "ConsensusDecision",
+    "DeskDecision",
+    "DeskRoleReport",
     "Envelope",
     "Fill",
     "Heartbeat",

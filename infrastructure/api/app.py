@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.routing import escape
+from infrastructure.api.desk import DeskApi, add_desk_routes
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import (
     CommandRefused,
@@ -81,6 +82,7 @@ def create_app(
     jobs: BacktestJobs | None,
     *,
     api_token: SecretStr | None,
+    desk: DeskApi | None = None,
 ) -> FastAPI:
     """The API over ``control`` (live swarm), ``read_model`` (PostgreSQL) and ``jobs`` (backtests).
 
@@ -196,11 +198,13 @@ def create_app(
         """Trade intents of the strategy agent, newest first."""
         return await need_db().signals(symbol=symbol, limit=limit, offset=offset)
 
+    add_desk_routes(app, desk, require_token)
+
     @app.get("/decisions", tags=["trading"])
     async def decisions(
-        limit: Limit = 50, offset: Offset = 0, stage: Literal["risk", "compliance"] | None = None
+        limit: Limit = 50, offset: Offset = 0, stage: Literal["risk", "compliance", "desk"] | None = None
     ) -> Page[DecisionView]:
-        """Risk and compliance decisions, each with its rationale, newest first."""
+        """Risk, compliance and AI desk decisions, each with its rationale, newest first."""
         return await need_db().decisions(stage=stage, limit=limit, offset=offset)
 
     # ------------------------------------------------------------------------------ backtests

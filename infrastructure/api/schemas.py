@@ -275,10 +275,11 @@ class SignalView(ApiModel):
 
 
 class DecisionView(ApiModel):
-    """A risk or compliance decision with its rationale."""
+    """A risk, compliance or AI desk decision with its rationale (a desk decision's ``intent_id`` is its
+    decision id)."""
 
     intent_id: UUID
-    stage: Literal["risk", "compliance"]
+    stage: Literal["risk", "compliance", "desk"]
     ts: datetime
     verdict: str
     rationale: str
@@ -364,6 +365,11 @@ class BacktestResult(ApiModel):
         description="What the limits did: rejections, adjustments and alerts by reason, consensus outcomes, "
         "time in each trading state, the effective limits, the lowest cash and the undefined metrics "
         "with their reasons (the same keys as the CLI's summary.json).",
+    )
+    desk: dict[str, Any] | None = Field(
+        default=None,
+        description="An AI desk backtest (params.desk): decisions by verdict and action, intents, tokens in/out, "
+        "cost in USD, and every decision with its role outputs (items, the GET /desk/decisions shape).",
     )
 
 

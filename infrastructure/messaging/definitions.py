@@ -44,7 +44,15 @@ PUBLISHES: Mapping[str, tuple[Topic, ...]] = {
     "risk": (routing.RISK_APPROVED, routing.RISK_REJECTED),
     "compliance": (routing.COMPLIANCE_DECISIONS, routing.ORDERS_APPROVED),
     "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.SETTLED, routing.PORTFOLIO),
-    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS, routing.REVIEW_DECISIONS),
+    "orchestrator": (
+        routing.COMMANDS,
+        routing.AGENT_STATUS,
+        routing.ASSIGNMENTS,
+        routing.REVIEW_DECISIONS,
+        routing.DESK_ROLES,
+        routing.DESK_DECISIONS,
+    ),
+    "desk": (routing.DESK_ROLES, routing.DESK_DECISIONS, routing.INTENTS),
 }
 """The topics each agent kind owns: the only routing keys its user may publish (plus its own
 heartbeats and command acknowledgements, and alerts)."""
