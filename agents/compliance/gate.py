@@ -157,19 +157,6 @@ class ComplianceGate:
     def _decision(
         self, d: RiskDecision, reason: str, detail: str = "", *, reject: bool, checks: tuple[str, ...] = ()
     ) -> ComplianceDecision:
-        if not reject:  # every field is the validated risk decision's or a constant of this module
-            return ComplianceDecision.trusted(
-                intent_id=d.intent_id,
-                verdict=DecisionVerdict.APPROVE,
-                reason=reason,
-                detail=detail[:2000],
-                venue=d.venue,
-                symbol=d.symbol,
-                side=d.side,
-                quantity=d.quantity,
-                client_order_id=client_order_id(d.intent_id),
-                checks=checks,
-            )
         return ComplianceDecision(
             intent_id=d.intent_id,
             verdict=DecisionVerdict.REJECT if reject else DecisionVerdict.APPROVE,
@@ -249,9 +236,7 @@ class ComplianceGate:
         self.volume_today += notional
         self.trades_by_symbol[d.symbol] = self.trades_by_symbol.get(d.symbol, 0) + 1
         self.volume_by_symbol[d.symbol] = self.volume_by_symbol.get(d.symbol, ZERO) + notional
-        # a market order copies the validated risk decision's fields (and an id made from its intent
-        # id): nothing to validate again; a limit order's computed price is validated
-        order = (OrderRequest if limit_price is not None else OrderRequest.trusted)(
+        order = OrderRequest(
             client_order_id=client_order_id(d.intent_id),
             intent_id=d.intent_id,
             venue=d.venue,
@@ -267,20 +252,17 @@ class ComplianceGate:
             reduce_only=is_exit(d),
             expires_at=d.expires_at,
         )
-        return GateResult(self._decision(d, "approved", reject=False, checks=APPROVAL_CHECKS), order)
-
-
-APPROVAL_CHECKS = (
-    "kill_switch",
-    "stale",
-    "duplicate",
-    "allow_list",
-    "trading_hours",
-    "price_collar",
-    "max_order_quantity",
-    "max_order_notional",
-    "order_rate",
-    "daily_trades",
-    "daily_volume",
-)
-"""The checks an approval lists (valid reason codes: ``tests/kernel/test_trusted_payloads.py``)."""
+        checks = (
+            "kill_switch",
+            "stale",
+            "duplicate",
+            "allow_list",
+            "trading_hours",
+            "price_collar",
+            "max_order_quantity",
+            "max_order_notional",
+            "order_rate",
+            "daily_trades",
+            "daily_volume",
+        )
+        return GateResult(self._decision(d, "approved", reject=False, checks=checks), order)

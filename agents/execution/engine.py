@@ -204,7 +204,6 @@ class ExecutionEngine:
         events: list[Payload] = []
         if rec is None:
             now = self.clock.now()
-            received = request
             problem = self._untraded(request)
             if problem is None:
                 request, problem = self._reduce_only(request)
@@ -219,7 +218,7 @@ class ExecutionEngine:
             else:
                 self.open[coid] = rec
                 await self._retain(rec)
-                events.append(self._pending(rec) if request is received else self._update(rec, None))
+                events.append(self._update(rec, None))
                 self.crash("after_persist")
                 if self.halted:
                     return events + await self._finish(rec, OrderStatus.REJECTED, "kill_switch")
@@ -557,27 +556,6 @@ class ExecutionEngine:
             self._first_fill_seen.add(rec.client_order_id)
             latency = (fill.ts - rec.created_at).total_seconds()
             m(metrics.EXECUTION_FILL_LATENCY, fill.venue).observe(max(latency, 0.0))
-
-    @staticmethod
-    def _pending(rec: OrderRecord) -> OrderUpdate:
-        """The update of an order just recorded ``PENDING_NEW`` from the validated request as received:
-        every field is the request's or a constant, so it is not validated again."""
-        r = rec.request
-        return OrderUpdate.trusted(
-            client_order_id=r.client_order_id,
-            venue_order_id=None,
-            intent_id=r.intent_id,
-            venue=r.venue,
-            symbol=r.symbol,
-            side=r.side,
-            order_type=r.order_type,
-            status=OrderStatus.PENDING_NEW,
-            previous_status=None,
-            quantity=r.quantity,
-            filled_quantity=ZERO,
-            average_price=None,
-            reason="",
-        )
 
     def _update(self, rec: OrderRecord, previous: OrderStatus | None) -> OrderUpdate:
         r = rec.request

@@ -101,34 +101,6 @@ class Payload(BaseModel):
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
 
-    @classmethod
-    def trusted(cls, **fields: Any) -> Self:
-        """Build a payload from values that are **already validated**, without validating them again.
-
-        Only for hot in-process paths where every field is copied from a validated message of the
-        same field type (or is a constant of the caller that a test proves valid): the result equals
-        what ``cls(**fields)`` returns (``tests/kernel/test_trusted_payloads.py``). Never for data from
-        outside the process (a venue, the bus, a file, a user): those go through ``cls(...)``.
-        Unknown or missing fields are still refused (``TypeError``); defaults fill the rest.
-        """
-        layout = _TRUSTED_LAYOUT.get(cls)
-        if layout is None:
-            layout = _TRUSTED_LAYOUT[cls] = _layout(cls)
-        defaults, required = layout
-        if not required <= fields.keys() or not fields.keys() <= defaults.keys():
-            raise TypeError(
-                f"{cls.__name__}.trusted: missing {sorted(required - fields.keys())}, "
-                f"unknown {sorted(fields.keys() - defaults.keys())}"
-            )
-        values = dict(defaults)
-        values.update(fields)
-        payload: Self = _object_new(cls)
-        _set_dict(payload, values)
-        _set_fields_set(payload, set(fields))
-        _set_extra(payload, None)
-        _set_private(payload, None)
-        return payload
-
 
 class Envelope(BaseModel):
     """Metadata plus one payload: the unit that travels on the bus."""
@@ -223,15 +195,3 @@ _set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-_TRUSTED_LAYOUT: dict[type[Payload], tuple[dict[str, Any], frozenset[str]]] = {}
-"""Per payload class: its fields in declaration order with their defaults, and the required ones."""
-
-
-def _layout(cls: type[Payload]) -> tuple[dict[str, Any], frozenset[str]]:
-    fields = cls.model_fields
-    for name, info in fields.items():
-        if not info.is_required() and info.default_factory is not None:
-            raise TypeError(f"{cls.__name__}.{name}: a default factory cannot be used by trusted()")
-    defaults = {name: None if info.is_required() else info.default for name, info in fields.items()}
-    return defaults, frozenset(name for name, info in fields.items() if info.is_required())
