@@ -167,6 +167,7 @@ class BacktestResult:
             "series": self.series,
             "strategies": list(self.config.strategies),
             "params": self.config.params,
+            "intrabar": self.config.intrabar,
             "metrics": m,
             **({"desk": desk_summary(self.desk_decisions)} if self.desk_decisions else {}),
         }

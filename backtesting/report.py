@@ -240,6 +240,12 @@ def format_metric(value: Any, kind: str, undefined: str | None = None) -> str:
     return f"{value:.3f}"
 
 
+INTRABAR_NOTE = {
+    "worst": " (protective exits from the entry candle; stop before take-profit)",
+    "next_bar": " (protective exits from the candle after the entry: optimistic)",
+}
+
+
 def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
     """The headline metrics as a rich table for the terminal."""
     from rich.table import Table
@@ -254,6 +260,7 @@ def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
         table.add_row(label, format_metric(m[key], kind, undefined.get(key)))
     if result.min_cash is not None:
         table.add_row("Lowest cash", f"{result.min_cash:,.2f}")
+    table.add_row("Intrabar policy", result.config.intrabar)
     table.add_row("Candles", f"{result.candles:,}")
     table.add_row("Speed", f"{result.bars_per_second:,.0f} candles/s ({result.elapsed_s:.2f} s)")
     return table
@@ -336,7 +343,8 @@ th{{background:#f4f4f4}}.num{{text-align:right}}img{{max-width:100%}}
 <h1>{title}</h1>
 <p>Series: {html.escape(", ".join(result.series))} &middot; candles: {result.candles:,} &middot;
 parameters: <code>{params}</code> &middot; fees {result.config.fee_bps} bps &middot;
-slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)}</p>
+slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)} &middot;
+intrabar {html.escape(result.config.intrabar)}{INTRABAR_NOTE.get(result.config.intrabar, "")}</p>
 <h2>Equity and drawdown</h2><img alt="equity curve" src="data:image/png;base64,{eq}">
 <h2>Prices and trades</h2><img alt="prices with trades" src="data:image/png;base64,{px}">
 <h2>Metrics</h2><table>{rows}</table>

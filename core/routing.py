@@ -23,7 +23,14 @@ from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, P
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.desk import DeskDecision, DeskRoleReport
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
-from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, PositionUpdate
+from core.messages.orders import (
+    Fill,
+    OrderRequest,
+    OrderUpdate,
+    PortfolioSnapshot,
+    PositionsSettled,
+    PositionUpdate,
+)
 from core.messages.reviews import ReviewDecision, ReviewRequest
 from core.messages.signals import ConsensusDecision, StrategyVote, TradeIntent
 
@@ -108,6 +115,7 @@ ORDERS_APPROVED = Topic("order.approved", ("venue", "symbol"))
 ORDER_UPDATES = Topic("execution.order", ("venue", "symbol"))
 FILLS = Topic("execution.fill", ("venue", "symbol"))
 POSITIONS = Topic("portfolio.position", ("venue", "symbol"))
+SETTLED = Topic("execution.settled", ("venue", "symbol"))
 PORTFOLIO = Topic("portfolio.snapshot", ("account",))
 ALERTS = Topic("alert", ("severity", "code"))
 HEARTBEATS = Topic("control.heartbeat", ("agent_kind", "agent_id"))
@@ -140,6 +148,7 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     OrderUpdate: lambda p: f"execution.order.{p.venue}.{escape(p.symbol)}",
     Fill: lambda p: f"execution.fill.{p.venue}.{escape(p.symbol)}",
     PositionUpdate: lambda p: f"portfolio.position.{p.venue}.{escape(p.symbol)}",
+    PositionsSettled: lambda p: f"execution.settled.{p.venue}.{escape(p.symbol)}",
     PortfolioSnapshot: lambda p: f"portfolio.snapshot.{p.account}",
     RiskAlert: lambda p: f"alert.{p.severity.value}.{p.code}",
     Heartbeat: lambda p: f"control.heartbeat.{p.agent_kind}.{p.agent_id}",
@@ -168,6 +177,7 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     OrderUpdate: (ORDER_UPDATES,),
     Fill: (FILLS,),
     PositionUpdate: (POSITIONS,),
+    PositionsSettled: (SETTLED,),
     PortfolioSnapshot: (PORTFOLIO,),
     RiskAlert: (ALERTS,),
     Heartbeat: (HEARTBEATS,),

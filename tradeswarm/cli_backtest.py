@@ -136,6 +136,7 @@ def build_config(
     cash: float,
     no_limits: bool,
     overrides: list[str],
+    intrabar: str = "worst",
 ) -> BacktestConfig:
     """The backtest configuration from CLI options (validated; raises ``ConfigurationError``)."""
     from pydantic import ValidationError
@@ -144,6 +145,8 @@ def build_config(
 
     if not strategies:
         raise UsageError("give at least one --strategy")
+    if intrabar not in ("worst", "next_bar"):
+        raise UsageError(f"bad --intrabar {intrabar!r}; choose worst or next_bar")
     mode, fraction, sizing_risk = parse_sizing(sizing)
     sections = parse_overrides(overrides)
     risk = {**sizing_risk, **sections.get("risk", {})}
@@ -157,6 +160,7 @@ def build_config(
             slippage_bps=Decimal(str(slippage_bps)),
             initial_cash=Decimal(str(cash)),
             no_limits=no_limits,
+            intrabar=intrabar,  # type: ignore[arg-type]
             risk=risk,
             compliance=sections.get("compliance", {}),
             strategy=sections.get("strategy", {}),
@@ -256,6 +260,14 @@ def backtest_command(
     no_limits: Annotated[
         bool, typer.Option("--no-limits", help="Lift risk/compliance limits and protective stops (research mode).")
     ] = False,
+    intrabar: Annotated[
+        str,
+        typer.Option(
+            "--intrabar",
+            help="Protective exits: worst = checked from the entry candle (a stop touched inside it is hit, stop "
+            "before take-profit); next_bar = from the next candle (optimistic).",
+        ),
+    ] = "worst",
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -290,7 +302,7 @@ def backtest_command(
     err = Console(stderr=True)
     with one_line_errors():
         config = build_config(strategy or ["sma_cross"], param or [], sizing, fee_bps, slippage_bps, cash, no_limits,
-                              set_ or [])  # fmt: skip
+                              set_ or [], intrabar)  # fmt: skip
         t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
         sources = asyncio.run(resolve_sources(data, t0, t1))
         run = None

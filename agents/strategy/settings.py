@@ -49,6 +49,19 @@ class StrategySettings(BaseSettings):
     publish_votes: bool = Field(
         default=False, description="Also publish every StrategyVote (they are always in the decision)."
     )
+    await_settlement: bool = Field(
+        default=True,
+        description="Decide on a candle's snapshot only once execution marked that candle settled "
+        "(PositionsSettled: its fills are in): the multi-process swarm then decides on the same position "
+        "as a backtest. Engaged per symbol from the first mark seen; backtests turn it off.",
+    )
+    settlement_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock seconds a snapshot waits for execution's mark before it is decided anyway "
+        "(with a warning: execution down or slow).",
+    )
     allow_pyramiding: bool = Field(default=False, description="Allow an entry in the direction already held.")
     max_series: int = Field(default=1000, ge=1, le=1_000_000)
     desk_weight: float = Field(

@@ -35,6 +35,7 @@ from agents.base.registry import AGENT_NAMES
 from core import routing
 from core.clock import SimulatedClock
 from core.messages import Envelope
+from infrastructure.messaging.definitions import user_name
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.conftest import RABBIT_BASE, rabbitmqctl
 from tests.control.data import CSV, approved_order
@@ -285,9 +286,10 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
 
     # 6. Security: the strategy user cannot publish an approved order; a forged sender is rejected.
     secrets = orjson.loads((s.run_dir / "secrets.json").read_bytes())
-    strategy_user = f"{s.prefix}strategy"
+    strategy_user = user_name("strategy", s.vhost, s.prefix)  # strategy@<vhost>: users are per vhost
+    credentials = f"{quote(strategy_user, safe='')}:{quote(secrets[strategy_user], safe='')}"
     strategy_bus = RabbitMQBus(
-        f"amqp://{strategy_user}:{secrets[strategy_user]}@{RABBIT_BASE.split('@', 1)[1]}/{quote(s.vhost, safe='')}",
+        f"amqp://{credentials}@{RABBIT_BASE.split('@', 1)[1]}/{quote(s.vhost, safe='')}",
         connection_name="strategy-intruder", startup_timeout_s=5,
     )  # fmt: skip
     guest_bus = RabbitMQBus(f"{RABBIT_BASE}/{quote(s.vhost, safe='')}", connection_name="guest-intruder")
