@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from core.desk.store import DeskStore
 from core.errors import TradeswarmError
@@ -88,7 +88,9 @@ class AnalyzeRequest(ApiModel):
 
     symbol: str = Field(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$")
     mode: Mode = "live"
-    timestamp: datetime | None = Field(default=None, description="backtest_step: the decision time (default: last).")
+    timestamp: AwareDatetime | None = Field(
+        default=None, description="backtest_step: the decision time, with its timezone (default: the last candle)."
+    )
 
 
 class AnalysisFailed(TradeswarmError):
