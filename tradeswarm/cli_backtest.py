@@ -582,7 +582,7 @@ def _print_desk(out: Any, result: BacktestResult) -> None:
 
     d = result.summary()["desk"]
     out.print(f"AI desk [{d['provider']}]: {d['decisions']} decisions, verdicts {d['verdicts']}, actions "
-              f"{d['actions']}, {d['intents']} trades, tokens {d['tokens_in']}+{d['tokens_out']}, "
+              f"{d['actions']}, {d['intents']} intents, tokens {d['tokens_in']}+{d['tokens_out']}, "
               f"cost ${d['cost_usd']:.4f}", markup=False)  # fmt: skip
     out.print(decision_cards(result.desk_decisions[-1]))
 
