@@ -48,7 +48,7 @@ def test_only_the_owner_may_publish_each_critical_topic() -> None:
         "execution.fill.binance.BTC-USDT": {"execution"},
         "control.command.all": {"orchestrator"},
         "risk.approved.binance.BTC-USDT": {"risk"},
-        "signal.intent.binance.BTC-USDT": {"strategy"},
+        "signal.intent.binance.BTC-USDT": {"strategy", "desk"},  # the AI desk's own intents go through risk too
         "market.candle.binance.BTC-USDT.1m": {"data_collection"},
     }
     kinds = [t.kind for t in swarm_topology()]
