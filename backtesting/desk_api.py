@@ -94,7 +94,7 @@ class DeskAnalyzerService:
         )
         outcome = await desk.decide(view)
         if outcome is None:
-            raise AnalysisFailed(f"only {len(snapshots)} closed candles of {symbol}: the desk needs 35", 404)
+            raise AnalysisFailed(f"only {len(snapshots)} closed candles of {symbol}: the desk needs 35")
         decision = outcome.decision
         if decision.intent_id is not None:
             reason = f"analysis only (no intent from the API); {decision.reason}"[:2000]
@@ -115,7 +115,7 @@ class DeskAnalyzerService:
         rows = list(csv_candles(path, key))
         upto = [c for c in rows if c.close_time <= timestamp] if timestamp is not None else rows[:-1]
         if len(upto) < 35:
-            raise AnalysisFailed(f"only {len(upto)} candles of {symbol} closed by {timestamp}: the desk needs 35", 404)
+            raise AnalysisFailed(f"only {len(upto)} candles of {symbol} closed by {timestamp}: the desk needs 35")
         window = upto[-settings.window :]
         after = rows[len(upto) : len(upto) + 1]  # the candle the order fills on
         step = settings.model_copy(update={"every": len(window)})
