@@ -38,7 +38,7 @@ def one_line_errors() -> Iterator[None]:
     """Turn our errors (and bad values) into ``error: ...`` and exit 2."""
     try:
         yield
-    except (TradeswarmError, ValueError) as exc:
+    except (TradeswarmError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -458,6 +458,11 @@ def run_command(
     ] = None,
     report: Annotated[Path, typer.Option(help="Where the session report is written.")] = Path("reports/session"),
     view: Annotated[bool, typer.Option("--view/--no-view", help="The live terminal view.")] = True,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Serve the web dashboard (and the API) while the session runs, until Ctrl-C.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address of --ui.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of --ui (0 = any free port).")] = 8000,
 ) -> None:
     """Run every agent in this process on the in-memory bus with the paper venue (no service, key or network).
 
@@ -466,6 +471,7 @@ def run_command(
     """
     from rich.console import Console
 
+    from backtesting.dashboard import DashboardOptions
     from backtesting.data import list_source
     from backtesting.report import limits_tables, summary_table, write_report
     from backtesting.session import SessionOptions, gateway_feed, run_session, sample_files
@@ -475,7 +481,8 @@ def run_command(
     with one_line_errors():
         symbol = symbol or ["BTC/USDT", "ETH/USDT"]
         config = build_config(strategy or ["sma_cross"], param or [], "fixed_fraction", 10.0, 0.0, 10_000.0, False, [])
-        options = SessionOptions(speed=speed, max_candles=max_candles, view=view)
+        dashboard = DashboardOptions(host=host, port=port) if ui else None
+        options = SessionOptions(speed=speed, max_candles=max_candles, view=view, ui=dashboard)
         if live_data:
             from agents.data_collection.settings import DataCollectionSettings
             from infrastructure.gateway import CcxtGateway

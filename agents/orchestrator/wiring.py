@@ -15,6 +15,7 @@ from infrastructure.api.app import create_app
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.queries import PostgresReadModel
+from infrastructure.api.queues import management_queue_depths, vhost_of
 from infrastructure.api.server import ApiServer
 from infrastructure.database.timescale.control_store import PostgresIntentStore
 from infrastructure.database.timescale.migrate import apply_migrations
@@ -117,8 +118,19 @@ async def build(ctx: AgentContext) -> Agent:
     assert db is not None
     runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
     jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
-    app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token)
+    management = settings.rabbitmq_management_url
+    queues = (
+        management_queue_depths(management.get_secret_value(), vhost_of(ctx.settings.rabbitmq_url.get_secret_value()))
+        if management is not None and management.get_secret_value()
+        else None
+    )
+    links = {"rabbitmq": settings.rabbitmq_ui_url, "grafana": settings.grafana_url}
+    app = create_app(
+        agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, events=agent.events, queues=queues,
+        links=links,
+    )  # fmt: skip
     if jobs is not None:
         agent.services.append(JobsService(jobs))
     agent.services.append(ApiServer(app, settings.api_host, settings.api_port))
+    agent.services.append(agent.events)  # stopped first: ends the open event streams
     return agent

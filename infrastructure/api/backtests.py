@@ -10,6 +10,7 @@ event loop so the orchestrator keeps consuming heartbeats meanwhile.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +18,33 @@ from typing import Any
 
 from core.clock import utc_from_ms
 from core.errors import ConfigurationError
+from core.messages import Candle
 from core.routing import escape
+from infrastructure.api.jobs import JOB_PROGRESS
 from infrastructure.api.ports import BacktestRunner
-from infrastructure.api.schemas import BacktestRequest, BacktestResult, EquityPoint
+from infrastructure.api.schemas import BacktestRequest, BacktestResult, CandleBar, EquityPoint
 
 MAX_CURVE_POINTS = 2000
 """The equity curve returned by the API is sampled down to at most this many points."""
+MAX_BARS = 5000
+"""Candles returned with a result: beyond this, consecutive candles are merged into larger bars."""
+
+
+def candle_bars(candles: Iterable[Candle], max_bars: int = MAX_BARS) -> list[CandleBar]:
+    """The candles as chart bars, merged ``k`` at a time (open of the first, extremes, close of the last)
+    when there are more than ``max_bars`` of them."""
+    rows = list(candles)
+    k = max(1, -(-len(rows) // max_bars))
+    bars: list[CandleBar] = []
+    for i in range(0, len(rows), k):
+        group = rows[i : i + k]
+        first, last = group[0], group[-1]
+        bars.append(
+            CandleBar(symbol=first.symbol, open_time=first.open_time, open=float(first.open),
+                      high=float(max(c.high for c in group)), low=float(min(c.low for c in group)),
+                      close=float(last.close))
+        )  # fmt: skip
+    return bars
 
 
 def _json_value(value: object) -> object:
@@ -72,7 +94,8 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         config = BacktestConfig.model_validate({**request.params, "initial_cash": request.initial_cash})
         source = file_source(path, request.start, request.end, limit=max_candles)
         engine = BacktestEngine(config, [source])
-        result = await asyncio.to_thread(lambda: asyncio.run(engine.run()))
+        progress = JOB_PROGRESS.get()
+        result = await asyncio.to_thread(lambda: asyncio.run(engine.run(progress, progress_every=500)))
         summary = {k: _scalar(v) for k, v in result.summary().items() if not isinstance(v, dict | list)}
         summary.update({f"metric_{k}": _scalar(v) for k, v in result.metrics.as_dict().items()})
         n = len(result.times_ms)
@@ -86,6 +109,7 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         ]
         full = result.summary()
         limits = {key: full[key] for key in LIMIT_KEYS}
-        return BacktestResult(summary=summary, equity_curve=curve, trades=trades, limits=limits)
+        bars = await asyncio.to_thread(lambda: candle_bars(source.candles()))
+        return BacktestResult(summary=summary, equity_curve=curve, trades=trades, limits=limits, candles=bars)
 
     return run
