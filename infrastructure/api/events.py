@@ -35,6 +35,8 @@ class EventHub:
     """Fans events out to subscribers without ever blocking the publisher."""
 
     def __init__(self, *, queue_size: int = 1000, keep_alerts: int = 200, keep_consensus: int = 500) -> None:
+        if queue_size < 3:
+            raise ValueError("queue_size must be >= 3")
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._alerts: deque[dict[str, Any]] = deque(maxlen=keep_alerts)
@@ -61,11 +63,11 @@ class EventHub:
         elif name == "consensus_decision":
             self._consensus.append(event)
         for queue in list(self._subscribers):
-            if queue.full():
+            if queue.full():  # room for the news that events were lost, and for this one
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait({"id": event["id"], "type": "lagged", "ts": ts, "data": {}})
+                    queue.get_nowait()
+                queue.put_nowait({"id": event["id"], "type": "lagged", "ts": ts, "data": {}})
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(event)
 
