@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,7 +56,7 @@ async def _app(read_db: Database | None, runner=buy_and_hold):
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[tuple]:
+async def live() -> AsyncIterator[tuple[Any, ...]]:
     bus, clock, orch, _agents, jobs, app = await _app(None)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     yield bus, clock, orch, client, jobs
@@ -238,7 +239,7 @@ async def test_a_running_job_reports_its_progress() -> None:
 # ---------------------------------------------------------------------------------- live stream
 
 
-async def _read_event(lines: AsyncIterator[str], name: str) -> dict:
+async def _read_event(lines: AsyncIterator[str], name: str) -> dict[str, Any]:
     current = None
     async for line in lines:
         if line.startswith("event: "):
