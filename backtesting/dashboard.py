@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 from pydantic import SecretStr
@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from agents.base import Agent, AgentContext, Subscription
 from agents.orchestrator.agent import OrchestratorAgent
 from agents.orchestrator.settings import OrchestratorSettings
+from backtesting.engine import Swarm, _QuietLogger
 from core import routing
 from core.clock import WallClock
 from core.errors import UnroutableMessage
@@ -55,9 +56,6 @@ from infrastructure.api.schemas import (
 )
 from infrastructure.api.server import ApiServer
 from infrastructure.messaging.memory import InMemoryBus
-
-if TYPE_CHECKING:
-    from backtesting.engine import Swarm
 
 T = TypeVar("T")
 KEEP = 20_000
@@ -276,7 +274,7 @@ class EmbeddedDashboard:
         token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
         self.token = token or secrets.token_urlsafe(18)
         """The API token (TRADESWARM_API_TOKEN, or a random one printed at start)."""
-        log = structlog.get_logger("tradeswarm.dashboard")
+        log = _QuietLogger(structlog.get_logger("tradeswarm.dashboard"))  # warnings and errors: the view stays clean
 
         def ctx(kind: str, clock: object) -> AgentContext:
             return AgentContext(bus=swarm.bus, clock=clock, settings=settings,  # type: ignore[arg-type]
