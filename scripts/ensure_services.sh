@@ -20,15 +20,24 @@ command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client  # kubectl (
 [ -x /usr/bin/chromium ] || apt_install chromium
 
 # --- RabbitMQ -------------------------------------------------------------------------------------
-if ! rabbitmqctl -q status >/dev/null 2>&1; then
+# Every broker command is bounded: a node that is up with its application stopped (a test or a
+# killed run left `rabbitmqctl stop_app` behind) makes `await_startup` wait forever.
+rmq() { timeout 60 rabbitmqctl "$@"; }  # node up (ping) is not app running (check_running)
+if ! timeout 60 rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
   echo "services: starting RabbitMQ"
   as_root rabbitmq-server -detached
 fi
-for _ in $(seq 1 120); do
-  rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+rabbit_running() { timeout 30 rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+deadline=$((SECONDS + 180)); app_started=0
+until rabbit_running; do
+  if [ "$SECONDS" -ge "$deadline" ]; then echo "services: RabbitMQ did not come up" >&2; exit 1; fi
+  if [ "$app_started" -eq 0 ] && [ "$SECONDS" -ge $((deadline - 165)) ] && timeout 60 rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+    echo "services: the RabbitMQ node is up but its application is stopped: starting it"
+    rmq start_app >/dev/null 2>&1 || true
+    app_started=1
+  fi
   sleep 1
 done
-rabbitmqctl -q await_startup >/dev/null
 echo "services: RabbitMQ is up"
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

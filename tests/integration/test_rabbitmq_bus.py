@@ -4,10 +4,9 @@ What the shared contract suite (``tests/contract``) cannot show because the in-m
 broker: the declared topology, the dead-letter headers, surviving a broker restart, a consumer
 killed mid-message, a dropped connection, a graceful close.
 
-``test_confirmed_messages_survive_broker_restart`` (marked ``slow``) stops the WHOLE local broker for
-a few seconds (``rabbitmqctl stop_app``) and always starts it again, even when the test fails; other
-suites running against the same broker at that moment see their connections drop. Deselect it
-with ``-m "not slow"`` when running in parallel with others.
+``test_confirmed_messages_survive_broker_restart`` restarts a private RabbitMQ node of its own
+(``tests.stackkit.private_broker``): the shared broker on 5672 is never stopped by a test, so a
+test killed mid-way cannot leave it down for everything that runs after it.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from infrastructure.messaging.rabbitmq import RabbitMQBus
 from infrastructure.observability import metrics
 from tests.conftest import rabbitmqctl
 from tests.factories import candle_envelope, eventually, eventually_async
+from tests.stackkit import PrivateBroker
 
 pytestmark = pytest.mark.integration
 
@@ -335,33 +335,46 @@ async def test_processed_plus_dead_lettered_equals_published_with_batches(make_b
 
 
 @pytest.mark.slow
-async def test_confirmed_messages_survive_broker_restart(make_bus) -> None:
-    """Stops the whole broker; always starts it again. Also: a publish during the outage waits."""
-    publisher = await make_bus(publish_timeout_s=120.0)
-    queue = _queue("durable")
-    spec = QueueSpec(queue, (CANDLES.all(),))
-    await publisher.declare(spec)
-    sent = [candle_envelope(i) for i in range(50)]
-    await publisher.publish_many(sent[:40])
-    for env in sent[40:49]:
-        await publisher.publish(env)
-    during_outage = sent[49]
-    try:
-        rabbitmqctl("stop_app")
-        task = asyncio.create_task(publisher.publish(during_outage))
-        await asyncio.sleep(1.0)
-        assert not task.done(), "a publish during an outage must wait for the broker, not fail"
-    finally:
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
-    await asyncio.wait_for(task, timeout=120)
-    await eventually(lambda: publisher.reconnects >= 1, timeout=30)  # counted after channels are restored
+async def test_confirmed_messages_survive_broker_restart(private_broker: PrivateBroker) -> None:
+    """Stops a private broker's application and starts it again. Also: a publish during the
+    outage waits."""
+    made: list[RabbitMQBus] = []
 
-    consumer = await make_bus()
-    rec = Recorder()
-    await consumer.subscribe(spec, rec)
-    await eventually(lambda: len(rec.seen) >= 50, timeout=60)
-    assert sorted(rec.ids()) == sorted(e.message_id for e in sent)
+    async def make(**kwargs: object) -> RabbitMQBus:
+        bus = RabbitMQBus(private_broker.url(), connection_name=f"restart-{len(made)}", **kwargs)  # type: ignore[arg-type]
+        await bus.start()
+        made.append(bus)
+        return bus
+
+    try:
+        publisher = await make(publish_timeout_s=120.0)
+        queue = _queue("durable")
+        spec = QueueSpec(queue, (CANDLES.all(),))
+        await publisher.declare(spec)
+        sent = [candle_envelope(i) for i in range(50)]
+        await publisher.publish_many(sent[:40])
+        for env in sent[40:49]:
+            await publisher.publish(env)
+        during_outage = sent[49]
+        private_broker.ctl("stop_app")
+        try:
+            task = asyncio.create_task(publisher.publish(during_outage))
+            await asyncio.sleep(1.0)
+            assert not task.done(), "a publish during an outage must wait for the broker, not fail"
+        finally:
+            private_broker.ctl("start_app")
+            private_broker.ctl("await_startup", "--timeout", "90")
+        await asyncio.wait_for(task, timeout=120)
+        await eventually(lambda: publisher.reconnects >= 1, timeout=30)  # counted after channels are restored
+
+        consumer = await make()
+        rec = Recorder()
+        await consumer.subscribe(spec, rec)
+        await eventually(lambda: len(rec.seen) >= 50, timeout=60)
+        assert sorted(rec.ids()) == sorted(e.message_id for e in sent)
+    finally:
+        for bus in reversed(made):
+            await asyncio.wait_for(bus.close(), timeout=60)
 
 
 CONSUMER_SCRIPT = """
