@@ -286,8 +286,9 @@ def backtest_command(
         files = None
         if report is not None:
             from backtesting.report import write_report
+            from backtesting.report_html import source_bars
 
-            files = write_report(result, report)
+            files = write_report(result, report, source_bars(sources))
     if as_json:
         _emit_json(result.summary())
         return
@@ -474,6 +475,7 @@ def run_command(
     from backtesting.dashboard import DashboardOptions
     from backtesting.data import list_source
     from backtesting.report import limits_tables, summary_table, write_report
+    from backtesting.report_html import source_bars
     from backtesting.session import SessionOptions, gateway_feed, run_session, sample_files
     from core.gateway import CandleKey
 
@@ -507,7 +509,7 @@ def run_command(
                 raise UsageError("no sample data found in data/samples; pass --data FILE")
             sources = asyncio.run(resolve_sources(paths, None, None))
             result = asyncio.run(run_session(config, sources, options, console=out))
-        files = write_report(result, report)
+        files = write_report(result, report, source_bars(sources))
     out.print()
     out.print(summary_table(result, title="Paper session"))
     for table in limits_tables(result):

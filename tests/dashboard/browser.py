@@ -29,6 +29,23 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
+CANVAS_DRAWN = """(sel) => [...document.querySelectorAll(sel + ' canvas')].some((c) => {
+    if (!c.width || !c.height) return false;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 4 * 97) {
+        seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+        if (seen.size > 3) return true;
+    }
+    return false;
+})"""
+
+
+def canvas_drawn(page: Any, selector: str) -> bool:
+    """Whether the chart in ``selector`` painted something (a canvas with several colours)."""
+    return bool(page.evaluate(CANVAS_DRAWN, selector))
+
+
 def chromium_path() -> str:
     """The Chromium binary (fails, never skips, when it is missing)."""
     if not Path(CHROMIUM).is_file() and shutil.which("chromium") is None:

@@ -8,7 +8,6 @@ test fails on any console error of the page. The HALT test runs last (it stops t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from tests.dashboard.browser import (
     Watched,
     assert_no_console_errors,
     browser_pages,
+    canvas_drawn,
     chromium_path,
     start_session,
     stop_session,
@@ -27,16 +27,7 @@ from tests.dashboard.browser import (
 )
 
 TOKEN = "dashboard-test-token"
-CANVAS_DRAWN = """(sel) => [...document.querySelectorAll(sel + ' canvas')].some((c) => {
-    if (!c.width || !c.height) return false;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    const seen = new Set();
-    for (let i = 0; i < d.length; i += 4 * 97) {
-        seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
-        if (seen.size > 3) return true;
-    }
-    return false;
-})"""
+
 pytestmark = pytest.mark.slow
 
 
@@ -77,11 +68,6 @@ def _fills(api: httpx.Client) -> int:
     return int(api.get("/trades", params={"limit": 1}).json()["total"])
 
 
-def _canvas_drawn(page: Any, selector: str) -> bool:
-    """Whether the chart in ``selector`` painted something (a canvas with several colours)."""
-    return bool(page.evaluate(CANVAS_DRAWN, selector))
-
-
 def test_dashboard_shows_the_market_and_the_swarm(page: Watched, api: httpx.Client) -> None:
     wait_until(lambda: api.get("/market/symbols").json(), 60, "the first indicator snapshots")
     p = page.page
@@ -91,7 +77,7 @@ def test_dashboard_shows_the_market_and_the_swarm(page: Watched, api: httpx.Clie
     expect(p.locator("#swarm")).to_contain_text("agents up")
     expect(p.locator("#swarm")).to_contain_text("5 / 5")
     expect(p.locator("#live")).to_have_class("live open")
-    wait_until(lambda: _canvas_drawn(p, "#chart"), 20, "the candlestick chart")
+    wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the candlestick chart")
     p.select_option("#symbol", "ETH/USDT")
     expect(p.locator("#cards .card").first).to_contain_text("ETH/USDT last")
     assert_no_console_errors(page)
@@ -110,7 +96,7 @@ def test_run_analysis_shows_the_strategies_cards_without_the_desk(page: Watched,
     expect(p.locator("#history table tbody tr")).not_to_have_count(0)
     p.select_option("#h-symbol", "ETH/USDT")
     expect(p.locator("#history table tbody tr").first).to_contain_text("ETH/USDT")
-    wait_until(lambda: _canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
+    wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
     assert_no_console_errors(page)
 
 
@@ -121,7 +107,7 @@ def test_portfolio_shows_positions_equity_and_trades(page: Watched, api: httpx.C
     for label in ("Equity", "Cash", "Total return", "Realised PnL", "Unrealised PnL"):
         expect(p.locator("#cards")).to_contain_text(label)
     expect(p.locator("#trades tbody tr")).not_to_have_count(0)
-    wait_until(lambda: _canvas_drawn(p, "#equity"), 20, "the equity curve")
+    wait_until(lambda: canvas_drawn(p, "#equity"), 20, "the equity curve")
     assert_no_console_errors(page)
 
 
@@ -160,8 +146,8 @@ def test_a_backtest_started_from_the_form_completes_and_draws_its_charts(page: W
     expected_markers = sum(1 + (t["exit_time"] is not None) for t in trades)
     expect(p.locator("#bt-candles")).to_have_attribute("data-markers", str(expected_markers))
     expect(p.locator("#bt-trades tbody tr")).to_have_count(len(trades))
-    wait_until(lambda: _canvas_drawn(p, "#bt-equity"), 20, "the equity and drawdown chart")
-    wait_until(lambda: _canvas_drawn(p, "#bt-candles"), 20, "the candlesticks with the trades")
+    wait_until(lambda: canvas_drawn(p, "#bt-equity"), 20, "the equity and drawdown chart")
+    wait_until(lambda: canvas_drawn(p, "#bt-candles"), 20, "the candlesticks with the trades")
     p.click("#bt-trades th[data-key=pnl]")  # sortable
     expect(p.locator("#bt-trades th[data-key=pnl]")).to_contain_text("▲")
     expect(p.locator("#bt-jobs tbody tr")).not_to_have_count(0)

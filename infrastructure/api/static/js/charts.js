@@ -94,17 +94,19 @@
     return api;
   }
 
-  /** Markers of round trips: entry arrow below (long) / above (short), exit the other way. */
-  function tradeMarkers(trips) {
+  /** Markers of round trips: entry arrow below (long) / above (short), exit the other way; prices as
+   * labels while there are few enough to read (hover shows the values anyway). */
+  function tradeMarkers(trips, opts) {
     const p = palette();
+    const labels = opts && opts.labels !== undefined ? opts.labels : trips.length <= 25;
     const out = [];
     for (const t of trips) {
       const long = (t.side || "long").toLowerCase() !== "short" && (t.side || "").toLowerCase() !== "sell";
       out.push({ time: t.entry_time, position: long ? "belowBar" : "aboveBar", shape: long ? "arrowUp" : "arrowDown",
-        color: long ? p.up : p.down, text: (long ? "buy " : "sell ") + fmtNum(t.entry_price) });
+        color: long ? p.up : p.down, text: labels ? (long ? "buy " : "sell ") + fmtNum(t.entry_price) : "" });
       if (t.exit_time) {
         out.push({ time: t.exit_time, position: long ? "aboveBar" : "belowBar", shape: long ? "arrowDown" : "arrowUp",
-          color: long ? p.down : p.up, text: "exit " + fmtNum(t.exit_price) });
+          color: long ? p.down : p.up, text: labels ? "exit " + fmtNum(t.exit_price) : "" });
       }
     }
     return out;
