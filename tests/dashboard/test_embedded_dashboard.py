@@ -175,7 +175,7 @@ def test_system_view_then_halt_is_acknowledged_and_no_order_reaches_the_venue(pa
     p.click("button[data-command=halt]")
     p.fill("#confirm-reason", "browser drill")
     p.click("#confirm-ok")
-    expect(p.locator("#control-ok")).to_contain_text("HALT issued")
+    expect(p.locator("#control-ok")).to_contain_text("HALT acknowledged by every required agent", timeout=30_000)
     expect(p.locator("#ack-state")).to_have_attribute("data-state", "complete", timeout=30_000)
     for kind in ("strategy", "risk", "compliance", "execution"):
         expect(p.locator("#acks")).to_contain_text(kind)

@@ -50,7 +50,9 @@ export async function mount(root, ctx) {
         <span class="muted small" id="regime"></span></div><div id="chart" class="chart"></div></div>
       <div>
         <div class="panel"><h3>Swarm</h3><div id="swarm"></div></div>
+        <div class="panel"><h3>Account</h3><div id="account"></div></div>
         <div class="panel"><h3>Latest consensus</h3><div id="consensus" class="feed"></div></div>
+        <div class="panel"><h3>Recent fills</h3><div id="fills" class="feed"></div></div>
       </div>
     </div>`;
   const select = root.querySelector("#symbol");
@@ -73,7 +75,8 @@ export async function mount(root, ctx) {
       + ind.map(([label, value, d]) => card(label, fmt.num(value, d))).join("");
     root.querySelector("#chart-title").textContent = `${symbol} · ${last.timeframe}`;
     root.querySelector("#regime").innerHTML = `regime ${pill(last.regime || "unknown", "muted")}`;
-    if (redraw || !chart) chart = window.TSCharts.candles(root.querySelector("#chart"), rows, [], { height: 420 });
+    if (redraw || !chart) chart = window.TSCharts.candles(root.querySelector("#chart"), rows, [], { height: 520 });
+    await markFills();
   }
 
   async function loadSwarm() {
@@ -86,6 +89,45 @@ export async function mount(root, ctx) {
         <dt>intended</dt><dd>${pill(h.trading_intended)}</dd>
         <dt>agents up</dt><dd><b>${h.agents_up}</b> / ${h.agents_total}${h.agents_down ? ` <span class="neg">(${h.agents_down} down)</span>` : ""}</dd>
         <dt>mode</dt><dd>${esc(h.mode)}</dd></dl>`;
+    } catch (err) {
+      message(el, errorText(err), "error");
+    }
+  }
+
+  /** Our fills of this symbol on the chart: buys below the bar, sells above. */
+  async function markFills() {
+    if (!chart || !rows.length) return;
+    const page = await api.get(`/trades?symbol=${encodeURIComponent(symbol)}&limit=200`).catch(() => ({ items: [] }));
+    const p = window.TSCharts.palette();
+    const first = rows[0].open_time;
+    chart.setMarkers(page.items.filter((t) => t.ts >= first).map((t) => ({
+      time: t.ts, position: t.side === "buy" ? "belowBar" : "aboveBar", shape: t.side === "buy" ? "arrowUp" : "arrowDown",
+      color: t.side === "buy" ? p.up : p.down, text: `${t.side} ${fmt.num(t.price)}`,
+    })));
+  }
+
+  async function loadAccount() {
+    const el = root.querySelector("#account");
+    try {
+      const p = await api.get("/portfolio");
+      el.innerHTML = `<dl class="kv"><dt>equity</dt><dd><b>${fmt.money(p.equity)}</b></dd>
+        <dt>cash</dt><dd>${fmt.money(p.cash)}</dd>
+        <dt>unrealised PnL</dt><dd class="${signCls(p.unrealized_pnl)}">${fmt.money(p.unrealized_pnl)}</dd>
+        <dt>realised PnL</dt><dd class="${signCls(p.realized_pnl)}">${fmt.money(p.realized_pnl)}</dd>
+        <dt>open positions</dt><dd>${p.open_positions}</dd>
+        <dt>drawdown</dt><dd>${fmt.pct(p.drawdown)}</dd></dl>`;
+    } catch (err) {
+      message(el, err.status === 404 ? "No portfolio snapshot yet." : errorText(err), err.status === 404 ? "" : "error");
+    }
+  }
+
+  async function loadFills() {
+    const el = root.querySelector("#fills");
+    try {
+      const page = await api.get("/trades?limit=6");
+      if (!page.items.length) { message(el, "No fill yet."); return; }
+      el.innerHTML = page.items.map((t) => `<div class="item"><time>${fmt.time(t.ts)}</time>${pill(t.side)}
+        <span>${fmt.num(t.quantity, 6)} ${esc(t.symbol)} @ <b>${fmt.num(t.price)}</b></span></div>`).join("");
     } catch (err) {
       message(el, errorText(err), "error");
     }
@@ -127,7 +169,7 @@ export async function mount(root, ctx) {
     }
   });
 
-  await Promise.all([loadMarket(), loadSwarm(), loadConsensus()]);
+  await Promise.all([loadMarket(), loadSwarm(), loadConsensus(), loadAccount(), loadFills()]);
   const offs = [
     onLive("candle", (c) => {
       if (c.symbol !== symbol || !chart) return;
@@ -135,6 +177,7 @@ export async function mount(root, ctx) {
     }),
     onLive("candle", throttle((c) => { if (c.symbol === symbol) loadMarket(false); }, 5000)),
     onLive("consensus_decision", throttle(loadConsensus, 2000)),
+    onLive("fill", throttle(() => { loadFills(); loadAccount(); markFills(); }, 2000)),
   ];
   const timer = setInterval(loadSwarm, 10000);
   return { unmount: () => { offs.forEach((f) => f()); clearInterval(timer); } };

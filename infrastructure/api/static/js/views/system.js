@@ -113,6 +113,11 @@ export async function mount(root) {
     el.innerHTML = `<div class="row"><b>${esc(c.kind.toUpperCase())}</b> ${pill(c.state)} <span id="ack-state" data-state="${esc(c.state)}" class="muted small">
       ${c.complete ? "acknowledged by every required agent" : `waiting for ${esc(waiting.join(", ") || "acknowledgements")}`}</span></div>
       <div class="feed">${rows || '<div class="msg">No acknowledgement yet.</div>'}</div>`;
+    const note = root.querySelector("#control-ok");
+    if (note && c.state !== "pending") {
+      note.textContent = c.complete ? `${c.kind.toUpperCase()} acknowledged by every required agent.`
+        : `${c.kind.toUpperCase()} ${c.state}: see the acknowledgements below.`;
+    }
     if (c.state === "pending" && alive) {
       clearTimeout(pollTimer);
       pollTimer = setTimeout(showAcks, 2000); // acks arrive as live events too; this is the fallback
