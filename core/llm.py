@@ -159,3 +159,12 @@ class TokenBudget(Protocol):
     async def used_today(self) -> int:
         """Tokens reserved or used today (UTC)."""
         ...
+
+
+@runtime_checkable
+class CallLog(Protocol):
+    """Where every model call is recorded (the ``agent_logs`` table, or memory in backtests)."""
+
+    async def record(self, record: LLMCallRecord) -> None:
+        """Store one call's record (idempotent: the same record stored twice is kept once)."""
+        ...

@@ -20,6 +20,7 @@ import pytest
 from core.ports import Bus
 from infrastructure.database.influx import InfluxV1Store
 from infrastructure.messaging.memory import InMemoryBus
+from tests.fakellm import FakeLLM
 
 RABBIT_BASE = os.environ.get("TRADESWARM_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672")
 POSTGRES_BASE = os.environ.get("TRADESWARM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -125,3 +126,15 @@ async def bus_factory(request: pytest.FixtureRequest) -> AsyncIterator[BusFactor
     yield make
     for bus in reversed(made):
         await asyncio.wait_for(bus.close(), timeout=30)
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    """A started fake OpenAI-compatible server on loopback (``tests/fakellm``); closed afterwards.
+
+    Point a client at ``fake_llm.base_url`` with the key ``fake_llm.api_key``; queue failures with
+    ``fake_llm.enqueue(malformed(), rate_limited(2), ...)``.
+    """
+    fake = await FakeLLM().start()
+    yield fake
+    await fake.close()

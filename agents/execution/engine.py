@@ -128,6 +128,7 @@ class ExecutionEngine:
             self.open[rec.client_order_id] = rec
         for rec in list(self.open.values()):
             events += await self._reconcile(rec)
+        events += await self._record_own_orders()
         if self.halted:
             events += await self._halt_open_orders()
         return events
@@ -144,6 +145,17 @@ class ExecutionEngine:
             return await self._send(rec)
         self.log.error("order_unknown_at_venue", client_order_id=rec.client_order_id, status=rec.status.value)
         return [self._unknown_alert(rec, "at start")]
+
+    async def _record_own_orders(self) -> list[Payload]:
+        """Store the orders the venue fired on its own (protective exits) that a previous process
+        did not live to store, with their fills: killed between the venue's save and ours."""
+        events: list[Payload] = []
+        for vo in await self.venue.own_orders():
+            if vo.client_order_id in self.open or await self.store.get_order(vo.client_order_id) is not None:
+                continue
+            self.log.warning("recording_venue_order_missed_by_a_crash", client_order_id=vo.client_order_id)
+            events += await self._apply(vo)
+        return events
 
     async def _unpublished(self) -> list[Payload]:
         """The fills a previous process stored but did not see confirmed on the bus, with the positions

@@ -97,6 +97,13 @@ class VenuePort(Protocol):
         """Order changes the venue reported since the last call (live: ``watch_orders``)."""
         ...
 
+    async def own_orders(self) -> Sequence[VenueOrder]:
+        """The orders the venue created on its own (protective exits it fired) and still holds.
+        Execution records at start any it does not know: a process killed between the venue's
+        saving such an order and execution's storing it must not lose the order or its fills.
+        Venues that create no orders themselves return nothing."""
+        ...
+
     async def halt(self) -> Sequence[VenueOrder]:
         """Kill switch at the venue: cancel every open order that could still trade, including the
         ones the venue holds itself (protective stop-loss / take-profit exits), and suspend any

@@ -267,6 +267,36 @@ REVIEWS_DECIDED = counter(
 )
 
 
+# --- LLM client: the AI desk's model calls (issue 14) ----------------------------------------
+LLM_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+LLM_CALLS = counter(
+    "tradeswarm_llm_calls",
+    "Model calls (each HTTP completion, incl. repair calls), by desk role, model and outcome.",
+    ("role", "model", "outcome"),
+)
+LLM_TOKENS = counter(
+    "tradeswarm_llm_tokens",
+    "Tokens used by model calls, by desk role, model and direction (in, out).",
+    ("role", "model", "direction"),
+)
+LLM_COST = counter(
+    "tradeswarm_llm_cost_usd",
+    "Estimated cost of model calls in USD (price table), by role and model.",
+    ("role", "model"),
+)
+LLM_LATENCY = histogram(
+    "tradeswarm_llm_latency_seconds",
+    "Latency of one model call in seconds, by desk role and model.",
+    ("role", "model"),
+    buckets=LLM_LATENCY_BUCKETS,
+)
+LLM_FAILURES = counter(
+    "tradeswarm_llm_failures",
+    "Questions a role could not get answered, by role, model and outcome (invalid, error, budget, replay_miss).",
+    ("role", "model", "outcome"),
+)
+
+
 class _NoOp:
     """A metric child that records nothing (instrumentation off)."""
 

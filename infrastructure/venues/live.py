@@ -147,6 +147,10 @@ class LiveVenue:
     async def on_book(self, book: BookTop) -> None:
         """Nothing to do."""
 
+    async def own_orders(self) -> Sequence[VenueOrder]:
+        """None: this adapter places no order on its own (protective exits are execution's orders)."""
+        return ()
+
     async def poll(self) -> Sequence[VenueOrder]:
         """Order updates from ``watch_orders`` (waits for the first one, then drains the queue)."""
         if self._watcher is None:

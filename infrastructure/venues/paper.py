@@ -207,6 +207,10 @@ class PaperVenue:
         """Nothing to poll: changes come from :meth:`on_candle`."""
         return ()
 
+    async def own_orders(self) -> Sequence[VenueOrder]:
+        """The protective exits this venue fired and still holds (see the port)."""
+        return [rec.view() for rec in self._orders.values() if rec.own]
+
     async def close(self) -> None:
         """Nothing to release."""
 

@@ -258,3 +258,41 @@ async def test_the_same_fill_id_at_two_orders_is_two_fills(db: Database) -> None
     assert [r["quantity"] for r in rows] == [D("0.01"), D("0.02")]
     (position,) = await PostgresExecutionStore(db, "paper").positions("paper")
     assert position.quantity == D("0.03") == engine.portfolio.position("binance", "BTC/USDT").quantity
+
+
+async def test_a_protective_exit_the_venue_fired_before_a_crash_is_recorded_at_start(db: Database) -> None:
+    """The venue fires a stop-loss and saves it; execution dies before storing it. The next process
+    finds the exit among the venue's own orders and records it with its fill: the position is flat."""
+    clock = SimulatedClock(C[4].close_time)
+    store = PostgresExecutionStore(db, "paper")
+    venue = await _venue(db, clock)
+    engine = ExecutionEngine(venue, store, clock)
+    await engine.start()
+    entry = order(7, qty=D("0.01"), stop_loss=C[4].close * D("0.999"))
+    await engine.handle_order(entry)
+    fired = None
+    for c in C[5:60]:
+        clock.advance_to(c.close_time)
+        if engine.portfolio.position(entry.venue, entry.symbol).quantity == 0:
+            events = await engine.on_candle(c)  # the entry is still working
+            await engine.published([e for e in events if isinstance(e, Fill)])  # the bus confirmed them
+            continue
+        changed = await venue.on_candle(c)  # the venue alone: execution is dead before it stores this
+        fired = next((vo for vo in changed if vo.request is not None), None)
+        if fired is not None:
+            break
+    assert fired is not None, "the stop was never touched on this slice"
+    assert await store.get_order(fired.client_order_id) is None
+
+    restarted = ExecutionEngine(await _venue(db, clock), store, clock)
+    events = await restarted.start()
+    recorded = await store.get_order(fired.client_order_id)
+    assert recorded is not None
+    assert recorded.status is OrderStatus.FILLED
+    assert [f.client_order_id for f in events if isinstance(f, Fill)] == [fired.client_order_id]
+    assert restarted.portfolio.position(entry.venue, entry.symbol).quantity == 0
+    (position,) = await store.positions("paper")
+    assert position.quantity == 0
+    await restarted.published([e for e in events if isinstance(e, Fill)])
+    again = ExecutionEngine(await _venue(db, clock), store, clock)
+    assert [e for e in await again.start() if isinstance(e, Fill)] == []  # recorded once
