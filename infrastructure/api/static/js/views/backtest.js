@@ -62,15 +62,21 @@ export async function mount(root) {
       <label>venue<input name="venue" value="binance" required></label>
       <label>start (UTC)<input name="start" type="date"></label>
       <label>end (UTC)<input name="end" type="date"></label>
+      <label>decided by<select name="runner"><option value="strategies">strategies</option>
+        <option value="desk" ${config.desk ? "" : "disabled"}>AI desk${config.desk ? "" : " (not on this server)"}</option></select></label>
       <label>strategy<select name="strategy">${strategies.map((s) => `<option ${s === "sma_cross" ? "selected" : ""}>${esc(s)}</option>`).join("")}</select></label>
       <label>initial cash<input name="cash" type="number" min="1" step="any" value="10000"></label>
-      <label>max decisions<input name="max_decisions" type="number" min="1" placeholder="AI desk only" disabled title="Needs the AI desk's backtest runner"></label>
+      <label>max decisions (desk)<input name="max_decisions" type="number" min="1" value="20" disabled></label>
       <label style="grid-column: span 2">parameters (JSON, for the strategy)<textarea name="params" placeholder='{"fast": 10, "slow": 30}'></textarea></label>
       <div><button type="submit" id="bt-run" class="big">Run backtest</button></div>
     </form><div id="bt-msg" style="margin-top:10px"></div></div>
     <div id="bt-job" style="margin-top:14px"></div>
     <div class="panel"><h3>Past jobs</h3><div id="bt-jobs" class="table-wrap"></div></div>`;
   const form = root.querySelector("#bt-form");
+  const runner = form.querySelector("select[name=runner]");
+  runner.addEventListener("change", () => {
+    form.querySelector("input[name=max_decisions]").disabled = runner.value !== "desk";
+  });
   const msg = root.querySelector("#bt-msg");
   const jobEl = root.querySelector("#bt-job");
   let timer = null;
@@ -85,7 +91,8 @@ export async function mount(root) {
         <th class="num">return</th><th class="num">trades</th><th></th></tr></thead><tbody>${jobs.map((j) => {
           const s = (j.result && j.result.summary) || {};
           const ret = s.metric_total_return ?? s.total_return;
-          const strat = ((j.request.params || {}).strategies || ["sma_cross"]).join(", ");
+          const params = j.request.params || {};
+          const strat = (params.strategies || ["sma_cross"]).join(", ") + (params.desk ? " + AI desk" : "");
           return `<tr><td>${fmt.time(j.submitted_at)}</td><td>${esc(j.request.symbol)} ${esc(j.request.timeframe)}</td>
             <td>${esc(strat)}</td><td>${pill(j.state)}</td><td class="num ${signCls(ret)}">${ret === undefined ? "–" : fmt.signedPct(ret)}</td>
             <td class="num">${s.trades ?? "–"}</td><td><a href="#" data-job="${esc(j.job_id)}">open</a></td></tr>`;
@@ -147,6 +154,9 @@ export async function mount(root) {
       initial_cash: String(f.get("cash") || "10000"),
       params: { strategies: [strategy], params: Object.keys(params).length ? { [strategy]: params } : {} },
     };
+    if (f.get("runner") === "desk") {
+      body.params.desk = { every: 24, max_decisions: Number(f.get("max_decisions") || 20) };
+    }
     if (f.get("start")) body.start = `${f.get("start")}T00:00:00Z`;
     if (f.get("end")) body.end = `${f.get("end")}T00:00:00Z`;
     const button = root.querySelector("#bt-run");
