@@ -29,7 +29,7 @@ from agents.orchestrator.settings import OrchestratorSettings
 from backtesting.engine import Swarm, _QuietLogger
 from core import routing
 from core.clock import WallClock
-from core.errors import UnroutableMessage
+from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import (
     ComplianceDecision,
     Envelope,
@@ -310,7 +310,14 @@ class EmbeddedDashboard:
         await self.orchestrator.start()
         await self.read_model.start()
         await self.heartbeats.start()
-        self.port = await self.server.start()
+        try:
+            self.port = await self.server.start()
+        except OSError as exc:
+            await self.stop()
+            raise ConfigurationError(
+                f"cannot serve the dashboard on {self.options.host}:{self.options.port} ({exc.strerror or exc}): "
+                "choose another --port"
+            ) from None
 
     async def stop(self) -> None:
         """Close the event streams, stop the server, the jobs, heartbeats and the orchestrator."""
