@@ -109,6 +109,7 @@ export async function mount(root, ctx) {
   async function loadAccount() {
     const el = root.querySelector("#account");
     try {
+      if (!(await api.get("/portfolio/equity?limit=1")).length) { message(el, "No portfolio snapshot yet."); return; }
       const p = await api.get("/portfolio");
       el.innerHTML = `<dl class="kv"><dt>equity</dt><dd><b>${fmt.money(p.equity)}</b></dd>
         <dt>cash</dt><dd>${fmt.money(p.cash)}</dd>

@@ -26,10 +26,14 @@ export async function mount(root) {
     const cards = root.querySelector("#cards");
     let p;
     try {
+      const any = await api.get("/portfolio/equity?limit=1"); // empty until the first snapshot: no 404 to log
+      if (!any.length) {
+        message(cards, "No portfolio snapshot yet: the execution agent publishes one after its first fill or mark.");
+        return null;
+      }
       p = await api.get("/portfolio");
     } catch (err) {
-      if (err.status === 404) message(cards, "No portfolio snapshot yet: the execution agent publishes one after its first fill or mark.");
-      else message(cards, `The portfolio could not be loaded: ${errorText(err)}`, "error");
+      message(cards, `The portfolio could not be loaded: ${errorText(err)}`, "error");
       return null;
     }
     const start = initial !== null ? initial : +p.equity - +p.realized_pnl - +p.unrealized_pnl + +p.fees;
