@@ -24,8 +24,9 @@ export async function runAnalysis(symbol) {
     sessionStorage.setItem(LAST_KEY, JSON.stringify({ symbol, desk: true, result }));
     return result;
   } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
-      sessionStorage.setItem(LAST_KEY, JSON.stringify({ symbol, desk: false, at: new Date().toISOString() }));
+    if (err instanceof ApiError && [404, 405, 503].includes(err.status)) { // no desk (or none configured)
+      sessionStorage.setItem(LAST_KEY, JSON.stringify({ symbol, desk: false, at: new Date().toISOString(),
+        why: err.status === 503 ? err.message : "" }));
       return null;
     }
     throw err;
@@ -131,7 +132,7 @@ export async function mount(root, ctx) {
       hasDesk = true;
       return page.items || page;
     } catch (err) {
-      if (err.status === 404 || err.status === 405) { hasDesk = false; return null; }
+      if ([404, 405, 503].includes(err.status)) { hasDesk = false; return null; }
       throw err;
     }
   }
@@ -145,7 +146,7 @@ export async function mount(root, ctx) {
       return;
     }
     if (last && !last.desk) {
-      el.innerHTML = `<div class="msg warn" id="no-desk">${esc(NO_DESK)}</div>`;
+      el.innerHTML = `<div class="msg warn" id="no-desk">${esc(last.why ? `${last.why}: showing the strategies' votes and consensus instead.` : NO_DESK)}</div>`;
       return;
     }
     const items = hasDesk === false ? null : await deskHistory({ symbol, limit: 1 }).catch(() => null);
