@@ -97,6 +97,7 @@ async def test_the_dashboard_is_served_at_the_root_with_its_vendored_chart_libra
     assert index.headers["content-type"].startswith("text/html")
     assert '<script src="/ui/vendor/lightweight-charts.standalone.production.js">' in index.text
     assert "http" not in index.text.split("<body>")[0], "no CDN: every asset is served by the API itself"
+    assert "script-src 'self'" in index.headers["content-security-policy"]
     library = await client.get("/ui/vendor/lightweight-charts.standalone.production.js")
     assert library.status_code == 200
     assert "Licensed under Apache License 2.0" in library.text[:400]
