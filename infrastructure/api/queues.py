@@ -54,6 +54,10 @@ def management_queue_depths(url: str, vhost: str, timeout_s: float = 3.0) -> Que
                 response = await client.get(endpoint, params={"columns": "name,messages,consumers"})
                 response.raise_for_status()
                 rows = response.json()
+        except httpx.HTTPStatusError as exc:
+            code = exc.response.status_code
+            why = " (check the monitoring user's password and tag)" if code in (401, 403) else ""
+            return QueuesView(available=False, message=f"RabbitMQ's management API answered {code}{why}")
         except (httpx.HTTPError, ValueError) as exc:
             return QueuesView(available=False, message=f"RabbitMQ management API unreachable: {type(exc).__name__}")
         queues = [
