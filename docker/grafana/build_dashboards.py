@@ -167,6 +167,10 @@ SQL_DECISIONS = (
     'SELECT ts AS "time", stage, verdict, reason, intent_id FROM decisions '
     "WHERE $__timeFilter(ts) ORDER BY ts DESC LIMIT 100"
 )
+SQL_LLM_CALLS = (
+    'SELECT ts AS "time", decision_id, agent AS role, symbol, model, outcome, tokens_in, tokens_out, cost_usd, '
+    "latency_s, error FROM agent_logs WHERE $__timeFilter(ts) ORDER BY ts DESC LIMIT 100"
+)
 
 UP_DOWN = (
     {"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}},
@@ -373,6 +377,44 @@ def trading() -> dict[str, Any]:
             width=24,
             height=10,
             description="The last 100 fills in the time range (TimescaleDB).",
+        ),
+        Panel(
+            "AI desk: LLM tokens / min by role",
+            prom(
+                (
+                    f"sum by (role, direction) (rate(tradeswarm_llm_tokens_total[{RATE}])) * 60",
+                    "{{role}} {{direction}}",
+                )
+            ),
+            description="Tokens the desk's model calls used (docs/llm.md); the daily budget: tradeswarm llm usage.",
+        ),
+        Panel(
+            "AI desk: LLM cost (USD, last 24 h) by model",
+            prom(("sum by (model) (increase(tradeswarm_llm_cost_usd_total[24h]))", "{{model}}")),
+            unit="currencyUSD",
+            description="Estimated from the price table (LLM_PRICES).",
+        ),
+        Panel(
+            "AI desk: LLM latency p50 / p99 by role",
+            prom(
+                (quantile(0.5, "tradeswarm_llm_latency_seconds", "role"), "p50 {{role}}"),
+                (quantile(0.99, "tradeswarm_llm_latency_seconds", "role"), "p99 {{role}}"),
+            ),
+            unit="s",
+        ),
+        Panel(
+            "AI desk: LLM failures by outcome",
+            prom((f"sum by (role, outcome) (increase(tradeswarm_llm_failures_total[{RATE}]))", "{{role}} {{outcome}}")),
+            description="invalid (after the repair call), error (transport), budget (refused), replay_miss.",
+        ),
+        Panel(
+            "AI desk: recent LLM calls",
+            (Query(SQL_LLM_CALLS),),
+            kind="table",
+            datasource=TIMESCALEDB,
+            width=24,
+            height=10,
+            description="The call log (agent_logs): the last 100 model calls in the time range.",
         ),
     ]
     return dashboard("ts-trading", "tradeswarm / Trading", "Equity, PnL, positions, orders, fills, costs.", panels)

@@ -95,6 +95,12 @@ class RecordingModel:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    async def close(self) -> None:
+        """Close the inner provider's connections (when it has any)."""
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
+
     def model_for(self, call: LLMCall) -> str:
         """The inner provider's model."""
         return _model_of(self.inner, call)

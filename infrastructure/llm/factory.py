@@ -64,3 +64,24 @@ async def open_postgres_ledgers(
     await db.connect()
     await apply_migrations(db)
     return db, PostgresTokenBudget(db, daily_tokens), PostgresCallLog(db)
+
+
+async def connect_language_model(
+    settings: LLMSettings,
+    *,
+    rules: LanguageModel | None = None,
+    dsn: str | None = None,
+    instrument: bool = True,
+) -> tuple[MeteredModel, Database | None]:
+    """The model of a long-running process (the desk agent, the API): with ``dsn``, on the shared
+    PostgreSQL budget and ``agent_logs`` (migrations applied); without, on in-memory ones. Returns
+    the database to close at stop (None without ``dsn``); close the model too (``await model.close()``)."""
+    if dsn is None:
+        return build_language_model(settings, rules=rules, instrument=instrument), None
+    db, budget, log = await open_postgres_ledgers(dsn, settings.daily_token_budget)
+    try:
+        model = build_language_model(settings, rules=rules, budget=budget, log=log, instrument=instrument)
+    except BaseException:
+        await db.close()
+        raise
+    return model, db

@@ -10,6 +10,7 @@ cassette, or the desk's offline ``rules`` provider: it only has to answer or rai
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -100,6 +101,12 @@ class MeteredModel:
         self._logger = get_logger(__name__, component="llm")
         self._calls_per_ask = int(getattr(inner, "calls_per_ask", 1))
 
+    async def close(self) -> None:
+        """Close the inner provider's connections (when it has any)."""
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
+
     def model_for(self, call: LLMCall) -> str:
         """The inner provider's model for ``call`` (its provider name when it does not route)."""
         if isinstance(self.inner, RoutedModel):
@@ -113,7 +120,11 @@ class MeteredModel:
         model = self.model_for(call)
         tokens = reservation_tokens(call, self._calls_per_ask)
         try:
-            reservation = await self.budget.reserve(tokens, role=call.role, model=model)
+            # A ledger that cannot answer before the deadline is as good as unreachable.
+            remaining = max(0.1, (call.deadline - self._now()).total_seconds())
+            reservation = await asyncio.wait_for(
+                self.budget.reserve(tokens, role=call.role, model=model), timeout=remaining
+            )
         except Exception as exc:
             record = self._record(
                 call, model, CallOutcome.ERROR, error=f"token budget unavailable: {type(exc).__name__}"
@@ -145,6 +156,18 @@ class MeteredModel:
             record = self._record(call, model, CallOutcome.ERROR, error=reason, latency_s=time.monotonic() - started)
             await self._finish((record,), reservation)
             raise LLMError(CallOutcome.ERROR, reason, (record,)) from exc
+        except asyncio.CancelledError:
+            # What a cancelled call spent is unknown: its reservation stays held for the day
+            # (conservative). Pass a deadline in the LLMCall instead of cancelling.
+            record = self._record(
+                call,
+                model,
+                CallOutcome.ERROR,
+                error="cancelled before the answer (its reservation stays held)",
+                latency_s=time.monotonic() - started,
+            )
+            await asyncio.shield(self._finish((record,), None))
+            raise
 
         records = self._priced(answer.records) or (
             self._record(

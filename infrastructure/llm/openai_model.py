@@ -70,6 +70,7 @@ class _Completion:
     usage: Usage
     started: datetime
     latency_s: float
+    truncated: bool = False
 
 
 def response_format_for(output: type[BaseModel]) -> dict[str, Any]:
@@ -174,6 +175,10 @@ class OpenAIModel:
         """The tier's model."""
         return self.settings.model_for(call.tier)
 
+    def max_tokens(self, call: LLMCall) -> int:
+        """The answer cap: the call's, never above the role's setting (``LLM_MAX_TOKENS``)."""
+        return min(call.max_tokens, self.settings.max_tokens_for(call.role))
+
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.close()
@@ -185,7 +190,7 @@ class OpenAIModel:
         records: list[LLMCallRecord] = []
 
         first = await self._complete(call, model, messages, output, records)
-        value, problem = _validate(first.content, output)
+        value, problem = _validate(first, output)
         if value is not None:
             records.append(self._record(call, model, first, CallOutcome.OK))
             return LLMAnswer(value=value, usage=first.usage, model=model, records=tuple(records))
@@ -198,7 +203,7 @@ class OpenAIModel:
         ]
         second = await self._complete(call, model, repair, output, records)
         usage = Usage(first.usage.tokens_in + second.usage.tokens_in, first.usage.tokens_out + second.usage.tokens_out)
-        value, problem = _validate(second.content, output)
+        value, problem = _validate(second, output)
         if value is not None:
             records.append(self._record(call, model, second, CallOutcome.REPAIRED))
             return LLMAnswer(value=value, usage=usage, model=model, records=tuple(records))
@@ -284,7 +289,7 @@ class OpenAIModel:
             return {
                 "model": model,
                 "messages": messages,
-                "max_tokens": call.max_tokens,
+                "max_tokens": self.max_tokens(call),
                 "temperature": call.temperature,
                 "response_format": response_format_for(output),
             }
@@ -293,15 +298,16 @@ class OpenAIModel:
         return {
             "model": model,
             "messages": [guide, *messages],
-            "max_tokens": call.max_tokens,
+            "max_tokens": self.max_tokens(call),
             "temperature": call.temperature,
             "response_format": {"type": "json_object"},
         }
 
     def _completion(self, response: Any, messages: list[dict[str, str]], started: datetime, t0: float) -> _Completion:
-        content = ""
+        content, truncated = "", False
         if response.choices:
             content = response.choices[0].message.content or ""
+            truncated = response.choices[0].finish_reason == "length"
         if response.usage is not None:
             usage = Usage(int(response.usage.prompt_tokens), int(response.usage.completion_tokens or 0))
         else:  # some compatible servers omit usage: count generously rather than not at all
@@ -309,7 +315,7 @@ class OpenAIModel:
 
             prompt = estimate_prompt_tokens([ChatMessage("user", m["content"]) for m in messages])
             usage = Usage(prompt, max(1, len(content.encode()) // 3))
-        return _Completion(content, usage, started, time.monotonic() - t0)
+        return _Completion(content, usage, started, time.monotonic() - t0, truncated)
 
     def _describe(self, exc: openai.OpenAIError, attempts: int) -> str:
         if isinstance(exc, openai.APITimeoutError):
@@ -351,11 +357,14 @@ class OpenAIModel:
         )
 
 
-def _validate(content: str, output: type[OutputT]) -> tuple[OutputT | None, str]:
+def _validate(completion: _Completion, output: type[OutputT]) -> tuple[OutputT | None, str]:
     try:
-        return output.model_validate_json(strip_fences(content)), ""
+        return output.model_validate_json(strip_fences(completion.content)), ""
     except ValidationError as exc:
-        return None, describe_validation_error(exc)
+        problem = describe_validation_error(exc)
+        if completion.truncated:
+            problem = f"the answer was cut off at the token limit, answer more briefly; {problem}"
+        return None, problem[:MAX_PROBLEM_CHARS]
 
 
 def _mentions_format(exc: openai.APIStatusError) -> bool:

@@ -2,7 +2,8 @@
 
 Each variable has a ``TRADESWARM_`` form (``TRADESWARM_LLM_PROVIDER``, ``TRADESWARM_CHEAP_MODEL``...)
 like every other tradeswarm setting, and the short form the issue and the compose files use
-(``LLM_PROVIDER``, ``CHEAP_MODEL``, ``DAILY_TOKEN_BUDGET``...); the prefixed one wins. The API key
+(``LLM_PROVIDER``, ``CHEAP_MODEL``, ``DAILY_TOKEN_BUDGET``...); the prefixed one wins when it is set
+(an empty value counts as unset, so an empty ``TRADESWARM_LLM_API_KEY=`` never hides ``LLM_API_KEY``). The API key
 is a ``SecretStr`` taken from ``LLM_API_KEY`` or read from the file named by ``LLM_API_KEY_FILE``
 (Docker/Kubernetes secrets): it never appears in a repr, a log line or an error.
 """
@@ -66,6 +67,7 @@ class LLMSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_file=None,
+        env_ignore_empty=True,
         extra="ignore",
         frozen=True,
         validate_default=True,

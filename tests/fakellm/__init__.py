@@ -13,6 +13,7 @@ from tests.fakellm.server import (
     schema_violation,
     server_error,
     slow,
+    truncated,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "schema_violation",
     "server_error",
     "slow",
+    "truncated",
 ]

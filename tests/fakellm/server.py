@@ -2,10 +2,11 @@
 
 ``POST /v1/chat/completions`` answers like OpenAI does (``choices``, ``usage`` with realistic token
 counts: about 4 characters a token). By default the answer is a minimal valid instance of the
-``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`); queue behaviours to get, one
-request each: a given answer, malformed JSON, schema-violating JSON, 429 with ``Retry-After``, a 5xx,
-a slow answer, or a rejection of ``json_schema`` response formats. Every request is kept in
-:attr:`FakeLLM.requests` (body and headers) for the test to inspect.
+``response_format`` JSON schema (or :attr:`FakeLLM.default_answer`: a value, or a function of the
+request body); queue behaviours to get, one request each: a given answer, malformed JSON,
+schema-violating JSON, 429 with ``Retry-After``, a 5xx, a slow answer or an answer cut at the
+token limit; ``supports_json_schema = False`` refuses ``json_schema`` response formats. Every
+request is kept in :attr:`FakeLLM.requests` (body and headers) for the test to inspect.
 
 Run it alone with ``python -m tests.fakellm --port 8089`` (for a manual desk run).
 """
@@ -51,6 +52,11 @@ def malformed() -> Behaviour:
 def schema_violation(value: Any | None = None) -> Behaviour:
     """Answer with JSON that breaks the schema (an unknown enum value by default)."""
     return Behaviour("answer", content=json.dumps(value if value is not None else {"trend": "moon"}))
+
+
+def truncated() -> Behaviour:
+    """An answer cut at the token limit (``finish_reason: length``)."""
+    return Behaviour("truncated", content='{"trend": "up", "momentum": "str')
 
 
 def rate_limited(retry_after: float | str = 1) -> Behaviour:
@@ -138,7 +144,8 @@ class FakeLLM:
         if behaviour.kind == "error":
             headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
             return _error(behaviour.status, f"fake error {behaviour.status}", "server_error", headers)
-        content = behaviour.content if behaviour.kind == "answer" else self._default_content(fmt)
+        replay = behaviour.kind in ("answer", "truncated")
+        content = behaviour.content if replay else self._default_content(body)
         assert content is not None
         prompt = sum(4 + tokens_of(str(m.get("content", ""))) for m in body.get("messages", [])) + 3
         completion = tokens_of(content)
@@ -152,7 +159,7 @@ class FakeLLM:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
+                        "finish_reason": "length" if behaviour.kind == "truncated" else "stop",
                         "logprobs": None,
                     }
                 ],
@@ -164,9 +171,11 @@ class FakeLLM:
             }
         )
 
-    def _default_content(self, fmt: dict[str, Any]) -> str:
-        if self.default_answer is not None:
-            return self.default_answer if isinstance(self.default_answer, str) else json.dumps(self.default_answer)
+    def _default_content(self, body: dict[str, Any]) -> str:
+        fmt = body.get("response_format") or {}
+        answer = self.default_answer(body) if callable(self.default_answer) else self.default_answer
+        if answer is not None:
+            return answer if isinstance(answer, str) else json.dumps(answer)
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema is None:
             return json.dumps({"answer": "ok"})

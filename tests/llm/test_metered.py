@@ -142,3 +142,43 @@ async def test_factory_wraps_the_rules_provider_with_in_memory_ledgers() -> None
     assert answer.value.momentum == "strong"
     assert model.provider == "scripted"
     assert await model.budget.used_today() == 140
+
+
+async def test_a_cancelled_call_is_logged_and_keeps_its_reservation() -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    class Hanging:
+        provider = "hanging"
+
+        async def ask(self, call, output):
+            started.set()
+            await asyncio.sleep(3600)
+
+    budget, log = InMemoryTokenBudget(100_000), InMemoryCallLog()
+    model = MeteredModel(Hanging(), budget, log, PRICES)
+    call = make_call()
+    task = asyncio.create_task(model.ask(call, TechnicalView))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [r.outcome for r in log.records] == [CallOutcome.ERROR]
+    assert "cancelled" in (log.records[0].error or "")
+    assert await budget.used_today() == reservation_tokens(call)  # held: what it spent is unknown
+
+
+async def test_a_ledger_slower_than_the_deadline_means_no_call() -> None:
+    import asyncio
+
+    class StuckBudget(InMemoryTokenBudget):
+        async def reserve(self, tokens, *, role, model):
+            await asyncio.sleep(3600)
+
+    inner = ScriptedModel(GOOD_TECHNICAL)
+    model = MeteredModel(inner, StuckBudget(10_000), InMemoryCallLog(), PRICES)
+    with pytest.raises(LLMError, match="token budget unavailable: TimeoutError") as info:
+        await model.ask(make_call(deadline_s=0.2), TechnicalView)
+    assert info.value.outcome is CallOutcome.ERROR
+    assert inner.calls == []

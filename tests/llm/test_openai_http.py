@@ -14,7 +14,16 @@ from infrastructure.llm.calllog import InMemoryCallLog
 from infrastructure.llm.factory import build_language_model
 from infrastructure.llm.openai_model import OpenAIModel
 from infrastructure.llm.settings import LLMSettings, load_llm_settings
-from tests.fakellm import FakeLLM, answer, malformed, rate_limited, schema_violation, server_error, slow
+from tests.fakellm import (
+    FakeLLM,
+    answer,
+    malformed,
+    rate_limited,
+    schema_violation,
+    server_error,
+    slow,
+    truncated,
+)
 from tests.llm.helpers import GOOD_TECHNICAL, TechnicalView, TradeProposal, make_call
 
 
@@ -230,3 +239,73 @@ async def test_metered_openai_settles_the_real_usage(fake_llm: FakeLLM) -> None:
 def test_the_package_imports_and_builds_without_network_or_key() -> None:
     settings = load_llm_settings(provider="openai", api_key="k", base_url="http://127.0.0.1:9/v1")
     OpenAIModel(settings)  # no request is made until a question is asked
+
+
+async def test_the_role_setting_caps_the_answer(fake_llm: FakeLLM) -> None:
+    model = client(fake_llm, max_tokens="technical=150")
+    await model.ask(make_call("technical", max_tokens=300), TechnicalView)
+    await model.ask(make_call("trader", max_tokens=300), TradeProposal)
+    assert [b["max_tokens"] for b in fake_llm.completions] == [150, 300]
+    await model.close()
+
+
+async def test_a_truncated_answer_asks_for_a_briefer_one(fake_llm: FakeLLM) -> None:
+    model = client(fake_llm)
+    fake_llm.enqueue(truncated(), answer(GOOD_TECHNICAL))
+    got = await model.ask(make_call(), TechnicalView)
+    assert [r.outcome for r in got.records] == [CallOutcome.INVALID, CallOutcome.REPAIRED]
+    assert "cut off at the token limit" in fake_llm.completions[1]["messages"][-1]["content"]
+    await model.close()
+
+
+async def test_the_key_from_a_secret_file_authenticates(fake_llm: FakeLLM, tmp_path) -> None:
+    key_file = tmp_path / "llm_api_key"
+    key_file.write_text(fake_llm.api_key + "\n")
+    settings = load_llm_settings(
+        provider="openai", base_url=fake_llm.base_url, api_key_file=key_file, cheap_model="fake-mini"
+    )
+    model = build_language_model(settings)
+    got = await model.ask(make_call(), TechnicalView)
+    assert got.records[0].outcome is CallOutcome.OK
+    await model.close()
+
+
+async def test_retry_after_as_an_http_date(fake_llm: FakeLLM) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    sleeps = Sleeps()
+    model = client(fake_llm, sleeps)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    fake_llm.enqueue(rate_limited(when), answer(GOOD_TECHNICAL))
+    got = await model.ask(make_call(), TechnicalView)
+    assert got.value.trend == "up"
+    (wait,) = sleeps.waits
+    assert 0 < wait <= 3
+    await model.close()
+
+
+async def test_an_unreachable_server_is_retried_then_an_error(unused_tcp_port: int) -> None:
+    sleeps = Sleeps()
+    settings = load_llm_settings(
+        provider="openai", base_url=f"http://127.0.0.1:{unused_tcp_port}/v1", api_key="k", max_attempts=3
+    )
+    model = OpenAIModel(settings, sleep=sleeps)
+    with pytest.raises(LLMError) as info:
+        await model.ask(make_call(), TechnicalView)
+    assert info.value.outcome is CallOutcome.ERROR
+    assert "could not connect after 3 attempts" in info.value.reason
+    assert len(sleeps.waits) == 2
+    await model.close()
+
+
+async def test_the_fake_default_answer_can_depend_on_the_request(fake_llm: FakeLLM) -> None:
+    fake_llm.default_answer = lambda body: {
+        **GOOD_TECHNICAL,
+        "trend": "down" if "falling" in body["messages"][-1]["content"] else "up",
+    }
+    model = client(fake_llm)
+    down = await model.ask(make_call(content="prices falling"), TechnicalView)
+    up = await model.ask(make_call(content="prices rising"), TechnicalView)
+    assert (down.value.trend, up.value.trend) == ("down", "up")
+    await model.close()

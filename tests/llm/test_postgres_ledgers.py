@@ -186,3 +186,24 @@ async def test_two_processes_racing_never_exceed_the_budget_and_the_ledger_match
         assert ledger_cost == sum((r.cost_usd for r in records), Decimal(0))
     finally:
         await db.close()
+
+
+async def test_connect_language_model_uses_the_shared_ledgers(postgres_dsn: str) -> None:
+    from infrastructure.llm.factory import connect_language_model
+    from infrastructure.llm.settings import load_llm_settings
+    from tests.llm.helpers import ScriptedModel, TechnicalView, make_call
+
+    settings = load_llm_settings(provider="rules", daily_token_budget=50_000)
+    model, db = await connect_language_model(settings, rules=ScriptedModel(GOOD_TECHNICAL), dsn=postgres_dsn)
+    assert db is not None
+    try:
+        await model.ask(make_call(decision_id="dec-shared"), TechnicalView)
+        assert isinstance(model.budget, PostgresTokenBudget)
+        assert await model.budget.used_today() == 140
+        assert [r.decision_id for r in await PostgresCallLog(db).records()] == ["dec-shared"]
+    finally:
+        await model.close()
+        await db.close()
+    offline, none = await connect_language_model(settings, rules=ScriptedModel(GOOD_TECHNICAL))
+    assert none is None
+    assert not isinstance(offline.budget, PostgresTokenBudget)

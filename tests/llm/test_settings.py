@@ -62,6 +62,16 @@ def test_short_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.max_tokens_for("someone_else") == s.default_max_tokens
 
 
+def test_an_empty_prefixed_variable_does_not_hide_the_short_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESWARM_LLM_API_KEY", "")
+    monkeypatch.setenv("LLM_API_KEY", "sk-short-name")
+    monkeypatch.setenv("TRADESWARM_LLM_PROVIDER", "")
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    s = load_llm_settings()
+    assert s.provider == "openai"
+    assert s.require_api_key().get_secret_value() == "sk-short-name"
+
+
 def test_key_from_env_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_API_KEY", "sk-supersecret-123456")
     s = load_llm_settings()
@@ -119,3 +129,18 @@ def test_bad_prices_are_refused(text: str) -> None:
 def test_price_table_items_sorted() -> None:
     table = PriceTable({"b": ModelPrice(Decimal(1), Decimal(2)), "a": ModelPrice(Decimal(0), Decimal(0))})
     assert [m for m, _ in table.items()] == ["a", "b"]
+
+
+def test_env_example_lists_every_llm_setting() -> None:
+    from pydantic import AliasChoices
+
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text(encoding="utf-8")
+    missing = []
+    for field in LLMSettings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, AliasChoices)
+        prefixed = alias.choices[0]
+        if f"{prefixed}=" not in text:
+            missing.append(prefixed)
+    assert not missing, f".env.example lacks {missing}"
+    assert "\n# TRADESWARM_LLM_API_KEY=\n" in text  # a secret: empty
