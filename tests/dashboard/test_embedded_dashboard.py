@@ -154,6 +154,18 @@ def test_a_backtest_started_from_the_form_completes_and_draws_its_charts(page: W
     assert_no_console_errors(page)
 
 
+def test_moving_on_while_a_view_loads_never_mixes_views(page: Watched, api: httpx.Client) -> None:
+    wait_until(lambda: api.get("/market/symbols").json(), 60, "the first indicator snapshots")
+    p = page.page
+    p.goto("/#/dashboard")
+    for view in ("analysis", "portfolio", "system", "backtest", "dashboard", "system"):
+        p.click(f"#nav a[data-view={view}]")  # no waiting: each view is left while it still loads
+    expect(p.locator("#agents tbody tr")).to_have_count(5)
+    assert p.locator("#view > div").count() == 1
+    assert p.locator("#view .msg.error").count() == 0
+    assert_no_console_errors(page)
+
+
 def test_a_control_without_the_token_is_refused_with_a_visible_message(anonymous: Watched, api: httpx.Client) -> None:
     p = anonymous.page
     p.goto("/#/system")

@@ -1,6 +1,6 @@
 // The dashboard's entry point: hash router (#/dashboard, #/analysis...), theme, token dialog,
 // live-stream indicator and the swarm's trading state in the top bar.
-import { api, connectLive, getToken, onLive, onLiveState, setToken, throttle } from "./core.js";
+import { api, connectLive, esc, getToken, onLive, onLiveState, setToken, throttle } from "./core.js";
 import * as dashboard from "./views/dashboard.js";
 import * as analysis from "./views/analysis.js";
 import * as portfolio from "./views/portfolio.js";
@@ -26,15 +26,20 @@ async function render() {
   }
   current = null;
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
-  const root = document.getElementById("view");
-  root.innerHTML = "";
-  root.dataset.view = view;
+  // each render gets its own element: a view still loading when the user moves on keeps writing into
+  // its own (detached) element, never into the next view's
+  const host = document.getElementById("view");
+  host.innerHTML = "";
+  host.dataset.view = view;
+  const root = document.createElement("div");
+  host.appendChild(root);
   try {
     const mounted = await VIEWS[view].mount(root, { arg, navigate: (h) => { location.hash = h; }, reload: render });
     if (id !== renderId) { if (mounted && mounted.unmount) mounted.unmount(); return; }
     current = mounted || null;
   } catch (err) {
-    root.innerHTML = `<div class="msg error">This view failed to load: ${String(err && err.message ? err.message : err)}</div>`;
+    if (id !== renderId) return;
+    root.innerHTML = `<div class="msg error">This view failed to load: ${esc(err && err.message ? err.message : err)}</div>`;
     console.warn(err);
   }
 }

@@ -195,7 +195,7 @@ export async function mount(root, ctx) {
       const sell = a === "sell" || a === "short" || a === "exit";
       markers.push({ time: marked.time, position: sell ? "aboveBar" : "belowBar",
         shape: buy ? "arrowUp" : sell ? "arrowDown" : "circle", color: buy ? p.up : sell ? p.down : p.accent,
-        text: (marked.consensus ? "consensus " : "desk ") + String(marked.action || "").toUpperCase() });
+        text: String(marked.action || "").toUpperCase() });
     }
     window.TSCharts.candles(el, rows, markers, { height: 360 });
   }
