@@ -20,7 +20,7 @@ from core.clock import utc_from_ms
 from core.errors import ConfigurationError
 from core.messages import Candle
 from core.routing import escape
-from infrastructure.api.jobs import JOB_PROGRESS
+from infrastructure.api.jobs import JOB_PROGRESS, JOB_TOTAL
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.schemas import BacktestRequest, BacktestResult, CandleBar, EquityPoint
 
@@ -94,7 +94,10 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         config = BacktestConfig.model_validate({**request.params, "initial_cash": request.initial_cash})
         source = file_source(path, request.start, request.end, limit=max_candles)
         engine = BacktestEngine(config, [source])
-        progress = JOB_PROGRESS.get()
+        progress, total = JOB_PROGRESS.get(), JOB_TOTAL.get()
+        if total is not None and source.blocks is not None:
+            blocks = source.blocks
+            total(await asyncio.to_thread(lambda: sum(len(b) for b in blocks())))
         result = await asyncio.to_thread(lambda: asyncio.run(engine.run(progress, progress_every=500)))
         summary = {k: _scalar(v) for k, v in result.summary().items() if not isinstance(v, dict | list)}
         summary.update({f"metric_{k}": _scalar(v) for k, v in result.metrics.as_dict().items()})

@@ -17,6 +17,8 @@ from infrastructure.api.schemas import BacktestJobView, BacktestRequest
 
 JOB_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("backtest_job_progress", default=None)
 """Set while a job's runner runs: a runner may call it with the candles processed so far (from any thread)."""
+JOB_TOTAL: ContextVar[Callable[[int], None] | None] = ContextVar("backtest_job_total", default=None)
+"""Set while a job's runner runs: a runner may call it once with the candles the job will process."""
 
 
 class BacktestJobs:
@@ -41,6 +43,7 @@ class BacktestJobs:
         self._now = now or (lambda: datetime.now(UTC))
         self._jobs: OrderedDict[UUID, BacktestJobView] = OrderedDict()
         self._progress: dict[UUID, int] = {}
+        self._totals: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = get_logger(__name__)
 
@@ -61,8 +64,10 @@ class BacktestJobs:
     def get(self, job_id: UUID) -> BacktestJobView | None:
         """A job's current view (with its progress while it runs)."""
         job = self._jobs.get(job_id)
-        if job is not None and job.state == "running" and job_id in self._progress:
-            job = job.model_copy(update={"progress": self._progress[job_id]})
+        if job is not None and job.state == "running" and (job_id in self._progress or job_id in self._totals):
+            job = job.model_copy(
+                update={"progress": self._progress.get(job_id, 0), "progress_total": self._totals.get(job_id)}
+            )
         return job
 
     def list(self) -> list[BacktestJobView]:
@@ -82,6 +87,7 @@ class BacktestJobs:
             job = self._jobs[job_id]
             self._jobs[job_id] = job = job.model_copy(update={"state": "running", "started_at": self._now()})
             token = JOB_PROGRESS.set(lambda n: self._progress.__setitem__(job_id, n))
+            total_token = JOB_TOTAL.set(lambda n: self._totals.__setitem__(job_id, n))
             try:
                 result = await self._runner(job.request)
             except asyncio.CancelledError:
@@ -97,7 +103,9 @@ class BacktestJobs:
                 return
             finally:
                 JOB_PROGRESS.reset(token)
+                JOB_TOTAL.reset(total_token)
                 self._progress.pop(job_id, None)
+                self._totals.pop(job_id, None)
             self._jobs[job_id] = job.model_copy(
                 update={"state": "succeeded", "finished_at": self._now(), "result": result}
             )

@@ -329,6 +329,7 @@ class BacktestJobView(ApiModel):
     finished_at: datetime | None = None
     error: str | None = None
     progress: int | None = Field(default=None, ge=0, description="Candles processed so far (while running).")
+    progress_total: int | None = Field(default=None, ge=0, description="Candles the running job will process.")
     result: BacktestResult | None = None
 
 

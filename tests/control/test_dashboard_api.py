@@ -27,7 +27,7 @@ from core.messages import ConsensusDecision, Envelope, Fill, RiskAlert, Strategy
 from infrastructure.api.app import create_app
 from infrastructure.api.dashboard import STATIC_DIR
 from infrastructure.api.events import EventHub
-from infrastructure.api.jobs import JOB_PROGRESS, BacktestJobs
+from infrastructure.api.jobs import JOB_PROGRESS, JOB_TOTAL, BacktestJobs
 from infrastructure.api.queries import PostgresReadModel
 from infrastructure.api.queues import management_queue_depths, memory_queue_depths, public_url, vhost_of
 from infrastructure.api.schemas import BacktestRequest, BacktestResult, EquityPoint
@@ -216,8 +216,10 @@ async def test_a_running_job_reports_its_progress() -> None:
     release = asyncio.Event()
 
     async def slow(request: BacktestRequest) -> BacktestResult:
-        report = JOB_PROGRESS.get()
+        report, total = JOB_PROGRESS.get(), JOB_TOTAL.get()
         assert report is not None
+        assert total is not None
+        total(5000)
         await asyncio.to_thread(report, 1234)  # runners report from their worker thread
         await release.wait()
         return BacktestResult(summary={}, equity_curve=[EquityPoint(ts=T0, equity=Decimal(1))], trades=[])
@@ -229,7 +231,9 @@ async def test_a_running_job_reports_its_progress() -> None:
         if view is not None and view.progress == 1234:
             break
         await asyncio.sleep(0.01)
-    assert jobs.get(job.job_id).progress == 1234  # type: ignore[union-attr]
+    running = jobs.get(job.job_id)
+    assert running is not None
+    assert (running.progress, running.progress_total) == (1234, 5000)
     release.set()
     done = await jobs.wait(job.job_id)
     assert done is not None
@@ -294,3 +298,32 @@ async def test_a_slow_subscriber_loses_its_oldest_events_and_is_told() -> None:
     hub.close()
     assert [chunk async for chunk in stream] == []
     assert hub.subscribers == 0
+
+
+async def test_the_real_runner_reports_its_total_progress_and_candles(tmp_path: Path) -> None:
+    """The production runner on 400 real BTC/USDT hours: the total is known before it starts,
+    progress only grows up to it, and the candles come back for the candlestick chart."""
+    import shutil
+
+    from infrastructure.api.backtests import engine_runner
+    from tests.control.data import CSV
+
+    shutil.copy(CSV, tmp_path / "binance_BTC-USDT_1h.csv")
+    totals: list[int] = []
+    done: list[int] = []
+    t1, t2 = JOB_TOTAL.set(totals.append), JOB_PROGRESS.set(done.append)
+    try:
+        result = await engine_runner(tmp_path, max_candles=400)(
+            BacktestRequest(params={"strategies": ["sma_cross"], "params": {"sma_cross": {"fast": 5, "slow": 20}}})
+        )
+    finally:
+        JOB_TOTAL.reset(t1)
+        JOB_PROGRESS.reset(t2)
+    assert totals == [400]
+    assert done == sorted(done)
+    assert done
+    assert 0 < done[-1] <= 400
+    assert len(result.candles) == 400
+    assert result.candles == sorted(result.candles, key=lambda c: c.open_time)
+    assert {c.symbol for c in result.candles} == {"BTC/USDT"}
+    assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) for c in result.candles)

@@ -121,7 +121,7 @@ export async function mount(root) {
       if (job.state === "queued" || job.state === "running") {
         const secs = Math.round((Date.now() - started) / 1000);
         jobEl.innerHTML = `<div class="msg" id="bt-progress"><span class="spinner"></span>${pill(job.state)} backtest of
-          ${esc(job.request.symbol)} ${esc(job.request.timeframe)}: ${job.progress ? `${job.progress.toLocaleString()} candles processed` : "starting"} · ${secs}s</div>`;
+          ${esc(job.request.symbol)} ${esc(job.request.timeframe)}: ${job.progress ? `${job.progress.toLocaleString()}${job.progress_total ? ` of ${job.progress_total.toLocaleString()}` : ""} candles processed${job.progress_total ? ` (${Math.round(100 * job.progress / job.progress_total)}%)` : ""}` : "starting"} · ${secs}s</div>`;
         timer = setTimeout(tick, POLL_MS);
         return;
       }
