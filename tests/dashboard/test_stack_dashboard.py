@@ -46,14 +46,14 @@ async def test_the_stacks_orchestrator_serves_the_live_dashboard(
             await page.goto(f"{base}/#/dashboard")
             await expect(page.locator("#cards .card").first).to_contain_text("BTC/USDT last")
             await expect(page.locator("#live")).to_have_class("live open")
-            await page.wait_for_function(f"({CANVAS_DRAWN})('#chart')")
+            await page.wait_for_function(f"() => ({CANVAS_DRAWN})('#chart')")  # a function: the page's CSP forbids eval
             # a candle published on RabbitMQ reaches the open page through the orchestrator's feed
             await page.evaluate(
                 """() => { window.__candles = 0;
                      const es = new EventSource('/events');
                      es.addEventListener('candle', () => { window.__candles += 1; }); }"""
             )
-            await page.wait_for_function("window.__candles >= 2", timeout=60_000)
+            await page.wait_for_function("() => window.__candles >= 2", timeout=60_000)
 
             await page.goto(f"{base}/#/portfolio")
             await expect(page.locator("#trades tbody tr").first).to_be_visible()
