@@ -7,7 +7,9 @@ test fails on any console error of the page. The HALT test runs last (it stops t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +26,11 @@ from tests.dashboard.browser import (
     start_session,
     stop_session,
     wait_until,
+    watch,
 )
 
 TOKEN = "dashboard-test-token"
+DATA = Path(__file__).resolve().parent / "data"
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +102,47 @@ def test_run_analysis_shows_the_strategies_cards_without_the_desk(page: Watched,
     expect(p.locator("#history table tbody tr").first).to_contain_text("ETH/USDT")
     wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
     assert_no_console_errors(page)
+
+
+def test_the_analysis_view_renders_every_role_card_of_a_desk_decision(
+    browser: Browser, session: Session, api: httpx.Client
+) -> None:
+    """The desk's decision shape (tests/dashboard/data) as Run analysis leaves it for the view: one card
+    per role, whatever roles the JSON has, an unavailable role with its reason, the final decision."""
+    wait_until(lambda: api.get("/consensus", params={"symbol": "BTC/USDT"}).json(), 90, "a consensus decision")
+    sample = (DATA / "desk_decision.json").read_text()
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=session.url)
+    context.add_init_script(
+        "sessionStorage.setItem('tradeswarm.analysis', JSON.stringify({symbol: 'BTC/USDT', desk: true, result: "
+        + sample
+        + "}))"
+    )
+    try:
+        p = context.new_page()
+        watched = watch(p)
+        p.goto("/#/analysis/BTC%2FUSDT")
+        cards = p.locator("[data-role]")
+        expect(cards).to_have_count(6)
+        assert [cards.nth(i).get_attribute("data-role") for i in range(6)] == [
+            "technical", "sentiment", "tokenomics", "researcher", "trader", "risk_manager",
+        ]  # fmt: skip
+        expect(p.locator('[data-role="technical"]')).to_contain_text("trend")
+        expect(p.locator('[data-role="technical"]')).to_contain_text("412 in / 64 out")
+        expect(p.locator('[data-role="sentiment"] li').first).to_have_text("ETF inflows for a fifth day")
+        expect(p.locator('[data-role="tokenomics"]')).to_have_class(re.compile(r"\bunavailable\b"))
+        expect(p.locator('[data-role="tokenomics"]')).to_contain_text("no tokenomics data for this symbol")
+        expect(p.locator('[data-role="risk_manager"]')).to_contain_text("ADJUST")
+        final = p.locator("#final")
+        expect(final).to_have_class(re.compile(r"\bBUY\b"))
+        expect(final.locator(".action")).to_have_text("BUY")
+        expect(final).to_contain_text("7.50%")
+        expect(final).to_contain_text("size cut to keep the portfolio within 25% exposure")
+        expect(final).to_contain_text("tokens 2475 in / 356 out")
+        expect(p.locator("#consensus-final")).to_be_visible()  # the strategies' votes stay beside it
+        wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
+        assert_no_console_errors(watched)
+    finally:
+        context.close()
 
 
 def test_portfolio_shows_positions_equity_and_trades(page: Watched, api: httpx.Client) -> None:

@@ -47,12 +47,21 @@ function renderValue(v) {
   return JSON.stringify(v, null, 1);
 }
 
+const label = (k) => k.replace(/_/g, " ");
+
 function outputHtml(output) {
   if (!output || typeof output !== "object") return `<p class="muted">${esc(renderValue(output))}</p>`;
-  const simple = Object.entries(output).filter(([, v]) => v === null || typeof v !== "object");
-  const nested = Object.entries(output).filter(([, v]) => v !== null && typeof v === "object");
-  return `<dl class="kv">${simple.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(renderValue(v))}</dd>`).join("")}</dl>`
-    + nested.map(([k, v]) => `<div class="small muted" style="margin-top:6px">${esc(k)}</div><pre>${esc(JSON.stringify(v, null, 2))}</pre>`).join("");
+  const entries = Object.entries(output);
+  const isLong = (v) => typeof v === "string" && v.length > 40;
+  const prose = entries.filter(([, v]) => isLong(v));
+  const simple = entries.filter(([, v]) => (v === null || typeof v !== "object") && !isLong(v));
+  const lists = entries.filter(([, v]) => Array.isArray(v) && v.every((x) => typeof x !== "object"));
+  const nested = entries.filter(([k, v]) => v !== null && typeof v === "object" && !lists.some(([l]) => l === k));
+  return `<dl class="kv">${simple.map(([k, v]) => `<dt>${esc(label(k))}</dt><dd><b>${esc(renderValue(v))}</b></dd>`).join("")}</dl>`
+    + prose.map(([k, v]) => `<div class="small muted" style="margin-top:8px">${esc(label(k))}</div><p class="prose">${esc(v)}</p>`).join("")
+    + lists.filter(([, v]) => v.length).map(([k, v]) => `<div class="small muted" style="margin-top:8px">${esc(label(k))}</div>
+      <ul class="bullets">${v.map((x) => `<li>${esc(renderValue(x))}</li>`).join("")}</ul>`).join("")
+    + nested.map(([k, v]) => `<div class="small muted" style="margin-top:6px">${esc(label(k))}</div><pre>${esc(JSON.stringify(v, null, 2))}</pre>`).join("");
 }
 
 /** The desk's decision: final emphasised, one card per role (whatever roles the JSON has). */
