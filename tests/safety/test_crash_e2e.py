@@ -12,7 +12,8 @@ recovery path as a live venue: look the order up by client order id, reconcile b
 Then, on the same stack: each agent's environment holds only what it needs; forged approved orders
 stamped in the future are refused without moving execution's market clock (implausible ones
 dead-lettered with the reason) and later orders still fill. After a HALT every order is terminal and
-matches the venue, every venue fill is in ``fills`` exactly once and on the bus exactly once,
+matches the venue, every venue fill is in ``fills`` exactly once and on the bus (a repeat only of a fill in flight
+at the outside kill, identical),
 positions equal the sum of fills, every filled order has its fills, and no venue order id or fill id
 was ever handed out twice across the restarts.
 """
@@ -207,10 +208,14 @@ async def _check_invariants(s: StackHandle, tap: Tap) -> None:
         assert (row["client_order_id"], row["quantity"], row["price"]) == (
             coid, Decimal(vf["quantity"]), Decimal(vf["price"]),
         )  # fmt: skip
-    # ... and on the bus exactly once
-    on_bus = Counter(e.payload.fill_id for _, e, _ in await tap.messages() if isinstance(e.payload, Fill))
-    assert [f for f, n in on_bus.items() if n > 1] == []
+    # ... and on the bus: every one, at least once. A kill at a crash point publishes each exactly once;
+    # the kill from outside may land between the broker's confirm and the outbox's mark, and then the
+    # next process publishes the same fill again (same fill id, same content): consumers dedupe by id.
+    bus_fills = [e.payload for _, e, _ in await tap.messages() if isinstance(e.payload, Fill)]
+    on_bus = Counter(f.fill_id for f in bus_fills)
     assert set(on_bus) == set(stored)
+    for fill_id in (f for f, n in on_bus.items() if n > 1):
+        assert len({f for f in bus_fills if f.fill_id == fill_id}) == 1, f"{fill_id} republished with other content"
     # every filled order has its fills; positions are the sum of fills
     for coid, order in orders.items():
         mine = sum((r["quantity"] for r in fills if r["client_order_id"] == coid), Decimal(0))
