@@ -17,6 +17,7 @@ import socket
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -31,6 +32,7 @@ from core import routing
 from core.clock import WallClock
 from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import (
+    Candle,
     ComplianceDecision,
     Envelope,
     Fill,
@@ -67,6 +69,38 @@ def _page(rows: list[T], limit: int, offset: int) -> Page[T]:
     return Page[T](items=newest_first[offset : offset + limit], total=len(rows), limit=limit, offset=offset)
 
 
+@dataclass(slots=True)
+class _Position:
+    """A position kept from fills: quantity, average entry (average cost), realised PnL, fees."""
+
+    venue: str
+    quantity: Decimal = Decimal(0)
+    average_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    updated_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def apply(self, fill: Fill) -> None:
+        """Add a fill: an increase moves the average entry, a reduction realises PnL."""
+        signed = fill.quantity if fill.side.value == "buy" else -fill.quantity
+        qty = self.quantity
+        if qty == 0 or (qty > 0) == (signed > 0):
+            total = qty + signed
+            self.average_price = (self.average_price * abs(qty) + fill.price * abs(signed)) / abs(total)
+            self.quantity = total
+        else:
+            closed = min(abs(signed), abs(qty))
+            direction = Decimal(1) if qty > 0 else Decimal(-1)
+            self.realized_pnl += (fill.price - self.average_price) * closed * direction
+            self.quantity = qty + signed
+            if self.quantity == 0:
+                self.average_price = Decimal(0)
+            elif (self.quantity > 0) != (qty > 0):  # flipped: the rest opens at this price
+                self.average_price = fill.price
+        self.fees += fill.fee
+        self.updated_at = fill.ts
+
+
 class MemoryReadModel(Agent):
     """:class:`~infrastructure.api.ports.TradingReadModel` kept in memory from the bus."""
 
@@ -77,6 +111,9 @@ class MemoryReadModel(Agent):
         self.fills: deque[TradeView] = deque(maxlen=KEEP)
         self.order_book: OrderedDict[str, OrderView] = OrderedDict()
         self.snapshot: PortfolioSnapshot | None = None
+        self.book: dict[str, _Position] = {}
+        """symbol -> its position from the fills (the snapshots come once a day in a replay)."""
+        self.marks: dict[str, Decimal] = {}
         self.equity: deque[EquityPoint] = deque(maxlen=KEEP)
         self.intents: deque[SignalView] = deque(maxlen=KEEP)
         self.decided: deque[DecisionView] = deque(maxlen=KEEP)
@@ -99,6 +136,7 @@ class MemoryReadModel(Agent):
                     Fill: self.on_fill,
                     OrderUpdate: self.on_order,
                     PortfolioSnapshot: self.on_snapshot,
+                    Candle: self.on_candle,
                     TradeIntent: self.on_intent,
                     RiskDecision: self.on_decision,
                     ComplianceDecision: self.on_decision,
@@ -107,7 +145,8 @@ class MemoryReadModel(Agent):
         ]
 
     async def on_fill(self, fill: Fill, envelope: Envelope) -> None:
-        """Keep a fill."""
+        """Keep a fill; update its symbol's position."""
+        self.book.setdefault(fill.symbol, _Position(fill.venue)).apply(fill)
         self.fills.append(
             TradeView(
                 fill_id=fill.fill_id, ts=fill.ts, account=self._account(), venue=fill.venue, symbol=fill.symbol,
@@ -138,6 +177,10 @@ class MemoryReadModel(Agent):
         if self.equity and self.equity[-1].ts == snapshot.ts:
             self.equity.pop()
         self.equity.append(EquityPoint(ts=snapshot.ts, equity=snapshot.equity))
+
+    async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
+        """The last close marks the positions."""
+        self.marks[candle.symbol] = candle.close
 
     async def on_intent(self, intent: TradeIntent, envelope: Envelope) -> None:
         """Keep a trade intent."""
@@ -173,15 +216,14 @@ class MemoryReadModel(Agent):
         )  # fmt: skip
 
     async def positions(self, account: str | None, include_flat: bool) -> list[PositionView]:
-        """The positions of the latest snapshot."""
-        s = self.snapshot
-        if s is None or account not in (None, s.account):
+        """Every symbol's position from the fills, marked at its last close."""
+        if account not in (None, self._account()):
             return []
         return [
-            PositionView(account=s.account, venue=p.venue, symbol=p.symbol, quantity=p.quantity,
+            PositionView(account=self._account(), venue=p.venue, symbol=symbol, quantity=p.quantity,
                          average_price=p.average_price, realized_pnl=p.realized_pnl, fees=p.fees,
-                         mark_price=p.mark_price, updated_at=s.ts)
-            for p in sorted(s.positions, key=lambda p: p.symbol)
+                         mark_price=self.marks.get(symbol), updated_at=p.updated_at)
+            for symbol, p in sorted(self.book.items())
             if include_flat or p.quantity != 0
         ]  # fmt: skip
 
