@@ -131,6 +131,7 @@ class MemoryReadModel(Agent):
                     routing.RISK_APPROVED.all(),
                     routing.RISK_REJECTED.all(),
                     routing.COMPLIANCE_DECISIONS.all(),
+                    routing.CANDLES.all(),
                 ),
                 {
                     Fill: self.on_fill,

@@ -41,8 +41,9 @@ async def test_the_embedded_read_model_matches_the_swarm() -> None:
             assert orders["total"] == len(ids)
             filled = (await api.get("/orders", params={"status": "filled", "limit": 500})).json()
             assert 0 < filled["total"] <= orders["total"]
-            positions = {p["symbol"]: Decimal(p["quantity"]) for p in (await api.get("/positions")).json()}
-            assert positions == {s: q for s, q in rec.positions.items() if q}
+            held = (await api.get("/positions")).json()
+            assert {p["symbol"]: Decimal(p["quantity"]) for p in held} == {s: q for s, q in rec.positions.items() if q}
+            assert all(p["mark_price"] == str(replay.closes_now[p["symbol"]]) for p in held)  # the last close
             portfolio = (await api.get("/portfolio")).json()
             assert rec.last_snapshot is not None
             assert Decimal(portfolio["equity"]) == rec.last_snapshot.equity
