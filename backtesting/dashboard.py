@@ -114,6 +114,7 @@ class MemoryReadModel(Agent):
         self.book: dict[str, _Position] = {}
         """symbol -> its position from the fills (the snapshots come once a day in a replay)."""
         self.marks: dict[str, Decimal] = {}
+        self.marked_at: datetime | None = None
         self.equity: deque[EquityPoint] = deque(maxlen=KEEP)
         self.intents: deque[SignalView] = deque(maxlen=KEEP)
         self.decided: deque[DecisionView] = deque(maxlen=KEEP)
@@ -182,6 +183,7 @@ class MemoryReadModel(Agent):
     async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
         """The last close marks the positions."""
         self.marks[candle.symbol] = candle.close
+        self.marked_at = candle.close_time
 
     async def on_intent(self, intent: TradeIntent, envelope: Envelope) -> None:
         """Keep a trade intent."""
@@ -205,14 +207,29 @@ class MemoryReadModel(Agent):
     # -- TradingReadModel ---------------------------------------------------------------------
 
     async def portfolio(self, account: str | None) -> PortfolioView | None:
-        """The latest snapshot."""
+        """The latest snapshot brought up to date: the fills since it move the cash, the last closes
+        mark the positions (a replay publishes one snapshot a day)."""
         s = self.snapshot
         if s is None or account not in (None, s.account):
             return None
+        cash = s.cash
+        for fill in reversed(self.fills):
+            if fill.ts <= s.ts:
+                break
+            notional = fill.price * fill.quantity
+            cash += (-notional if fill.side == "buy" else notional) - fill.fee
+        held = [(symbol, p) for symbol, p in self.book.items() if p.quantity != 0]
+        marks = {symbol: self.marks.get(symbol, p.average_price) for symbol, p in held}
+        exposure = [p.quantity * marks[symbol] for symbol, p in held]
+        equity = cash + sum(exposure, Decimal(0))
+        peak = max(s.peak_equity, equity)
         return PortfolioView(
-            account=s.account, ts=s.ts, cash=s.cash, equity=s.equity, peak_equity=s.peak_equity,
-            gross_exposure=s.gross_exposure, net_exposure=s.net_exposure, realized_pnl=s.realized_pnl,
-            unrealized_pnl=s.unrealized_pnl, fees=s.fees, drawdown=s.drawdown, open_positions=s.open_positions,
+            account=s.account, ts=max(s.ts, self.marked_at or s.ts), cash=cash, equity=equity, peak_equity=peak,
+            gross_exposure=sum((abs(e) for e in exposure), Decimal(0)), net_exposure=sum(exposure, Decimal(0)),
+            realized_pnl=sum((p.realized_pnl for p in self.book.values()), Decimal(0)),
+            unrealized_pnl=sum(((marks[symbol] - p.average_price) * p.quantity for symbol, p in held), Decimal(0)),
+            fees=sum((p.fees for p in self.book.values()), Decimal(0)),
+            drawdown=float(1 - equity / peak) if peak > 0 else 0.0, open_positions=len(held),
             trading_state=s.trading_state.value,
         )  # fmt: skip
 
