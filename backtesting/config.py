@@ -82,6 +82,11 @@ class BacktestConfig(BaseModel):
     fee_bps: Decimal = Field(default=Decimal(10), ge=0, le=1000)
     slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
     no_limits: bool = False
+    intrabar: Literal["worst", "next_bar"] = Field(
+        default="worst",
+        description="Protective exits: checked from the entry candle (worst case within the bar: a stop touched "
+        "inside it is hit, the stop before the take-profit) or from the next candle (next_bar, optimistic).",
+    )
     risk: dict[str, Any] = Field(default_factory=dict)
     compliance: dict[str, Any] = Field(default_factory=dict)
     strategy: dict[str, Any] = Field(default_factory=dict)
@@ -183,6 +188,9 @@ def agent_settings(
     # (with a 60 s TTL another symbol's candle would cancel it before its own candle arrives).
     longest = max((timeframe_ms(tf) for tf in timeframes or ()), default=0) / 1000
     strategy_layer: dict[str, Any] = {
+        # the in-memory bus hands each candle to execution before the analysis of it starts: no
+        # settlement barrier (nor its marks) is needed, and a skipped (quiet) candle sends no mark
+        "await_settlement": False,
         "strategies": tuple(config.strategies),
         "params": dict(config.params),
         "weights": dict(config.weights),
@@ -212,6 +220,8 @@ def agent_settings(
         "paper_journal": None,
         "snapshot_interval_s": 86_400.0,
         "retention_grace_s": RETENTION_GRACE_S,
+        "intrabar": config.intrabar,
+        "settle_marks": False,
     }
     if longest > 0:
         strategy_layer["intent_ttl_s"] = max(60.0, 2 * longest)

@@ -31,6 +31,9 @@ import structlog
 
 from agents.base import Agent, AgentContext
 from agents.compliance.agent import ComplianceAgent
+from agents.desk.agent import DeskAgent
+from agents.desk.pipeline import Desk
+from agents.desk.settings import DeskSettings
 from agents.execution.agent import ExecutionAgent, paper_venue
 from agents.risk.agent import RiskAgent
 from agents.strategy.agent import StrategyAgent
@@ -44,9 +47,11 @@ from backtesting.recorder import FeedEvent, OrderRecord, Recorder
 from backtesting.trades import FillRecord, RoundTrip, RoundTripBuilder
 from core.clock import SimulatedClock
 from core.columns import CandleColumn, utc_from_ms
+from core.desk.store import InMemoryDeskStore
 from core.domain import Mode
 from core.ids import CounterIds
 from core.messages import Candle, Envelope
+from core.messages.desk import DeskDecision
 from core.routing import routing_key
 from core.settings import Settings
 from core.trading.stores import InMemoryExecutionStore
@@ -55,6 +60,18 @@ from infrastructure.messaging.memory import InMemoryBus, Timer
 FEED_ID = "backtest-feed"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskRun:
+    """A backtest of the AI desk: the pipeline (its model and inputs), when it decides, and how often
+    at most (``max_decisions``; None = no cap). The desk replaces the strategy agent."""
+
+    desk: Desk
+    settings: DeskSettings
+    max_decisions: int | None = None
+    replace_strategies: bool = True
+    """False: the strategies run too (the desk advises, or trades beside them with ``settings.trade``)."""
 
 
 @dataclass(slots=True, repr=False)
@@ -89,6 +106,8 @@ class BacktestResult:
     """The effective limits and costs of the run (:func:`backtesting.outcomes.effective_limits`)."""
     min_cash: Decimal | None = None
     """The lowest cash after any fill."""
+    desk_decisions: list[DeskDecision] = field(default_factory=list)
+    """The AI desk's decisions with their role reports (a desk backtest only), oldest first."""
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,8 +167,29 @@ class BacktestResult:
             "series": self.series,
             "strategies": list(self.config.strategies),
             "params": self.config.params,
+            "intrabar": self.config.intrabar,
             "metrics": m,
+            **({"desk": desk_summary(self.desk_decisions)} if self.desk_decisions else {}),
         }
+
+
+def desk_summary(decisions: Sequence[DeskDecision]) -> dict[str, Any]:
+    """Counts by verdict and action, tokens and cost of a run's desk decisions."""
+    verdicts: dict[str, int] = {}
+    actions: dict[str, int] = {}
+    for d in decisions:
+        verdicts[d.verdict] = verdicts.get(d.verdict, 0) + 1
+        actions[d.action] = actions.get(d.action, 0) + 1
+    return {
+        "decisions": len(decisions),
+        "provider": decisions[0].provider if decisions else None,
+        "verdicts": verdicts,
+        "actions": actions,
+        "intents": sum(1 for d in decisions if d.intent_id is not None),
+        "tokens_in": sum(d.tokens_in for d in decisions),
+        "tokens_out": sum(d.tokens_out for d in decisions),
+        "cost_usd": float(sum((d.cost_usd for d in decisions), Decimal(0))),
+    }
 
 
 def _ms(value: datetime) -> int:
@@ -187,7 +227,7 @@ class Swarm:
     def __init__(self, settings: AgentSettings, venue: str, symbols: list[str], timeframes: list[str],
                  initial_cash: Decimal, *, observe_flow: bool = False, quiet: bool = True,
                  on_event: Callable[[FeedEvent], None] | None = None, wake: bool = True,
-                 timer: Timer | None = None) -> None:  # fmt: skip
+                 timer: Timer | None = None, desk: DeskRun | None = None) -> None:  # fmt: skip
         self.bus = InMemoryBus(wake=wake, timer=timer)
         self.clock = SimulatedClock(ids=CounterIds())
         self.settings = settings
@@ -208,7 +248,13 @@ class Swarm:
         self.risk = RiskAgent(ctx("risk"), settings.risk)
         self.strategy = StrategyAgent(ctx("strategy"), settings.strategy)
         self.ta = TechnicalAnalysisAgent(ctx("technical_analysis"), settings.ta)
-        self.agents: list[Agent] = [self.recorder, self.execution, self.compliance, self.risk, self.strategy, self.ta]
+        self.desk: DeskAgent | None = None
+        deciders: list[Agent] = [self.strategy]
+        if desk is not None:  # the AI desk decides instead of the strategies (docs/agents/desk.md)
+            self.desk = DeskAgent(ctx("desk"), desk.desk, desk.settings, InMemoryDeskStore())
+            self.desk.max_decisions = desk.max_decisions
+            deciders = [self.desk] if desk.replace_strategies else [self.strategy, self.desk]
+        self.agents: list[Agent] = [self.recorder, self.execution, self.compliance, self.risk, *deciders, self.ta]
 
     async def start(self) -> None:
         """Start the bus and every agent (venue side first; see the module docstring)."""
@@ -221,6 +267,13 @@ class Swarm:
         await self.bus.close()
         for agent in reversed(self.agents):
             await agent.stop()
+
+    def desk_decisions(self) -> list[DeskDecision]:
+        """The desk's decisions so far, oldest first (empty without a desk)."""
+        if self.desk is None:
+            return []
+        store = self.desk.store
+        return store.all() if isinstance(store, InMemoryDeskStore) else []
 
     async def dead_letter_count(self) -> int:
         """Messages some agent could not handle (should be zero)."""
@@ -527,6 +580,7 @@ class Replay:
             outcomes=recorder.outcomes,
             limits=effective_limits(self.swarm.settings),
             min_cash=recorder.min_cash,
+            desk_decisions=self.swarm.desk_decisions(),
         )
 
 
@@ -562,8 +616,9 @@ class BacktestEngine:
     """
 
     def __init__(self, config: BacktestConfig, sources: Sequence[SeriesSource], *, use_env: bool = False,
-                 wake: bool = True, timer: Timer | None = None) -> None:  # fmt: skip
+                 wake: bool = True, timer: Timer | None = None, desk: DeskRun | None = None) -> None:  # fmt: skip
         self.config = config
+        self.desk = desk
         self.sources = list(sources)
         self.venue = check_single_venue(self.sources)
         self.symbols = sorted({s.key.symbol for s in self.sources})
@@ -580,6 +635,7 @@ class BacktestEngine:
         """A swarm configured for this backtest's data."""
         kw.setdefault("wake", self.wake)
         kw.setdefault("timer", self.timer)
+        kw.setdefault("desk", self.desk)
         return Swarm(self.settings, self.venue, self.symbols, self.timeframes, self.config.initial_cash, **kw)
 
     @property

@@ -35,7 +35,9 @@ COMPLIANCE_LIMITS = (
     "max_orders_per_window", "rate_window_s", "trading_start", "trading_end", "trading_days",
 )  # fmt: skip
 STRATEGY_LIMITS = ("threshold", "variance_limit", "intent_ttl_s", "stop_atr_multiple", "take_profit_atr_multiple")
-EXECUTION_LIMITS = ("taker_fee_bps", "maker_fee_bps", "slippage_bps", "spread_bps", "participation", "paper_credit")
+EXECUTION_LIMITS = (
+    "taker_fee_bps", "maker_fee_bps", "slippage_bps", "spread_bps", "participation", "paper_credit", "intrabar",
+)  # fmt: skip
 
 
 def _bump(counts: dict[str, int], key: str) -> None:

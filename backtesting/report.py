@@ -241,6 +241,12 @@ def format_metric(value: Any, kind: str, undefined: str | None = None) -> str:
     return f"{value:.3f}"
 
 
+INTRABAR_NOTE = {
+    "worst": " (protective exits from the entry candle; stop before take-profit)",
+    "next_bar": " (protective exits from the candle after the entry: optimistic)",
+}
+
+
 def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
     """The headline metrics as a rich table for the terminal."""
     from rich.table import Table
@@ -255,6 +261,7 @@ def summary_table(result: BacktestResult, title: str = "Backtest") -> Table:
         table.add_row(label, format_metric(m[key], kind, undefined.get(key)))
     if result.min_cash is not None:
         table.add_row("Lowest cash", f"{result.min_cash:,.2f}")
+    table.add_row("Intrabar policy", result.config.intrabar)
     table.add_row("Candles", f"{result.candles:,}")
     table.add_row("Speed", f"{result.bars_per_second:,.0f} candles/s ({result.elapsed_s:.2f} s)")
     return table
@@ -334,7 +341,8 @@ def render_html(result: BacktestResult, bars: Mapping[str, Sequence[Bar]] | None
 <h1>{title}</h1>
 <p class="muted">Series: {html.escape(", ".join(result.series))} &middot; candles: {result.candles:,} &middot;
 parameters: <code>{params}</code> &middot; fees {result.config.fee_bps} bps &middot;
-slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)}</p>
+slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)} &middot;
+intrabar {html.escape(result.config.intrabar)}{INTRABAR_NOTE.get(result.config.intrabar, "")}</p>
 <section><h2>Prices and trades</h2><p class="muted">Entries &#9650; and exits &#9660; on the candles; scroll to zoom,
 drag to pan, hover for values.</p><div id="price-charts"></div></section>
 <section><h2>Equity and drawdown</h2><div id="equity-chart" class="chart"></div></section>

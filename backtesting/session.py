@@ -23,7 +23,7 @@ from typing import Any
 from backtesting.config import BacktestConfig
 from backtesting.dashboard import DashboardOptions, EmbeddedDashboard
 from backtesting.data import SeriesSource, merge
-from backtesting.engine import BacktestEngine, BacktestResult, Replay, Swarm
+from backtesting.engine import BacktestEngine, BacktestResult, DeskRun, Replay, Swarm
 from backtesting.outcomes import reason_rows
 from backtesting.recorder import FeedEvent
 from core.messages import Candle
@@ -101,11 +101,18 @@ class LiveView:
         dec.add_column("event")
         for e in decisions:
             dec.add_row(e.ts, e.kind, e.text)
+        desk = self.swarm.desk
+        desk_part: list[Any] = []
+        if desk is not None:
+            from backtesting.desk_cards import desk_panel
+
+            desk_part = [desk_panel(desk.last, desk.decisions, advisory=not desk.desk_settings.trade)]
         return Group(
             Panel(head),
             prices,
             positions,
             sig,
+            *desk_part,
             dec,
             Panel(counts or "no decisions yet", title="Messages"),
             Panel(limited or "none yet", title="Rejections, adjustments and alerts"),
@@ -145,9 +152,10 @@ async def run_session(
     *,
     live_feed: AsyncIterator[Candle] | None = None,
     console: Any = None,
+    desk: DeskRun | None = None,
 ) -> BacktestResult:
     """Run the swarm over ``sources`` (or ``live_feed``) with the live view; returns the result."""
-    engine = BacktestEngine(config, sources, use_env=True)
+    engine = BacktestEngine(config, sources, use_env=True, desk=desk)
     events: list[FeedEvent] = []
     swarm = engine.swarm(observe_flow=True, on_event=events.append)
     await swarm.start()

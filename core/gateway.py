@@ -159,6 +159,10 @@ class ExchangeGateway(Protocol):
         """Best bid/ask updates (ticker / book ticker; reconnects by itself)."""
         ...
 
+    async def fetch_book_top(self, symbol: str) -> BookTop | None:
+        """One snapshot of the top of book (``None`` when the venue gives no bid/ask)."""
+        ...
+
     async def reset_streams(self) -> None:
         """Drop live connections so every stream resubscribes from scratch (stale feed)."""
         ...

@@ -4,7 +4,8 @@ Routing keys follow ``<domain>.<kind>.<venue>.<symbol>[.<timeframe>]`` for marke
 messages, with symbols escaped (``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``)
 because ``/`` and ``:`` are awkward and ``.`` is a separator. Control messages use
 ``control.<kind>.<agent kind>[.<agent id>]`` (partition assignments ``control.assignment.<agent kind>``),
-alerts ``alert.<severity>.<code>``.
+alerts ``alert.<severity>.<code>``, the AI desk ``desk.role.<venue>.<symbol>`` (one report per
+role) and ``desk.decision.<venue>.<symbol>``.
 
 No other module writes a routing key or an exchange/queue name as a string literal: agents build
 their subscription patterns with :data:`TOPICS` and the queue names with :func:`queue_name`.
@@ -20,8 +21,16 @@ from typing import Any
 from core.messages.base import Payload
 from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
+from core.messages.desk import DeskDecision, DeskRoleReport
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
-from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, PositionUpdate
+from core.messages.orders import (
+    Fill,
+    OrderRequest,
+    OrderUpdate,
+    PortfolioSnapshot,
+    PositionsSettled,
+    PositionUpdate,
+)
 from core.messages.reviews import ReviewDecision, ReviewRequest
 from core.messages.signals import ConsensusDecision, StrategyVote, TradeIntent
 
@@ -106,6 +115,7 @@ ORDERS_APPROVED = Topic("order.approved", ("venue", "symbol"))
 ORDER_UPDATES = Topic("execution.order", ("venue", "symbol"))
 FILLS = Topic("execution.fill", ("venue", "symbol"))
 POSITIONS = Topic("portfolio.position", ("venue", "symbol"))
+SETTLED = Topic("execution.settled", ("venue", "symbol"))
 PORTFOLIO = Topic("portfolio.snapshot", ("account",))
 ALERTS = Topic("alert", ("severity", "code"))
 HEARTBEATS = Topic("control.heartbeat", ("agent_kind", "agent_id"))
@@ -113,6 +123,8 @@ COMMANDS = Topic("control.command", ("target",))
 COMMAND_ACKS = Topic("control.ack", ("agent_kind", "agent_id"))
 AGENT_STATUS = Topic("control.status", ("agent_kind", "agent_id"))
 ASSIGNMENTS = Topic("control.assignment", ("agent_kind",))
+DESK_ROLES = Topic("desk.role", ("venue", "symbol"))
+DESK_DECISIONS = Topic("desk.decision", ("venue", "symbol"))
 
 
 def _risk_key(p: RiskDecision) -> str:
@@ -136,6 +148,7 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     OrderUpdate: lambda p: f"execution.order.{p.venue}.{escape(p.symbol)}",
     Fill: lambda p: f"execution.fill.{p.venue}.{escape(p.symbol)}",
     PositionUpdate: lambda p: f"portfolio.position.{p.venue}.{escape(p.symbol)}",
+    PositionsSettled: lambda p: f"execution.settled.{p.venue}.{escape(p.symbol)}",
     PortfolioSnapshot: lambda p: f"portfolio.snapshot.{p.account}",
     RiskAlert: lambda p: f"alert.{p.severity.value}.{p.code}",
     Heartbeat: lambda p: f"control.heartbeat.{p.agent_kind}.{p.agent_id}",
@@ -143,6 +156,8 @@ _KEY_BUILDERS: dict[type[Payload], Callable[[Any], str]] = {
     CommandAck: lambda p: f"control.ack.{p.agent_kind}.{p.agent_id}",
     AgentStatus: lambda p: f"control.status.{p.agent_kind}.{p.agent_id}",
     PartitionAssignment: lambda p: f"control.assignment.{p.agent_kind}",
+    DeskRoleReport: lambda p: f"desk.role.{p.venue}.{escape(p.symbol)}",
+    DeskDecision: lambda p: f"desk.decision.{p.venue}.{escape(p.symbol)}",
 }
 
 
@@ -162,6 +177,7 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     OrderUpdate: (ORDER_UPDATES,),
     Fill: (FILLS,),
     PositionUpdate: (POSITIONS,),
+    PositionsSettled: (SETTLED,),
     PortfolioSnapshot: (PORTFOLIO,),
     RiskAlert: (ALERTS,),
     Heartbeat: (HEARTBEATS,),
@@ -169,6 +185,8 @@ CHANNELS: dict[type[Payload], tuple[Topic, ...]] = {
     CommandAck: (COMMAND_ACKS,),
     AgentStatus: (AGENT_STATUS,),
     PartitionAssignment: (ASSIGNMENTS,),
+    DeskRoleReport: (DESK_ROLES,),
+    DeskDecision: (DESK_DECISIONS,),
 }
 """The topic(s) each message type is published on (for the contract document and tests)."""
 

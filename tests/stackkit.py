@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,9 +34,12 @@ import httpx
 import orjson
 import pytest
 
+from agents.base.registry import AGENT_NAMES
 from core import routing
+from core.errors import MessageRejected
 from core.messages import Envelope
 from core.messages.codec import JsonCodec
+from infrastructure.messaging.definitions import user_name
 from tests.conftest import RABBIT_BASE, rabbitmqctl
 from tests.control.data import CSV
 from tests.control.helpers import free_block
@@ -170,9 +173,11 @@ class Tap:
     """A quorum queue of the test, bound to ``patterns`` on the swarm's exchange: every message
     published on those routing keys from now on, to read at the end (nothing is consumed)."""
 
-    def __init__(self, url: str, patterns: Sequence[str]) -> None:
+    def __init__(self, url: str, patterns: Sequence[str], *, skip_invalid: bool = False) -> None:
         self.url = url
         self.patterns = tuple(patterns)
+        self.skip_invalid = skip_invalid
+        """Leave out bodies that are no valid message (a test's own bad input) instead of failing."""
         self.queue = f"tap.{uuid.uuid4().hex[:10]}"
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._codec = JsonCodec(max_message_bytes=16 * 1024 * 1024)
@@ -204,7 +209,14 @@ class Tap:
                 await fetched[-1].nack(multiple=True, requeue=True)
         finally:
             await channel.close()
-        return [(m.routing_key or "", self._codec.decode(m.body), m.user_id) for m in fetched]
+        out = []
+        for m in fetched:
+            try:
+                out.append((m.routing_key or "", self._codec.decode(m.body), m.user_id))
+            except MessageRejected:
+                if not self.skip_invalid:
+                    raise
+        return out
 
     async def close(self) -> None:
         """Delete the tap queue and disconnect."""
@@ -231,7 +243,13 @@ class StackHandle:
     env: dict[str, str]
     token: str
     heartbeat_timeout_s: float
-    amqp_host: str = field(default_factory=lambda: RABBIT_BASE.split("@", 1)[1])
+    rabbit_base: str = RABBIT_BASE
+    """``amqp://guest:guest@host:port`` of the broker the stack runs on."""
+
+    @property
+    def amqp_host(self) -> str:
+        """``host:port`` of the stack's broker."""
+        return self.rabbit_base.split("@", 1)[1]
 
     @property
     def auth(self) -> dict[str, str]:
@@ -253,7 +271,7 @@ class StackHandle:
 
     def user(self, kind: str) -> str:
         """The broker user of agent ``kind`` in this stack."""
-        return f"{self.prefix}{kind}"
+        return user_name(kind, self.vhost, self.prefix)
 
     def url_as(self, kind: str) -> str:
         """An AMQP URL to the stack's vhost with agent ``kind``'s own credentials (from secrets.json)."""
@@ -265,7 +283,7 @@ class StackHandle:
     @property
     def guest_url(self) -> str:
         """An AMQP URL to the stack's vhost as ``guest`` (full permissions there, but no agent's user)."""
-        return f"{RABBIT_BASE}/{quote(self.vhost, safe='')}"
+        return f"{self.rabbit_base}/{quote(self.vhost, safe='')}"
 
     def logs(self, tail: int = 15) -> str:
         """The end of every agent's log."""
@@ -354,21 +372,29 @@ async def launch_stack(
     heartbeat_timeout_s: float = 3.0,
     restart_backoff_s: float = 0.5,
     token: str = "stack-token",
+    prefix: str | None = None,
+    replay_path: Path = CSV,
+    rabbit_base: str = RABBIT_BASE,
+    influx_url: str = INFLUX_URL,
 ) -> AsyncIterator[StackHandle]:
     """``tradeswarm stack up`` on the shared RabbitMQ (vhost ``vhost``, fresh users with a random
     prefix), PostgreSQL (``dsn``) and InfluxDB (a fresh database), replaying real BTC/USDT 1h candles
     (tests/data); yields once every agent is ready; stops the stack and removes its users and
     InfluxDB database afterwards. ``env`` adds settings for every agent (``--env`` style values go
-    through the operator's environment, as an operator would set them)."""
+    through the operator's environment, as an operator would set them). ``prefix`` (default: random)
+    is the broker user prefix: two stacks given the same one share user NAMES but live on two vhosts.
+    ``rabbit_base``/``influx_url`` point the stack at private instances (a :class:`PrivateBroker`: put
+    its :meth:`~PrivateBroker.ctl_wrapper` first on ``PATH`` in ``env`` so ``stack up`` applies the
+    definitions to it)."""
     influx_db = f"ts_stack_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
-    base_port = free_block(7)
-    prefix = f"s{uuid.uuid4().hex[:6]}_"
+    base_port = free_block(len(AGENT_NAMES))
+    prefix = prefix if prefix is not None else f"s{uuid.uuid4().hex[:6]}_"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRADESWARM_")},
-        "TRADESWARM_RABBITMQ_URL": f"{RABBIT_BASE}/",
+        "TRADESWARM_RABBITMQ_URL": f"{rabbit_base}/",
         "TRADESWARM_POSTGRES_DSN": dsn,
-        "TRADESWARM_INFLUX_URL": INFLUX_URL,
+        "TRADESWARM_INFLUX_URL": influx_url,
         "TRADESWARM_INFLUX_API": "v1",
         "TRADESWARM_INFLUX_BUCKET": influx_db,
         "TRADESWARM_SYMBOLS": "BTC/USDT",
@@ -383,11 +409,11 @@ async def launch_stack(
     }
     handle = StackHandle(
         run_dir, vhost, dsn, influx_db, httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=10),
-        prefix, full_env, token, heartbeat_timeout_s,
+        prefix, full_env, token, heartbeat_timeout_s, rabbit_base,
     )  # fmt: skip
     up = handle.cli(
         "up", "--vhost", vhost, "--broker-user-prefix", prefix, "--data-source", "replay",
-        "--replay-path", str(CSV), "--replay-speed", str(replay_speed), "--api-port", str(api_port),
+        "--replay-path", str(replay_path), "--replay-speed", str(replay_speed), "--api-port", str(api_port),
         "--base-port", str(base_port), "--restart-backoff", str(restart_backoff_s),
         "--restart-backoff-max", "2", "--stop-timeout", "20", "--wait", "120", *up_args,
     )  # fmt: skip
@@ -400,11 +426,11 @@ async def launch_stack(
         await handle.api.aclose()
         users = [line.split("\t")[0] for line in rabbitmqctl("list_users", "-q").stdout.splitlines()]
         for user in users:
-            if user.startswith(prefix):
+            if user.startswith(prefix) and user.endswith(f"@{vhost}"):
                 rabbitmqctl("delete_user", user, check=False)
         async with httpx.AsyncClient() as client:
             with contextlib.suppress(httpx.HTTPError):
-                await client.post(f"{INFLUX_URL}/query", params={"q": f'DROP DATABASE "{influx_db}"'})
+                await client.post(f"{influx_url}/query", params={"q": f'DROP DATABASE "{influx_db}"'})
 
 
 def rabbitmq_available() -> None:

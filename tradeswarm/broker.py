@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -117,8 +118,10 @@ def _rabbitmqctl(*args: str, stdin: bytes | None = None) -> str:
 
 
 def password_for(user: str, env: Mapping[str, str], secrets_dir: Path | None) -> str | None:
-    """The password of ``user``: ``RABBITMQ_PASSWORD_<USER>`` from a secret file or the environment."""
-    name = PASSWORD_ENV.format(user.upper())
+    """The password of ``user``: ``RABBITMQ_PASSWORD_<USER>`` from a secret file or the environment
+    (``<USER>`` upper-cased, any character but letters, digits and ``_`` as ``_``: ``risk@staging``
+    reads ``RABBITMQ_PASSWORD_RISK_STAGING``)."""
+    name = PASSWORD_ENV.format(re.sub(r"[^A-Z0-9_]", "_", user.upper()))
     if secrets_dir is not None and (secrets_dir / name).is_file():
         return (secrets_dir / name).read_text().strip() or None
     return env.get(name) or None
@@ -135,6 +138,10 @@ def apply(
 ) -> list[str]:
     """Apply the definitions of ``source_vhost`` (default: ``vhost``, else ``paper``) to ``vhost``.
 
+    Users are those of ``source_vhost`` named for ``vhost`` (``<kind>@<vhost>`` on a vhost other than
+    ``paper``/``live``: :func:`~infrastructure.messaging.definitions.user_name`), so stacks on several
+    vhosts of one broker never share a user; an existing user with permissions on another vhost is
+    refused (:class:`ConfigurationError`), never taken over.
     Users are created when missing; a user with a password from ``passwords``/the environment/
     ``secrets_dir`` gets it set, a NEW user without one gets none (it cannot log in until it
     has one). Then exchanges, queues, bindings, policies and (topic) permissions are imported with
@@ -143,11 +150,13 @@ def apply(
     doc = dict(definitions) if definitions is not None else load_definitions()
     source = source_vhost or (vhost if vhost in VHOSTS else "paper")
     part = for_vhost(doc, source, vhost)
-    users = users_of(doc, source)
+    users = users_of(doc, source, vhost)
     env = env if env is not None else os.environ
     existing = {line.split("\t")[0] for line in _rabbitmqctl("list_users", "--no-table-headers").splitlines() if line}
     for user in users:
         password = (passwords or {}).get(user) or password_for(user, env, secrets_dir)
+        if user in existing:
+            _refuse_foreign(user, vhost)
         # Passwords go through standard input: never on a command line (ps) or in an error message.
         if user not in existing:
             _rabbitmqctl("add_user", user, stdin=(password or secrets.token_urlsafe(32)).encode())
@@ -158,6 +167,22 @@ def apply(
     # From standard input: the CLI runs as the broker's user, which may not read our files.
     _rabbitmqctl("import_definitions", "--format", "json", stdin=orjson.dumps(part))
     return list(users)
+
+
+def _refuse_foreign(user: str, vhost: str) -> None:
+    """Refuse to take over ``user`` when it has permissions on another vhost than ``vhost``.
+
+    Users are global to a broker: applying definitions to a vhost must never change the password
+    or the permissions of a user another stack (another vhost) logs in with.
+    """
+    lines = _rabbitmqctl("list_user_permissions", user, "--no-table-headers").splitlines()
+    others = sorted({line.split("\t")[0] for line in lines if line and line.split("\t")[0] != vhost})
+    if others:
+        raise ConfigurationError(
+            f"broker user {user!r} already has permissions on vhost(s) {', '.join(others)}: applying the definitions "
+            f"to {vhost!r} would change the credentials another stack uses. Apply them with --source-vhost to give "
+            f"{vhost!r} users of its own (<kind>@{vhost}), or remove that user's other permissions first."
+        )
 
 
 def delete_users(users: Sequence[str]) -> None:

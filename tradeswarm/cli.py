@@ -19,6 +19,7 @@ from tradeswarm.cli_backtest import register as register_backtest_commands
 from tradeswarm.cli_broker import broker_app
 from tradeswarm.cli_compliance import compliance_app
 from tradeswarm.cli_data import data_app
+from tradeswarm.cli_desk import register as register_desk_commands
 from tradeswarm.cli_llm import llm_app
 from tradeswarm.cli_stack import stack_app
 
@@ -44,6 +45,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(compliance_app, name="compliance")
 app.add_typer(llm_app, name="llm")
 register_backtest_commands(app)  # backtest, optimize, run
+register_desk_commands(app)  # analyze
 
 
 @app.command()

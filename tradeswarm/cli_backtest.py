@@ -24,7 +24,7 @@ from core.errors import TradeswarmError
 if TYPE_CHECKING:
     from backtesting.config import BacktestConfig
     from backtesting.data import SeriesSource
-    from backtesting.engine import BacktestResult
+    from backtesting.engine import BacktestResult, DeskRun
 
 AGENT_SECTIONS = ("risk", "compliance", "strategy", "ta", "execution")
 
@@ -136,6 +136,7 @@ def build_config(
     cash: float,
     no_limits: bool,
     overrides: list[str],
+    intrabar: str = "worst",
 ) -> BacktestConfig:
     """The backtest configuration from CLI options (validated; raises ``ConfigurationError``)."""
     from pydantic import ValidationError
@@ -144,6 +145,8 @@ def build_config(
 
     if not strategies:
         raise UsageError("give at least one --strategy")
+    if intrabar not in ("worst", "next_bar"):
+        raise UsageError(f"bad --intrabar {intrabar!r}; choose worst or next_bar")
     mode, fraction, sizing_risk = parse_sizing(sizing)
     sections = parse_overrides(overrides)
     risk = {**sizing_risk, **sections.get("risk", {})}
@@ -157,6 +160,7 @@ def build_config(
             slippage_bps=Decimal(str(slippage_bps)),
             initial_cash=Decimal(str(cash)),
             no_limits=no_limits,
+            intrabar=intrabar,  # type: ignore[arg-type]
             risk=risk,
             compliance=sections.get("compliance", {}),
             strategy=sections.get("strategy", {}),
@@ -256,6 +260,14 @@ def backtest_command(
     no_limits: Annotated[
         bool, typer.Option("--no-limits", help="Lift risk/compliance limits and protective stops (research mode).")
     ] = False,
+    intrabar: Annotated[
+        str,
+        typer.Option(
+            "--intrabar",
+            help="Protective exits: worst = checked from the entry candle (a stop touched inside it is hit, stop "
+            "before take-profit); next_bar = from the next candle (optimistic).",
+        ),
+    ] = "worst",
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -268,6 +280,17 @@ def backtest_command(
         typer.Option(help="Write trades.csv, equity.csv, summary.json, equity.png and report.html here."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    desk: Annotated[bool, typer.Option("--desk", help="The AI desk decides instead of the strategies.")] = False,
+    every: Annotated[int, typer.Option(help="With --desk: decide every N closed candles per symbol.")] = 24,
+    max_decisions: Annotated[
+        int | None, typer.Option("--max-decisions", help="With --desk: stop deciding after M decisions.")
+    ] = None,
+    llm_provider: Annotated[
+        str, typer.Option("--llm-provider", help="With --desk: rules | replay | openai.")
+    ] = "rules",
+    blind: Annotated[
+        bool, typer.Option("--blind", help="With --desk: hide symbol, dates and price level from the prompts.")
+    ] = False,
 ) -> None:
     """Backtest strategies on history through the real agents (in-memory bus, simulated clock, paper venue).
 
@@ -279,16 +302,25 @@ def backtest_command(
     err = Console(stderr=True)
     with one_line_errors():
         config = build_config(strategy or ["sma_cross"], param or [], sizing, fee_bps, slippage_bps, cash, no_limits,
-                              set_ or [])  # fmt: skip
+                              set_ or [], intrabar)  # fmt: skip
         t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
         sources = asyncio.run(resolve_sources(data, t0, t1))
-        result = _run_backtest(config, sources, err, show_progress=not as_json)
+        run = None
+        if desk:
+            from backtesting.desk_api import desk_run
+
+            run = desk_run(every, max_decisions, llm_provider, blind)
+        result = _run_backtest(config, sources, err, show_progress=not as_json, desk=run)
         files = None
         if report is not None:
             from backtesting.report import write_report
             from backtesting.report_html import source_bars
 
             files = write_report(result, report, source_bars(sources))
+            if result.desk_decisions:
+                (report / "desk_decisions.jsonl").write_text(
+                    "".join(d.model_dump_json() + "\n" for d in result.desk_decisions)
+                )
     if as_json:
         _emit_json(result.summary())
         return
@@ -298,6 +330,14 @@ def backtest_command(
     out.print(summary_table(result))
     for table in limits_tables(result):
         out.print(table)
+    if result.desk_decisions:
+        from backtesting.desk_cards import decision_line
+
+        d = result.summary()["desk"]
+        out.print(f"desk [{d['provider']}]: {d['decisions']} decisions {d['verdicts']}, {d['intents']} intents, "
+                  f"tokens {d['tokens_in']} in / {d['tokens_out']} out, cost ${d['cost_usd']:.4f}")  # fmt: skip
+        for decision in result.desk_decisions[-5:]:
+            out.print(decision_line(decision))
     if result.dead_letters:
         err.print(f"[yellow]warning: {result.dead_letters} message(s) were dead-lettered by the agents[/]")
     if files is not None:
@@ -305,13 +345,13 @@ def backtest_command(
 
 
 def _run_backtest(
-    config: BacktestConfig, sources: list[SeriesSource], err: Any, *, show_progress: bool
+    config: BacktestConfig, sources: list[SeriesSource], err: Any, *, show_progress: bool, desk: DeskRun | None = None
 ) -> BacktestResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backtesting.engine import BacktestEngine
 
-    engine = BacktestEngine(config, sources)
+    engine = BacktestEngine(config, sources, desk=desk)
     total = _count_rows(sources)
     if not show_progress:
         return asyncio.run(engine.run())
@@ -464,6 +504,13 @@ def run_command(
     ] = False,
     host: Annotated[str, typer.Option(help="Address of --ui.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of --ui (0 = any free port).")] = 8000,
+    desk: Annotated[
+        str,
+        typer.Option(
+            help="The AI desk (rules provider, no key): advise (cards only), trade (instead of the strategies) or off."
+        ),
+    ] = "advise",
+    desk_every: Annotated[int, typer.Option("--desk-every", min=1, help="Desk decision every N candles.")] = 24,
 ) -> None:
     """Run every agent in this process on the in-memory bus with the paper venue (no service, key or network).
 
@@ -485,6 +532,7 @@ def run_command(
         config = build_config(strategy or ["sma_cross"], param or [], "fixed_fraction", 10.0, 0.0, 10_000.0, False, [])
         dashboard = DashboardOptions(host=host, port=port) if ui else None
         options = SessionOptions(speed=speed, max_candles=max_candles, view=view, ui=dashboard)
+        desk_run = _session_desk(desk, desk_every)
         if live_data:
             from agents.data_collection.settings import DataCollectionSettings
             from infrastructure.gateway import CcxtGateway
@@ -497,8 +545,8 @@ def run_command(
             async def live() -> BacktestResult:
                 try:
                     feed = gateway_feed(gateway, symbol, timeframe)
-                    return await run_session(config, sources, options, live_feed=feed,
-                                             console=out)  # fmt: skip
+                    return await run_session(config, sources, options, live_feed=feed, console=out,
+                                             desk=desk_run)  # fmt: skip
                 finally:
                     await gateway.close()
 
@@ -508,13 +556,44 @@ def run_command(
             if not paths:
                 raise UsageError("no sample data found in data/samples; pass --data FILE")
             sources = asyncio.run(resolve_sources(paths, None, None))
-            result = asyncio.run(run_session(config, sources, options, console=out))
+            result = asyncio.run(run_session(config, sources, options, console=out, desk=desk_run))
         files = write_report(result, report, source_bars(sources))
     out.print()
     out.print(summary_table(result, title="Paper session"))
     for table in limits_tables(result):
         out.print(table)
+    _print_desk(out, result)
     out.print(f"session report: {files.html}  (trades.csv, equity.csv, summary.json, equity.png beside it)")
+
+
+def _session_desk(mode: str, every: int) -> DeskRun | None:
+    """The desk of ``tradeswarm run``: ``advise`` (decides and shows, the strategies trade), ``trade``
+    (its approved decisions trade, instead of the strategies) or ``off``."""
+    if mode not in ("advise", "trade", "off"):
+        raise UsageError(f"--desk {mode!r}: choose advise, trade or off")
+    if mode == "off":
+        return None
+    from agents.desk.rules import RulesModel
+    from agents.desk.settings import DeskSettings
+    from agents.desk.wiring import build_desk
+    from backtesting.engine import DeskRun
+    from core.settings import Settings
+
+    settings = DeskSettings(every=every, trade=mode == "trade")
+    return DeskRun(build_desk(settings, Settings(), RulesModel()), settings, replace_strategies=mode == "trade")
+
+
+def _print_desk(out: Any, result: BacktestResult) -> None:
+    """The desk's tally and its last decision as cards."""
+    if not result.desk_decisions:
+        return
+    from backtesting.desk_cards import decision_cards
+
+    d = result.summary()["desk"]
+    out.print(f"AI desk [{d['provider']}]: {d['decisions']} decisions, verdicts {d['verdicts']}, actions "
+              f"{d['actions']}, {d['intents']} trades, tokens {d['tokens_in']}+{d['tokens_out']}, "
+              f"cost ${d['cost_usd']:.4f}", markup=False)  # fmt: skip
+    out.print(decision_cards(result.desk_decisions[-1]))
 
 
 def register(app: typer.Typer) -> None:

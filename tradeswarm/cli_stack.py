@@ -130,7 +130,7 @@ def up(
             max_queue_length=agent_settings.rabbitmq_max_queue_length,
             user_prefix=broker_user_prefix,
         )
-        users = {name: user_name(name, profile, broker_user_prefix) for name in AGENT_NAMES}
+        users = {name: user_name(name, vhost, broker_user_prefix, profile=profile) for name in AGENT_NAMES}
         passwords = _broker_passwords(run_dir, list(users.values()))
         apply(vhost, source_vhost=profile, definitions=doc, passwords=passwords)
         for name in names:

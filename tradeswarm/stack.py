@@ -97,7 +97,7 @@ AGENT_SECRETS: Mapping[str, tuple[str, ...]] = {
     "TRADESWARM_API_TOKEN": ("orchestrator",),
     "TRADESWARM_EXCHANGE_API_KEY": ("execution",),
     "TRADESWARM_EXCHANGE_API_SECRET": ("execution",),
-    "TRADESWARM_POSTGRES_DSN": ("risk", "compliance", "execution", "orchestrator"),
+    "TRADESWARM_POSTGRES_DSN": ("risk", "compliance", "execution", "orchestrator", "desk"),
     "TRADESWARM_INFLUX_TOKEN": ("data_collection", "technical_analysis"),
     "TRADESWARM_LLM_API_KEY": ("desk", "orchestrator"),
 }

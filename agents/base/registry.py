@@ -21,8 +21,9 @@ AGENT_NAMES: tuple[str, ...] = (
     "compliance",
     "execution",
     "orchestrator",
+    "desk",
 )
-"""Every agent kind, in pipeline order."""
+"""Every agent kind, in pipeline order (the AI desk, an optional decider, last)."""
 
 _BUILDER_MODULES = ("wiring", "agent", "")
 

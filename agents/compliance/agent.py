@@ -8,15 +8,17 @@ PAUSE engage the kill switch, RESUME releases it; each is acknowledged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from agents.base import Agent, AgentContext, Subscription
 from agents.compliance.audit import AuditTrail
-from agents.compliance.gate import Approval, ComplianceGate
+from agents.compliance.gate import Approval, ComplianceGate, is_exit
 from agents.compliance.settings import ComplianceSettings
-from core.domain import CommandKind, DecisionVerdict
+from core.domain import CommandKind, DecisionVerdict, Severity
 from core.messages import (
     BookTop,
     Candle,
@@ -25,6 +27,7 @@ from core.messages import (
     Fill,
     OrderUpdate,
     Payload,
+    RiskAlert,
     RiskDecision,
     Trade,
     TradeIntent,
@@ -58,8 +61,18 @@ class ComplianceAgent(Agent):
         super().__init__(ctx)
         self.compliance_settings = settings or ComplianceSettings()
         self.gate = ComplianceGate(self.compliance_settings)
-        self.audit = AuditTrail(audit_store or InMemoryAuditStore()) if self.compliance_settings.audit else None
+        cs = self.compliance_settings
+        self.audit = (
+            AuditTrail(
+                audit_store or InMemoryAuditStore(),
+                key=cs.audit_key_bytes(),
+                period=timedelta(seconds=cs.audit_checkpoint_s),
+            )
+            if cs.audit
+            else None
+        )
         self.decisions = decisions
+        self._ticker: asyncio.Task[None] | None = None
         self.resources: list[Any] = []
         """Things with an async ``close()`` (the database pool), closed in :meth:`on_stop`."""
 
@@ -88,7 +101,14 @@ class ComplianceAgent(Agent):
         """Continue the audit chain after its last stored record; restore the duplicate memory, today's
         counters and the rate window from the approvals already stored."""
         if self.audit is not None:
-            await self.audit.load()
+            await self.audit.load(self.ctx.clock.now())
+            if self.audit.key is not None:
+                self._ticker = asyncio.create_task(self._tick_checkpoints(), name="audit-checkpoints")
+            else:
+                self.log.warning(
+                    "audit chain not anchored: no audit key (TRADESWARM_COMPLIANCE_AUDIT_SECRET / _SECRET_FILE), a "
+                    "recomputed chain or a cut tail cannot be detected"
+                )
         if self.decisions is not None:
             now = self.ctx.clock.now()
             since = now - timedelta(days=self.compliance_settings.restore_days)
@@ -97,9 +117,27 @@ class ComplianceAgent(Agent):
             self.log.info("compliance state restored", approvals=len(rows), trades_today=self.gate.trades_today)
 
     async def on_stop(self) -> None:
-        """Close the database pool."""
+        """Sign the audit chain's ``stop`` checkpoint; close the database pool."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.audit is not None:
+            await self.audit.close(self.ctx.clock.now())
         for resource in self.resources:
             await resource.close()
+
+    async def _tick_checkpoints(self) -> None:
+        """Sign a periodic checkpoint when one is due, also when no message comes (wall-clock loop)."""
+        audit = self.audit
+        assert audit is not None
+        every = min(self.compliance_settings.audit_checkpoint_s / 2, 30.0)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await audit.tick(self.ctx.clock.now())
+            except Exception as exc:  # noqa: BLE001 - the next tick retries; the verifier shows a gap
+                self.log.error("audit checkpoint failed", error=str(exc))
 
     async def _record(self, kind: str, payload: Payload, envelope: Envelope | None = None) -> None:
         if self.audit is None:
@@ -140,13 +178,35 @@ class ComplianceAgent(Agent):
             await self.publish(result.order, cause=envelope)
         if decision.approved:
             await self.publish(result.decision, cause=envelope)
+        if result.order is None and decision.approved and is_exit(decision):
+            await self._exit_refused(decision, result.decision.reason, result.decision.detail, envelope)
         if self.ctx.instrument and decision.approved:
             outcome = "approved" if result.decision.verdict is DecisionVerdict.APPROVE else "rejected"
             metrics.COMPLIANCE_DECISIONS.labels(outcome, result.decision.reason).inc()
 
-    def on_candle(self, candle: Candle, envelope: Envelope) -> None:
-        """Last price = the candle's close."""
+    async def _exit_refused(self, decision: RiskDecision, reason: str, detail: str, envelope: Envelope) -> None:
+        """A refused exit leaves exposure the swarm meant to close: a critical alert, not a log line. A
+        redelivered exit refused as a duplicate is not one (its first delivery went through)."""
+        if reason == "duplicate_intent":
+            return
+        message = f"exit {decision.intent_id} refused: {reason}" + (f" ({detail})" if detail else "")
+        self.log.error("exit_refused", intent_id=str(decision.intent_id), reason=reason, detail=detail)
+        alert = RiskAlert(
+            severity=Severity.CRITICAL,
+            code="exit_refused",
+            message=message[:2000],
+            venue=decision.venue,
+            symbol=decision.symbol,
+        )
+        await self._record("alert", alert)
+        await self.publish(alert, cause=envelope)
+
+    async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
+        """Last price = the candle's close; a signed audit checkpoint when one is due."""
         self.gate.on_price(candle.venue, candle.symbol, candle.close)
+        audit = self.audit
+        if audit is not None and audit.key is not None:
+            await audit.tick(self.ctx.clock.now())
 
     def on_trade(self, trade: Trade, envelope: Envelope) -> None:
         """Last price = the trade's price."""

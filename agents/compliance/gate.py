@@ -5,6 +5,13 @@ intent, venue/symbol allow-list, trading-hours window, a last price (fail closed
 price collar, max quantity and notional per order, order-rate throttle, trades and notional volume
 per day (per symbol and total). An approval becomes an :class:`OrderRequest` with the client order
 id derived from the intent id; counters move only on approval.
+
+An exit (``direction=exit``: risk sizes it to reduce what is held, never to flip, and execution caps
+the reduce-only order to its own book) only reduces exposure: the caps meant to limit risk-taking
+(quantity and notional per order, order rate, trades and volume per day) never block it — an exit
+cannot exceed what is held, whatever its size; it still counts in the counters. The kill switch,
+staleness, duplicates, the allow-list, the trading window, the reference price and the price collar
+apply to exits too.
 """
 
 from __future__ import annotations
@@ -12,12 +19,12 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from uuid import UUID
 
 from agents.compliance.settings import ComplianceSettings
-from core.domain import DecisionVerdict, OrderType
+from core.domain import DecisionVerdict, Direction, OrderType
 from core.ids import client_order_id
 from core.messages.decisions import ComplianceDecision, RiskDecision
 from core.messages.orders import OrderRequest
@@ -25,6 +32,25 @@ from core.trading.retention import ExpiryQueue, grace_of
 
 BPS = Decimal(10_000)
 ZERO = Decimal(0)
+
+
+def is_exit(decision: RiskDecision) -> bool:
+    """Whether a risk decision only reduces exposure (an exit or a FLATTEN's closing order)."""
+    return decision.direction is Direction.EXIT
+
+
+def in_trading_window(now: datetime, start: time, end: time, days: Sequence[int]) -> bool:
+    """Whether ``now`` (UTC) is inside the trading window. ``start > end`` is a window across
+    midnight (22:00-02:00): its part after midnight belongs to the session opened the day before, so
+    ``days`` names the day each session opens on."""
+    t = now.time().replace(tzinfo=None)
+    if start <= end:
+        return now.weekday() in days and start <= t <= end
+    if t >= start:
+        return now.weekday() in days
+    if t <= end:
+        return (now.weekday() - 1) % 7 in days
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +170,23 @@ class ComplianceGate:
             checks=checks,
         )
 
+    def _cap(self, symbol: str, notional: Decimal) -> tuple[str, str] | None:
+        """The first risk-taking cap an entry of ``notional`` breaks (reason, detail), else None."""
+        s = self.settings
+        if notional > s.max_order_notional:
+            return "max_order_notional", f"{notional} > {s.max_order_notional}"
+        if len(self._recent) >= s.max_orders_per_window:
+            return "order_rate", f"{len(self._recent)} orders in {s.rate_window_s}s"
+        if self.trades_today + 1 > s.max_trades_per_day:
+            return "max_trades_per_day", str(self.trades_today)
+        if self.trades_by_symbol.get(symbol, 0) + 1 > s.max_trades_per_day_per_symbol:
+            return "max_trades_per_day_symbol", str(self.trades_by_symbol.get(symbol, 0))
+        if self.volume_today + notional > s.max_volume_per_day:
+            return "max_volume_per_day", str(self.volume_today)
+        if self.volume_by_symbol.get(symbol, ZERO) + notional > s.max_volume_per_day_per_symbol:
+            return "max_volume_per_day_symbol", str(self.volume_by_symbol.get(symbol, ZERO))
+        return None
+
     def _check(self, d: RiskDecision, now: datetime) -> GateResult:
         s = self.settings
 
@@ -160,9 +203,7 @@ class ComplianceGate:
             return reject("venue_not_allowed", d.venue)
         if d.symbol not in self._allowed_symbols:
             return reject("symbol_not_allowed", d.symbol)
-        if now.weekday() not in s.trading_days or not (
-            s.trading_start <= now.time().replace(tzinfo=None) <= s.trading_end
-        ):
+        if not in_trading_window(now, s.trading_start, s.trading_end, s.trading_days):
             return reject("outside_trading_hours", now.isoformat())
         last = self.last_price.get((d.venue, d.symbol))
         if last is None:
@@ -179,24 +220,16 @@ class ComplianceGate:
             )
             if abs(limit_price - last) / last > s.price_collar_pct:
                 return reject("price_collar", f"limit {limit_price} vs last {last}")
-        if qty > s.max_order_quantity:
+        if qty > s.max_order_quantity and not is_exit(d):
             return reject("max_order_quantity", f"{qty} > {s.max_order_quantity}")
         notional = qty * max(last, d.reference_price)
-        if notional > s.max_order_notional:
-            return reject("max_order_notional", f"{notional} > {s.max_order_notional}")
         while self._recent and (now - self._recent[0]).total_seconds() >= s.rate_window_s:
             self._recent.popleft()
-        if len(self._recent) >= s.max_orders_per_window:
-            return reject("order_rate", f"{len(self._recent)} orders in {s.rate_window_s}s")
         self._roll_day(now)
-        if self.trades_today + 1 > s.max_trades_per_day:
-            return reject("max_trades_per_day", str(self.trades_today))
-        if self.trades_by_symbol.get(d.symbol, 0) + 1 > s.max_trades_per_day_per_symbol:
-            return reject("max_trades_per_day_symbol", str(self.trades_by_symbol.get(d.symbol, 0)))
-        if self.volume_today + notional > s.max_volume_per_day:
-            return reject("max_volume_per_day", str(self.volume_today))
-        if self.volume_by_symbol.get(d.symbol, ZERO) + notional > s.max_volume_per_day_per_symbol:
-            return reject("max_volume_per_day_symbol", str(self.volume_by_symbol.get(d.symbol, ZERO)))
+        if not is_exit(d):  # caps on risk-taking: an exit only reduces exposure
+            capped = self._cap(d.symbol, notional)
+            if capped is not None:
+                return reject(*capped)
 
         self._recent.append(now)
         self.trades_today += 1
@@ -216,7 +249,7 @@ class ComplianceGate:
             stop_loss=d.stop_loss,
             take_profit=d.take_profit,
             trailing_stop_pct=d.trailing_stop_pct,
-            reduce_only=d.reason == "exit",
+            reduce_only=is_exit(d),
             expires_at=d.expires_at,
         )
         checks = (

@@ -37,6 +37,12 @@ class DailyReport:
     chain_problem: ChainProblem | None = None
     first_seq: int | None = None
     last_seq: int | None = None
+    anchored: bool = False
+    """Verified with the audit key (HMAC chain and signed checkpoints)."""
+    problems: list[ChainProblem] = field(default_factory=list)
+    """Every problem found (``chain_problem`` is the first)."""
+    checkpoints: int = 0
+    """Signed checkpoints verified in the range."""
 
 
 def _payload(record: AuditRecord) -> dict[str, Any]:
@@ -46,9 +52,11 @@ def _payload(record: AuditRecord) -> dict[str, Any]:
     return dict(body) if isinstance(body, dict) else {}
 
 
-def build_report(records: Sequence[AuditRecord], chain_problem: ChainProblem | None) -> DailyReport:
-    """Summarise one day's audit records."""
-    report = DailyReport(records=len(records), chain_problem=chain_problem)
+def build_report(
+    records: Sequence[AuditRecord], chain_problem: ChainProblem | None, *, anchored: bool = False
+) -> DailyReport:
+    """Summarise a range of audit records."""
+    report = DailyReport(records=len(records), chain_problem=chain_problem, anchored=anchored)
     if records:
         report.first_seq, report.last_seq = records[0].seq, records[-1].seq
     for rec in records:
@@ -78,6 +86,17 @@ def build_report(records: Sequence[AuditRecord], chain_problem: ChainProblem | N
                     "",
                     str(body.get("kind", "")),
                     str(body.get("reason", ""))[:120],
+                    rec.ref,
+                )
+            )
+        elif rec.kind == "alert":
+            report.violations.append(
+                Violation(
+                    rec.ts.isoformat(),
+                    "compliance",
+                    str(body.get("symbol", "") or ""),
+                    str(body.get("code", "")),
+                    str(body.get("message", ""))[:120],
                     rec.ref,
                 )
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -38,6 +39,17 @@ class ComplianceSettings(BaseSettings):
         default=Decimal(0), ge=0, le=1000, description="Limit price offset from the reference."
     )
     audit: bool = Field(default=True, description="Keep the hash-chained audit trail.")
+    audit_secret: SecretStr | None = Field(
+        default=None,
+        description="The audit key (a secret): rows are HMAC-chained and checkpoints signed with it; the "
+        "verifier needs the same key. None: a plain sha256 chain, not anchored (development).",
+    )
+    audit_secret_file: Path | None = Field(
+        default=None, description="A file holding the audit key (a Docker/Kubernetes secret)."
+    )
+    audit_checkpoint_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="Seconds between signed checkpoints of the audit chain."
+    )
     restore_days: int = Field(
         default=7, ge=1, le=3650, description="Approvals reloaded on start (duplicates, counters)."
     )
@@ -48,6 +60,15 @@ class ComplianceSettings(BaseSettings):
         description="Also forget intent ids that expired more than this many seconds ago (a redelivery is then "
         "rejected as stale instead of duplicate); none keeps dedupe_window. Backtests set it.",
     )
+
+    def audit_key_bytes(self) -> bytes | None:
+        """The audit key: ``audit_secret``, else the content of ``audit_secret_file`` (stripped), else None."""
+        if self.audit_secret is not None and self.audit_secret.get_secret_value():
+            return self.audit_secret.get_secret_value().encode()
+        if self.audit_secret_file is not None:
+            text = self.audit_secret_file.read_text().strip()
+            return text.encode() if text else None
+        return None
 
     @field_validator("allowed_symbols", "allowed_venues", "trading_days", mode="before")
     @classmethod

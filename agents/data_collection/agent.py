@@ -34,7 +34,12 @@ from infrastructure.observability import metrics
 
 
 class StoreBuffer:
-    """Batches candles and trades for the tick store; flushed by size, by timer and on stop."""
+    """Batches candles and trades for the tick store; flushed by size, by timer and on stop.
+
+    Adding never waits on the store: a full batch only wakes the flush loop (:attr:`wanted`), so
+    candles keep being published while the store is slow or down (its writes are retried, the
+    buffer holds what was not written yet).
+    """
 
     MAX_BUFFERED = 100_000
 
@@ -45,18 +50,20 @@ class StoreBuffer:
         self.candles: list[Candle] = []
         self.trades: list[Trade] = []
         self._lock = asyncio.Lock()
+        self.wanted = asyncio.Event()
+        """Set when a batch is full: the flush loop writes at once instead of at its next tick."""
 
     async def add_candle(self, candle: Candle) -> None:
-        """Queue a candle; flush when the batch is full."""
+        """Queue a candle; a full batch wakes the flush loop (never waits on the store)."""
         self.candles.append(candle)
         if len(self.candles) >= self.batch_size:
-            await self.flush()
+            self.wanted.set()
 
     async def add_trade(self, trade: Trade) -> None:
-        """Queue a trade; flush when the batch is full."""
+        """Queue a trade; a full batch wakes the flush loop (never waits on the store)."""
         self.trades.append(trade)
         if len(self.trades) >= self.batch_size:
-            await self.flush()
+            self.wanted.set()
 
     async def flush(self) -> None:
         """Write everything queued (the store retries temporary failures itself).
@@ -263,7 +270,9 @@ class DataCollectionAgent(Agent):
     async def _flush_loop(self) -> None:
         assert self._buffer is not None
         while True:
-            await asyncio.sleep(self.config.store_flush_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._buffer.wanted.wait(), self.config.store_flush_s)
+            self._buffer.wanted.clear()
             await self._buffer.flush()
 
     # --- outputs ---------------------------------------------------------------------------------

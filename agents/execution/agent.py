@@ -30,9 +30,20 @@ from core.clock import Clock
 from core.columns import EPOCH, CandleColumn, Column
 from core.domain import CommandKind, Mode, Severity
 from core.errors import ConfigurationError, UnroutableMessage
-from core.messages import BookTop, Candle, Command, Envelope, Fill, OrderRequest, Payload, RiskAlert
+from core.messages import (
+    BookTop,
+    Candle,
+    Command,
+    Envelope,
+    Fill,
+    OrderRequest,
+    Payload,
+    PositionsSettled,
+    RiskAlert,
+)
 from core.routing import BOOK, CANDLES, ORDERS_APPROVED
 from core.trading.fillmodel import FillModel
+from core.trading.market_rules import MarketRules
 from core.trading.retention import grace_of
 from core.trading.stores import ExecutionStore, InMemoryExecutionStore
 from core.trading.venue import VenuePort
@@ -105,6 +116,8 @@ class ExecutionAgent(Agent):
         self._unrouted_types: set[str] = set()
         """Message types already reported as having no consumer (reported once each)."""
         self._poller: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
+        """Live venue: cancels an order the moment its intent expires, not at the next candle."""
         self.intended_mode: Callable[[], Awaitable[str | None]] | None = None
         """Reads the orchestrator's saved trading intent (``active``/``paused``/``halted``), if any."""
         self.resources: list[Any] = []
@@ -151,16 +164,31 @@ class ExecutionAgent(Agent):
         )
         if self.exec_settings.venue == "live":
             self._poller = asyncio.create_task(self._poll_loop(), name="venue-poll")
+            self._expirer = asyncio.create_task(self._expiry_loop(), name="order-expiry")
 
     async def on_stop(self) -> None:
         """Stop polling and close the venue."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for task in (self._poller, self._expirer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.engine.venue.close()
         for resource in self.resources:
             await resource.close()
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.engine.open:
+                    async with self._lock:
+                        events = await self.engine.expire()
+                    await self._publish_all(events, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("order expiry failed")
 
     async def _poll_loop(self) -> None:
         while True:
@@ -213,11 +241,16 @@ class ExecutionAgent(Agent):
         await self._publish_all(events, envelope)
 
     async def on_candle(self, candle: Candle, envelope: Envelope) -> None:
-        """Let the venue fill on this candle; publish a snapshot when one is due."""
+        """Let the venue fill on this candle; publish what changed, then (``settle_marks``) the mark
+        that this candle is settled (:class:`PositionsSettled`: the strategy's barrier), and a
+        snapshot when one is due."""
         async with self._lock:
             events = await self.engine.on_candle(candle)
         if events:  # most candles change nothing
             await self._publish_all(events, envelope)
+        if self.exec_settings.settle_marks:
+            settled = PositionsSettled(venue=candle.venue, symbol=candle.symbol, as_of=candle.close_time)
+            await self._publish_one(settled, envelope)
         now = self.ctx.clock.now()
         due = self._last_snapshot is None or now - self._last_snapshot >= self._snapshot_every
         if due:
@@ -301,6 +334,13 @@ def paper_venue(
         credit=settings.paper_credit,
         book=book,
         id_prefix=id_prefix,
+        rules=MarketRules(
+            amount_step=settings.paper_amount_step,
+            price_step=settings.paper_price_step,
+            min_quantity=settings.paper_min_quantity,
+            min_notional=settings.paper_min_notional,
+        ),
+        intrabar=settings.intrabar,
     )
 
 

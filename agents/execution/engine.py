@@ -36,11 +36,12 @@ import structlog
 from core.clock import Clock
 from core.columns import CandleColumn, Column
 from core.domain import OrderStatus, Severity, Side
-from core.errors import TemporaryError
+from core.errors import PermanentError, TemporaryError
 from core.messages.base import Payload
 from core.messages.control import RiskAlert
 from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
+from core.trading.market_rules import BELOW_MIN_NOTIONAL, BELOW_MIN_QUANTITY, conform
 from core.trading.portfolio import Portfolio
 from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
@@ -49,6 +50,7 @@ from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, Ve
 from infrastructure.observability import metrics
 
 ZERO = Decimal(0)
+BELOW_MINIMUM = (BELOW_MIN_QUANTITY, BELOW_MIN_NOTIONAL)
 BPS = Decimal(10_000)
 CrashHook = Callable[[str], None]
 UNKNOWN_AT_VENUE = "unknown_at_venue"
@@ -205,6 +207,8 @@ class ExecutionEngine:
             problem = self._untraded(request)
             if problem is None:
                 request, problem = self._reduce_only(request)
+            if problem is None:
+                request, problem = await self._conform(request)
             rec = OrderRecord(request, OrderStatus.PENDING_NEW, now, now)
             if not await self.store.insert_order(rec):
                 existing = await self.store.get_order(coid)
@@ -221,12 +225,47 @@ class ExecutionEngine:
                 if now >= request.expires_at:
                     return events + await self._finish(rec, OrderStatus.REJECTED, "stale_order")
                 if problem is not None:
+                    if request.reduce_only and problem.startswith(BELOW_MINIMUM):
+                        events.append(self._exit_refused(request, problem))
                     return events + await self._finish(rec, OrderStatus.REJECTED, problem)
                 return events + await self._send(rec)
         if rec.status is not OrderStatus.PENDING_NEW:
             return events  # already sent: a redelivery never creates a second order
         self.open[coid] = rec
         return events + await self._reconcile(rec)
+
+    def _exit_refused(self, request: OrderRequest, problem: str) -> RiskAlert:
+        """An exit the venue's minimums refuse leaves a position no order can close: a critical alert."""
+        self.log.error("exit_refused", client_order_id=request.client_order_id, reason=problem)
+        return RiskAlert(
+            severity=Severity.CRITICAL,
+            code="exit_refused",
+            message=(
+                f"exit {request.client_order_id} ({request.side.value} {request.quantity} {request.symbol}) refused: "
+                f"{problem}; the rest of the position is below the venue's minimum"
+            )[:2000],
+            venue=request.venue,
+            symbol=request.symbol,
+        )
+
+    async def _conform(self, request: OrderRequest) -> tuple[OrderRequest, str | None]:
+        """The order on the venue's lot step and tick size (quantity down, prices toward safety), or
+        the reason it is refused before it reaches the venue (below the minimum quantity or notional;
+        :mod:`core.trading.market_rules`)."""
+        try:
+            rules = await self.venue.market_rules(request.symbol)
+        except PermanentError as exc:
+            return request, f"no_market_rules: {exc}"[:200]
+        checked = conform(request, rules)
+        if checked.problem is not None:
+            self.log.warning(
+                "order_below_venue_minimum",
+                client_order_id=request.client_order_id,
+                reason=checked.problem,
+                detail=checked.detail,
+            )
+            return request, f"{checked.problem}: {checked.detail}"[:500]
+        return checked.request, None
 
     def _untraded(self, request: OrderRequest) -> str | None:
         traded = self.traded
@@ -300,15 +339,22 @@ class ExecutionEngine:
         for vo in await self.venue.on_candle(candle):
             events += await self._apply(vo)
         if self.open:
-            now = self.clock.now()
-            for rec in [
-                r for r in self.open.values() if r.request.expires_at <= now and r.status is not OrderStatus.PENDING_NEW
-            ]:
-                cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
-                if cancelled is not None:
-                    events += await self._sync(rec, cancelled)
-                else:
-                    events += await self._gone(rec, "at its expiry")
+            events += await self.expire()
+        return events
+
+    async def expire(self) -> list[Payload]:
+        """Cancel every open order whose intent expired (at each candle, and on a timer for a live
+        venue, where an order rests between candles)."""
+        events: list[Payload] = []
+        now = self.clock.now()
+        for rec in [
+            r for r in self.open.values() if r.request.expires_at <= now and r.status is not OrderStatus.PENDING_NEW
+        ]:
+            cancelled = await self.venue.cancel(rec.client_order_id, rec.request.symbol)
+            if cancelled is not None:
+                events += await self._sync(rec, cancelled)
+            else:
+                events += await self._gone(rec, "at its expiry")
         return events
 
     def quiet_until(self, column: Column, sids: Sequence[int], start: int, stop: int) -> int:
@@ -471,7 +517,9 @@ class ExecutionEngine:
             price = vo.average_price
         fee = max((vo.fee or ZERO) - fees, ZERO)
         fill_id = f"{vo.venue_order_id or rec.client_order_id}-c{vo.filled_quantity.normalize()}"
-        return (VenueFill(fill_id, price, delta, fee, "", "taker", self.clock.now()),)
+        # the currency the venue charged (``fee`` is its value in quote), else the quote currency
+        currency = (vo.fee_currency or rec.request.symbol.split("/")[-1].split(":")[0])[:16]
+        return (VenueFill(fill_id, price, delta, fee, currency, "taker", self.clock.now()),)
 
     async def _finish(self, rec: OrderRecord, status: OrderStatus, reason: str) -> list[Payload]:
         new = rec.evolve(status=status, reason=reason, updated_at=self.clock.now())

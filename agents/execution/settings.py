@@ -42,6 +42,23 @@ class ExecutionSettings(BaseSettings):
         ge=0,
         description="Quote currency the paper account may borrow: cash may go down to -credit (0 = spot, no margin).",
     )
+    paper_amount_step: Decimal | None = Field(
+        default=None, gt=0, description="Paper venue lot step: quantities are rounded down to it (none: 1e-8)."
+    )
+    paper_price_step: Decimal | None = Field(default=None, gt=0, description="Paper venue tick size (none: any).")
+    paper_min_quantity: Decimal | None = Field(default=None, gt=0, description="Paper venue minimum quantity.")
+    paper_min_notional: Decimal | None = Field(default=None, gt=0, description="Paper venue minimum notional.")
+    settle_marks: bool = Field(
+        default=True,
+        description="After each candle, publish execution.settled.<venue>.<symbol> (PositionsSettled): the "
+        "barrier that lets the strategy decide on a candle's snapshot only after that candle's fills. "
+        "Backtests turn it off (the in-memory bus already hands each candle to execution first).",
+    )
+    intrabar: Literal["worst", "next_bar"] = Field(
+        default="worst",
+        description="Paper venue: protective exits checked from the entry candle itself (worst: a stop touched "
+        "inside it is hit; stop before take-profit) or from the next candle (next_bar, optimistic).",
+    )
     paper_journal: Path | None = Field(default=None, description="File keeping the paper venue's book across restarts.")
     paper_state: Literal["auto", "postgres", "file", "memory"] = Field(
         default="auto",

@@ -65,13 +65,14 @@ from core.messages import (
 )
 from core.trading import reviews as queue
 from infrastructure.api.events import EventHub
-from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound
+from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound, UnknownTarget
 from infrastructure.api.schemas import AgentView, CommandView, HealthView, Page, ReviewView, SeriesView, SnapshotView
 from infrastructure.observability import metrics
 
 AGENT_DOWN_CODE = "agent_down"
 AGENT_RECOVERED_CODE = "agent_recovered"
 AGENT_RESTARTED_CODE = "agent_restarted"
+DUPLICATE_AGENT_CODE = "duplicate_agent_id"
 STATE_MISMATCH_CODE = "trading_state_mismatch"
 _MODE_COMMANDS = (CommandKind.HALT, CommandKind.PAUSE, CommandKind.RESUME)
 _MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
@@ -273,6 +274,9 @@ class OrchestratorAgent(Agent):
         """
         now = self.ctx.clock.now()
         transition = self.registry.observe(heartbeat, now, now, self.timeout)
+        if transition is not None and transition.duplicate:
+            await self._announce(transition)
+            return  # the older process's heartbeat changes nothing else
         if transition is not None:
             await self._announce(transition)
             self._export_gauges()
@@ -456,7 +460,13 @@ class OrchestratorAgent(Agent):
         )
         await self._publish_quietly(status)
         log = self.log.bind(agent_id=record.agent_id, agent_kind=record.kind, state=record.state.value)
-        if record.state is AgentState.DOWN:
+        if transition.duplicate:
+            log.error("agent id used by two processes", detail=transition.detail)
+            alert = RiskAlert(
+                severity=Severity.CRITICAL, code=DUPLICATE_AGENT_CODE, message=f"{transition.detail}: stop one of them"
+            )
+            await self._publish_quietly(alert)
+        elif record.state is AgentState.DOWN:
             log.error("agent down", detail=transition.detail)
             alert = RiskAlert(
                 severity=Severity.CRITICAL,
@@ -594,7 +604,8 @@ class OrchestratorAgent(Agent):
             if self.intent is not previous_intent:
                 self.intent = previous_intent or TradingIntent(previous_mode, now, None, "retracted", issued_by)
                 await self.intent_store.save(self.intent)
-            raise CommandRefused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
+            refused = UnknownTarget if target != "all" else CommandRefused
+            raise refused(f"no agent listens for commands to {target!r}: the {kind} was not delivered") from None
         self.log.warning("command issued", command=kind, target=target, reason=reason, issued_by=issued_by)
         if self.ctx.instrument:
             metrics.ORCHESTRATOR_COMMANDS.labels(kind).inc()

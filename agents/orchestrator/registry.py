@@ -62,6 +62,9 @@ class Transition:
     detail: str
     restarted: bool = False
     """The agent came back as a new process (its ``started_at`` changed) without being seen DOWN."""
+    duplicate: bool = False
+    """A process this id was already taken over from still sends heartbeats: two live processes
+    share the id (an agent started twice). Announced once while it lasts; never counted as a restart."""
 
 
 def state_of(heartbeat: Heartbeat) -> AgentState:
@@ -74,6 +77,10 @@ class AgentRegistry:
 
     def __init__(self) -> None:
         self._agents: dict[str, AgentRecord] = {}
+        self._processes: dict[str, dict[tuple[int, str, datetime], datetime]] = {}
+        """Per id, when each process (pid, host, started_at) was last heard of."""
+        self._duplicated: set[str] = set()
+        """Ids announced as shared by two live processes (until only one is heard of again)."""
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -97,12 +104,29 @@ class AgentRegistry:
         current = self._agents.get(heartbeat.agent_id)
         if current is not None and seen_at < current.last_seen:
             return None
+        identity = (heartbeat.pid, heartbeat.host, heartbeat.started_at)
+        processes = self._processes.setdefault(heartbeat.agent_id, {})
+        last_heard = processes.get(identity)
+        known = last_heard is not None
+        others = [(i, t) for i, t in processes.items() if i != identity and seen_at - t <= timeout]
+        processes[identity] = seen_at
+        for old in [i for i, t in processes.items() if seen_at - t > 10 * timeout]:
+            del processes[old]
+        # Heard again from a process after ANOTHER one was heard (a process killed and replaced is
+        # never heard again): two live processes share the id (an agent started twice). Announced
+        # once; never a restart, whichever of them the record shows.
+        duplicate = current is not None and last_heard is not None and any(t > last_heard for _, t in others)
         fresh = now - seen_at <= timeout
         state = state_of(heartbeat) if fresh else AgentState.DOWN
         restarts = 0
         # A new process: a later start, or another pid/host (a host on market time starts at epoch).
-        restarted = current is not None and (
-            heartbeat.started_at > current.started_at or (heartbeat.pid, heartbeat.host) != (current.pid, current.host)
+        restarted = (
+            current is not None
+            and not known
+            and (
+                heartbeat.started_at > current.started_at
+                or (heartbeat.pid, heartbeat.host) != (current.pid, current.host)
+            )
         )
         if current is not None:
             restarts = current.restarts + (1 if restarted else 0)
@@ -126,6 +150,18 @@ class AgentRegistry:
         )
         self._agents[heartbeat.agent_id] = record
         previous = current.state if current is not None else None
+        if not others:
+            self._duplicated.discard(heartbeat.agent_id)
+        if duplicate and heartbeat.agent_id not in self._duplicated:
+            self._duplicated.add(heartbeat.agent_id)
+            pids = ", ".join(
+                f"pid {pid} on {host} (started {started.isoformat()})" for (pid, host, started), _ in others
+            )
+            detail = (
+                f"two processes share the id {heartbeat.agent_id}: pid {heartbeat.pid} on {heartbeat.host} "
+                f"(started {heartbeat.started_at.isoformat()}) and {pids}"
+            )
+            return Transition(record=record, previous=previous, detail=detail, duplicate=True)
         if previous == state:
             if restarted and previous is not None:
                 return Transition(record=record, previous=previous, detail="restarted (new process)", restarted=True)

@@ -75,6 +75,12 @@ class OrchestratorSettings(BaseSettings):
         default=Path("data/samples"), description="Candle files (<venue>_<BASE>-<QUOTE>_<tf>.csv) for API backtests."
     )
     backtest_workers: int = Field(default=1, ge=1, le=8, description="Backtest jobs run at the same time.")
+    desk_analyzer: str = Field(
+        default="backtesting.desk_api:desk_analyzer",
+        pattern=r"^$|^[a-z_][a-z0-9_.]*:[a-z_][a-z0-9_]*$",
+        description="module:factory of the AI desk's analyzer for POST /analyze "
+        "(factory(data_dir, store, publish, latest)); empty = the desk endpoints read stored decisions only.",
+    )
     rabbitmq_management_url: SecretStr | None = Field(
         default=None,
         description="RabbitMQ's management API with credentials (http://user:pass@host:15672), for the dashboard's "

@@ -11,13 +11,18 @@ from agents.orchestrator.agent import OrchestratorAgent
 from agents.orchestrator.commands import TradingMode
 from agents.orchestrator.intent import IntentStore, TradingIntent
 from agents.orchestrator.settings import OrchestratorSettings
+from core.errors import UnroutableMessage
+from core.messages import Payload
 from infrastructure.api.app import create_app
+from infrastructure.api.desk import DeskAnalyzer, DeskApi
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.queries import PostgresReadModel
 from infrastructure.api.queues import management_queue_depths, vhost_of
+from infrastructure.api.schemas import SnapshotView
 from infrastructure.api.server import ApiServer
 from infrastructure.database.timescale.control_store import PostgresIntentStore
+from infrastructure.database.timescale.desk_store import PostgresDeskStore
 from infrastructure.database.timescale.migrate import apply_migrations
 from infrastructure.database.timescale.pool import Database
 from infrastructure.database.timescale.reviews import PostgresReviewStore
@@ -73,6 +78,49 @@ def load_backtest_runner(spec: str, data_dir: Path) -> BacktestRunner | None:
     return cast(BacktestRunner, factory(data_dir))
 
 
+class ClosingService:
+    """Closes something that holds connections (the desk analyzer's model and database) at stop."""
+
+    def __init__(self, resource: object) -> None:
+        self.resource = resource
+
+    async def start(self) -> None:
+        """Nothing to start (it connects on first use)."""
+
+    async def stop(self) -> None:
+        """Close it when it can be closed."""
+        close = getattr(self.resource, "close", None)
+        if close is not None:
+            await close()
+
+
+def load_desk_api(spec: str, data_dir: Path, db: Database, agent: OrchestratorAgent) -> DeskApi:
+    """The desk endpoints' store (PostgreSQL) and analyzer (``module:factory``, resolved by name so the
+    orchestrator never imports the desk's code; None when empty or not in this build)."""
+    store = PostgresDeskStore(db)
+    if not spec:
+        return DeskApi(store)
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return DeskApi(store)
+        raise
+
+    async def publish(payload: Payload) -> None:
+        try:
+            await agent.publish(payload)
+        except UnroutableMessage:
+            agent.log.debug("desk event unroutable: no consumer is bound", type=type(payload).__name__)
+
+    def latest(symbol: str, limit: int) -> list[SnapshotView]:
+        return agent.market_latest(symbol, None, None, limit)
+
+    analyzer = cast(DeskAnalyzer, getattr(module, factory_name)(data_dir, store, publish, latest))
+    return DeskApi(store, analyzer)
+
+
 class PostgresIntents:
     """The orchestrator's :class:`~agents.orchestrator.intent.IntentStore` on PostgreSQL."""
 
@@ -118,6 +166,9 @@ async def build(ctx: AgentContext) -> Agent:
     assert db is not None
     runner = load_backtest_runner(settings.backtest_runner, settings.backtest_data_dir)
     jobs = BacktestJobs(runner, workers=settings.backtest_workers, now=ctx.clock.now) if runner is not None else None
+    desk = load_desk_api(settings.desk_analyzer, settings.backtest_data_dir, db, agent)
+    if desk.analyzer is not None:
+        agent.services.append(ClosingService(desk.analyzer))
     management = settings.rabbitmq_management_url
     queues = (
         management_queue_depths(management.get_secret_value(), vhost_of(ctx.settings.rabbitmq_url.get_secret_value()))
@@ -126,8 +177,8 @@ async def build(ctx: AgentContext) -> Agent:
     )
     links = {"rabbitmq": settings.rabbitmq_ui_url, "grafana": settings.grafana_url}
     app = create_app(
-        agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, events=agent.events, queues=queues,
-        links=links,
+        agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, desk=desk, events=agent.events,
+        queues=queues, links=links,
     )  # fmt: skip
     if jobs is not None:
         agent.services.append(JobsService(jobs))

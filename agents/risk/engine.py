@@ -434,8 +434,10 @@ class RiskEngine:
             level = price * (1 + sign * s.take_profit_pct)
             take_profit = level if level > ZERO else None
 
-        # sizing
-        if s.sizing == "fixed_fraction":
+        # sizing: an allocation the intent asks for (the AI desk's), else the configured method
+        if intent.allocation_pct is not None:
+            requested = fixed_fraction(equity, price, Decimal(repr(intent.allocation_pct)), s.fee_reserve_bps)
+        elif s.sizing == "fixed_fraction":
             requested = fixed_fraction(equity, price, s.fixed_fraction, s.fee_reserve_bps)
         elif s.sizing == "volatility":
             if atr is None or atr.value is None:  # checked above; keeps the type checker informed

@@ -14,6 +14,15 @@ position updates, fuses the votes (:mod:`strategies.consensus`) and publishes
   published as the :class:`TradeIntent` (id = the review's id) and takes the normal path, risk,
   compliance, execution; either way the outcome is published as a second ConsensusDecision.
 
+**Settlement barrier** (``await_settlement``, on by default; docs/backtesting.md, Parity). The fills a
+candle causes and the snapshot of that candle come from different processes on different queues: the
+strategy could read the snapshot first and decide on a stale position. Execution marks each candle
+settled (:class:`PositionsSettled`, published after that candle's fills, on the strategy's positions
+queue, so after them), and a snapshot waits until its symbol is settled as of its close time (at most
+``settlement_timeout_s`` of wall-clock time). It engages for a symbol once a first mark was seen (a
+stack without marks is not blocked); backtests turn it off, the in-memory bus handing each candle to
+execution before the analysis of it starts.
+
 Individual :class:`StrategyVote` messages are published only with ``publish_votes`` (they are in
 the decision anyway; a message per strategy per candle would cost more than the whole pipeline's
 per-candle budget). A snapshot on which no strategy voted produces nothing.
@@ -21,6 +30,7 @@ per-candle budget). A snapshot on which no strategy voted produces nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,21 +50,24 @@ from core.errors import UnroutableMessage
 from core.messages import (
     Command,
     ConsensusDecision,
+    DeskDecision,
     Envelope,
     Fill,
     IndicatorSnapshot,
+    PositionsSettled,
     PositionUpdate,
     ReviewDecision,
     ReviewRequest,
     StrategyVote,
     TradeIntent,
 )
-from core.routing import FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, partition_of
+from core.routing import DESK_DECISIONS, FILLS, INDICATORS, POSITIONS, REVIEW_DECISIONS, SETTLED, partition_of
 from core.wake import WakeOn
 from infrastructure.observability import metrics
 from strategies import FLAT, Position, StrategyBook, fuse
 from strategies.base import Columns, Rows
 from strategies.consensus import ConsensusResult
+from strategies.desk_vote import desk_vote, still_valid
 from strategies.runner import BookTwin
 
 SeriesKey = tuple[str, str, str]
@@ -86,9 +99,15 @@ class StrategyAgent(Agent):
         self.series: dict[SeriesKey, _SeriesState] = {}
         self.positions: dict[PositionKey, Position] = {}
         self._seen_fills: dict[str, None] = {}
+        self.settled: dict[PositionKey, datetime] = {}
+        """Per (venue, symbol): the close time of the last candle execution marked settled."""
+        self._settle_event = asyncio.Event()
         self.decisions = 0
         self.intents = 0
         self.strategy_errors: dict[str, int] = {}
+        self.desk_decisions: dict[PositionKey, DeskDecision] = {}
+        """The AI desk's latest decision per (venue, symbol), its vote while valid (``desk_weight`` > 0)."""
+        self.desk_votes = 0
         self._twins: dict[int, tuple[Column, Rows, BookTwin]] = {}
         """Per series of the column being published: (column, its rows still to apply, the twin)."""
 
@@ -101,13 +120,26 @@ class StrategyAgent(Agent):
         that owns a partition gets its symbols' snapshots and their fills and positions.
         """
         s = self.ctx.settings
+        # the broker's definitions are computed on an agent built without __init__ (settings from the env)
+        desk_weight = (self.__dict__.get("strategy_settings") or StrategySettings()).desk_weight
         subscriptions = []
         for partition, symbols in symbol_partitions(s.symbols, s.rabbitmq_partitions):
             snapshots = tuple(
                 INDICATORS.pattern(symbol=symbol, timeframe=tf) for symbol in symbols for tf in s.timeframes
             )
-            positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in (FILLS, POSITIONS))
+            topics = (FILLS, POSITIONS, SETTLED)
+            positions = tuple(topic.pattern(symbol=symbol) for symbol in symbols for topic in topics)
             reviews = tuple(REVIEW_DECISIONS.pattern(symbol=symbol) for symbol in symbols)
+            if desk_weight > 0:  # the AI desk as one more voter
+                subscriptions.append(
+                    Subscription(
+                        purpose="desk",
+                        patterns=tuple(DESK_DECISIONS.pattern(symbol=symbol) for symbol in symbols),
+                        handlers={DeskDecision: self.on_desk_decision},
+                        partition=partition,
+                        single_active_consumer=True,
+                    )
+                )
             subscriptions += [
                 Subscription(
                     purpose="indicators",
@@ -120,7 +152,7 @@ class StrategyAgent(Agent):
                 Subscription(
                     purpose="positions",
                     patterns=positions,
-                    handlers={Fill: self.on_fill, PositionUpdate: self.on_position},
+                    handlers={Fill: self.on_fill, PositionUpdate: self.on_position, PositionsSettled: self.on_settled},
                     partition=partition,
                     single_active_consumer=True,
                 ),
@@ -226,6 +258,24 @@ class StrategyAgent(Agent):
         """A position update is authoritative: it replaces what the fills added up to."""
         self.positions[(update.venue, update.symbol)] = Position(Decimal(update.quantity))
 
+    # -- the AI desk's votes ----------------------------------------------------------------------
+
+    def on_desk_decision(self, decision: DeskDecision, envelope: Envelope) -> None:
+        """Keep the desk's latest decision of the symbol as its vote (``desk_weight`` > 0)."""
+        key = (decision.venue, decision.symbol)
+        known = self.desk_decisions.get(key)
+        if known is None or decision.ts >= known.ts:
+            self.desk_decisions[key] = decision
+
+    def _desk_vote(self, snapshot: IndicatorSnapshot) -> StrategyVote | None:
+        decision = self.desk_decisions.get((snapshot.venue, snapshot.symbol))
+        if decision is None or decision.timeframe != snapshot.timeframe:
+            return None
+        ttl = timedelta(seconds=self.strategy_settings.desk_vote_ttl_s)
+        if not still_valid(decision.ts, snapshot.close_time, ttl):
+            return None
+        return desk_vote(decision)
+
     # -- commands ------------------------------------------------------------------------------
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
@@ -244,11 +294,44 @@ class StrategyAgent(Agent):
 
     # -- snapshots -----------------------------------------------------------------------------
 
+    def on_settled(self, mark: PositionsSettled, envelope: Envelope) -> None:
+        """Execution settled a candle of a symbol: wake the snapshots waiting for it."""
+        key = (mark.venue, mark.symbol)
+        known = self.settled.get(key)
+        if known is None or mark.as_of > known:
+            self.settled[key] = mark.as_of
+            self._settle_event.set()
+            self._settle_event = asyncio.Event()
+
+    async def _await_settlement(self, snapshot: IndicatorSnapshot) -> None:
+        """Wait until execution settled the snapshot's candle (see the module docstring)."""
+        key = (snapshot.venue, snapshot.symbol)
+        if key not in self.settled:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.strategy_settings.settlement_timeout_s
+        while self.settled[key] < snapshot.close_time:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self._settle_event.wait(), remaining)
+            except TimeoutError:
+                self.log.warning(
+                    "deciding without execution's settlement",
+                    symbol=snapshot.symbol,
+                    close_time=snapshot.close_time.isoformat(),
+                    settled=self.settled[key].isoformat(),
+                )
+                return
+
     async def on_snapshot(self, snapshot: IndicatorSnapshot, envelope: Envelope) -> None:
         """Run the strategies, fuse, publish the intent (on EXECUTE) and the decision."""
         state = self._state_for(snapshot)
         if state is None:
             return
+        if self.settled and self.strategy_settings.await_settlement:
+            await self._await_settlement(snapshot)
         position = self.position(snapshot.venue, snapshot.symbol)
         last = state.last_close_time
         if last is not None and snapshot.close_time == last and state.pending_votes is not None:
@@ -260,6 +343,11 @@ class StrategyAgent(Agent):
             votes = state.book.evaluate(snapshot, position)
             if not votes:
                 return
+            if self.strategy_settings.desk_weight > 0:
+                vote = self._desk_vote(snapshot)
+                if vote is not None:
+                    votes = [*votes, vote]
+                    self.desk_votes += 1
             state.pending_votes = votes
         if self.strategy_settings.publish_votes:
             for vote in votes:

@@ -49,8 +49,31 @@ class StrategySettings(BaseSettings):
     publish_votes: bool = Field(
         default=False, description="Also publish every StrategyVote (they are always in the decision)."
     )
+    await_settlement: bool = Field(
+        default=True,
+        description="Decide on a candle's snapshot only once execution marked that candle settled "
+        "(PositionsSettled: its fills are in): the multi-process swarm then decides on the same position "
+        "as a backtest. Engaged per symbol from the first mark seen; backtests turn it off.",
+    )
+    settlement_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock seconds a snapshot waits for execution's mark before it is decided anyway "
+        "(with a warning: execution down or slow).",
+    )
     allow_pyramiding: bool = Field(default=False, description="Allow an entry in the direction already held.")
     max_series: int = Field(default=1000, ge=1, le=1_000_000)
+    desk_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Weight of the AI desk as one more voter (its latest decision per symbol, strategy `desk`); "
+        "0 = the desk does not vote.",
+    )
+    desk_vote_ttl_s: float = Field(
+        default=86_400.0, gt=0, le=30 * 86_400, description="Seconds a desk decision counts as a vote after it."
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -65,9 +88,12 @@ class StrategySettings(BaseSettings):
 
     def consensus_config(self) -> ConsensusConfig:
         """The fusion rules."""
+        weights = dict(self.weights)
+        if self.desk_weight > 0:
+            weights["desk"] = self.desk_weight
         return ConsensusConfig(
             method=self.method,
             threshold=self.threshold,
             variance_limit=self.variance_limit,
-            weights=dict(self.weights),
+            weights=weights,
         )

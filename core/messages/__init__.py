@@ -7,6 +7,7 @@ from core.messages.base import Envelope, Payload
 from core.messages.codec import DEFAULT_MAX_MESSAGE_BYTES, JsonCodec
 from core.messages.control import AgentStatus, Command, CommandAck, Heartbeat, PartitionAssignment, RiskAlert
 from core.messages.decisions import ComplianceDecision, RiskDecision
+from core.messages.desk import DeskDecision, DeskRoleReport
 from core.messages.market import BookTop, Candle, IndicatorSnapshot, Trade
 from core.messages.orders import (
     LEGAL_TRANSITIONS,
@@ -14,6 +15,7 @@ from core.messages.orders import (
     OrderRequest,
     OrderUpdate,
     PortfolioSnapshot,
+    PositionsSettled,
     PositionUpdate,
     can_transition,
     transition,
@@ -33,6 +35,8 @@ __all__ = [
     "CommandAck",
     "ComplianceDecision",
     "ConsensusDecision",
+    "DeskDecision",
+    "DeskRoleReport",
     "Envelope",
     "Fill",
     "Heartbeat",
@@ -45,6 +49,7 @@ __all__ = [
     "Payload",
     "PortfolioSnapshot",
     "PositionUpdate",
+    "PositionsSettled",
     "RiskAlert",
     "ReviewDecision",
     "ReviewRequest",

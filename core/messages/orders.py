@@ -165,6 +165,23 @@ class PositionUpdate(Payload):
 
 
 @register
+class PositionsSettled(Payload):
+    """Execution has applied the candle of ``(venue, symbol)`` that closed at ``as_of``: every fill
+    and position update it caused was published before this mark, on the same channel.
+
+    A consumer that reads the position of a symbol on the queue where it also reads these marks (the
+    strategy) knows its position is current as of ``as_of``: the barrier that makes a decision on a
+    candle's snapshot see that candle's fills in the multi-process swarm (docs/backtesting.md, Parity).
+    """
+
+    TYPE = "positions_settled"
+
+    venue: Venue
+    symbol: Symbol
+    as_of: UtcDatetime
+
+
+@register
 class PortfolioSnapshot(Payload):
     """The whole account at one instant: cash, positions, equity, exposure, drawdown."""
 

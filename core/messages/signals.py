@@ -87,6 +87,9 @@ class TradeIntent(Payload):
     expires_at: UtcDatetime
     strategies: tuple[StrategyName, ...] = Field(default=(), max_length=64)
     rationale: ShortText = ""
+    allocation_pct: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    """The fraction of equity the entry asks for (the AI desk's sizing): the risk agent sizes the
+    entry at this fraction instead of its own sizing method, and its limits still cap it."""
 
     @model_validator(mode="after")
     def _levels_consistent(self) -> Self:

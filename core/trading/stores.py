@@ -16,7 +16,7 @@ from uuid import UUID
 
 from core.domain import OrderStatus
 from core.messages.orders import Fill, OrderRequest, PortfolioSnapshot
-from core.trading.audit import AuditRecord
+from core.trading.audit import AuditCheckpoint, AuditRecord
 from core.trading.portfolio import Position
 
 
@@ -169,6 +169,16 @@ class AuditStore(Protocol):
         """The record with sequence ``seq - 1`` (to verify a slice of the chain)."""
         ...
 
+    async def append_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """Store a signed checkpoint of the chain's head (idempotent)."""
+        ...
+
+    async def checkpoints(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> Sequence[AuditCheckpoint]:
+        """Checkpoints in time order, optionally within ``[start, end)``."""
+        ...
+
 
 @runtime_checkable
 class DecisionStore(Protocol):
@@ -264,6 +274,8 @@ class InMemoryAuditStore:
     """:class:`AuditStore` in a list."""
 
     rows: list[AuditRecord] = field(default_factory=list)
+    anchors: list[AuditCheckpoint] = field(default_factory=list)
+    """The signed checkpoints."""
 
     async def last(self) -> AuditRecord | None:
         """See :class:`AuditStore`."""
@@ -284,3 +296,17 @@ class InMemoryAuditStore:
         """See :class:`AuditStore`."""
         idx = seq - 2
         return self.rows[idx] if 0 <= idx < len(self.rows) else None
+
+    async def append_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """See :class:`AuditStore`."""
+        if checkpoint not in self.anchors:
+            self.anchors.append(checkpoint)
+
+    async def checkpoints(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> Sequence[AuditCheckpoint]:
+        """See :class:`AuditStore`."""
+        return sorted(
+            (c for c in self.anchors if (start is None or c.ts >= start) and (end is None or c.ts < end)),
+            key=lambda c: c.ts,
+        )

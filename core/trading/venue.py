@@ -17,6 +17,7 @@ from core.domain import OrderStatus
 from core.errors import PermanentError, TemporaryError
 from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
+from core.trading.market_rules import MarketRules
 
 
 class VenueTimeout(TemporaryError):
@@ -64,7 +65,10 @@ class VenueOrder:
     reason: str = ""
     request: OrderRequest | None = None
     fee: Decimal | None = None
-    """Cumulative fee, for venues that report no per-trade ``fills`` (then ``fills`` is empty)."""
+    """Cumulative fee in the quote currency, for venues that report no per-trade ``fills`` (then
+    ``fills`` is empty)."""
+    fee_currency: str = ""
+    """The currency the venue charged the fee in (``""``: the quote currency)."""
 
 
 @runtime_checkable
@@ -79,6 +83,10 @@ class VenuePort(Protocol):
 
     async def lookup(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """The venue's state of an order by client order id, ``None`` if it never arrived."""
+        ...
+
+    async def market_rules(self, symbol: str) -> MarketRules:
+        """The market's lot step, tick size and minimums (:mod:`core.trading.market_rules`)."""
         ...
 
     async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder | None:

@@ -21,9 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.routing import escape
 from infrastructure.api.dashboard import add_dashboard
+from infrastructure.api.desk import DeskApi, add_desk_routes
 from infrastructure.api.events import EventHub
 from infrastructure.api.jobs import BacktestJobs
-from infrastructure.api.ports import CommandRefused, ControlPlane, ReviewConflict, ReviewNotFound, TradingReadModel
+from infrastructure.api.ports import (
+    CommandRefused,
+    ControlPlane,
+    ReviewConflict,
+    ReviewNotFound,
+    TradingReadModel,
+    UnknownTarget,
+)
 from infrastructure.api.queues import QueueDepths
 from infrastructure.api.schemas import (
     AgentView,
@@ -52,6 +60,7 @@ API_TITLE = "tradeswarm"
 MAX_PAGE = 500
 
 _ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The request body could not be parsed (not JSON, not UTF-8)."},
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
     404: {"model": ErrorBody, "description": "Not found."},
     409: {"model": ErrorBody, "description": "The resource's state does not allow it (e.g. a review already decided)."},
@@ -63,6 +72,9 @@ _BEARER = HTTPBearer(auto_error=False, description="The API token (TRADESWARM_AP
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""Free-text filters: no control characters (PostgreSQL stores no NUL; nothing legitimate has one)."""
+Filter = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -75,6 +87,7 @@ def create_app(
     jobs: BacktestJobs | None,
     *,
     api_token: SecretStr | None,
+    desk: DeskApi | None = None,
     events: EventHub | None = None,
     queues: QueueDepths | None = None,
     links: Mapping[str, str] | None = None,
@@ -123,6 +136,7 @@ def create_app(
         mode=lambda: control.health().mode,
         version=__version__,
         token_required=token is not None,
+        desk=desk is not None and desk.analyzer is not None,
     )
 
     @app.exception_handler(StarletteHTTPException)
@@ -159,9 +173,11 @@ def create_app(
 
     @app.get("/market/{symbol:path}/latest", tags=["market"])
     async def market_latest(
-        symbol: Annotated[str, Path(description="`BTC/USDT` or its escaped form `BTC-USDT`.")],
+        symbol: Annotated[
+            str, Path(description="`BTC/USDT` or its escaped form `BTC-USDT`.", max_length=128, pattern=PRINTABLE)
+        ],
         timeframe: Annotated[str | None, Query(pattern=r"^\d{1,3}[smhdwM]$")] = None,
-        venue: str | None = None,
+        venue: Filter = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     ) -> list[SnapshotView]:
         """Recent closed candles of one symbol with their indicators, oldest first."""
@@ -173,7 +189,7 @@ def create_app(
     # ------------------------------------------------------------------------------ stored state
 
     @app.get("/portfolio", tags=["trading"])
-    async def portfolio(account: str | None = None) -> PortfolioView:
+    async def portfolio(account: Filter = None) -> PortfolioView:
         """The latest portfolio snapshot."""
         view = await need_db().portfolio(account)
         if view is None:
@@ -188,32 +204,34 @@ def create_app(
         return await need_db().equity_curve(account, limit)
 
     @app.get("/positions", tags=["trading"])
-    async def positions(account: str | None = None, include_flat: bool = False) -> list[PositionView]:
+    async def positions(account: Filter = None, include_flat: bool = False) -> list[PositionView]:
         """Open positions (all with ``include_flat``)."""
         return await need_db().positions(account, include_flat)
 
     @app.get("/orders", tags=["trading"])
     async def orders(
-        limit: Limit = 50, offset: Offset = 0, status: str | None = None, symbol: str | None = None
+        limit: Limit = 50, offset: Offset = 0, status: Filter = None, symbol: Filter = None
     ) -> Page[OrderView]:
         """Orders, newest first."""
         return await need_db().orders(status=status, symbol=symbol, limit=limit, offset=offset)
 
     @app.get("/trades", tags=["trading"])
-    async def trades(limit: Limit = 50, offset: Offset = 0, symbol: str | None = None) -> Page[TradeView]:
+    async def trades(limit: Limit = 50, offset: Offset = 0, symbol: Filter = None) -> Page[TradeView]:
         """Fills, newest first."""
         return await need_db().trades(symbol=symbol, limit=limit, offset=offset)
 
     @app.get("/signals", tags=["trading"])
-    async def signals(limit: Limit = 50, offset: Offset = 0, symbol: str | None = None) -> Page[SignalView]:
+    async def signals(limit: Limit = 50, offset: Offset = 0, symbol: Filter = None) -> Page[SignalView]:
         """Trade intents of the strategy agent, newest first."""
         return await need_db().signals(symbol=symbol, limit=limit, offset=offset)
 
+    add_desk_routes(app, desk, require_token)
+
     @app.get("/decisions", tags=["trading"])
     async def decisions(
-        limit: Limit = 50, offset: Offset = 0, stage: Literal["risk", "compliance"] | None = None
+        limit: Limit = 50, offset: Offset = 0, stage: Literal["risk", "compliance", "desk"] | None = None
     ) -> Page[DecisionView]:
-        """Risk and compliance decisions, each with its rationale, newest first."""
+        """Risk, compliance and AI desk decisions, each with its rationale, newest first."""
         return await need_db().decisions(stage=stage, limit=limit, offset=offset)
 
     # ------------------------------------------------------------------------------ backtests
@@ -285,6 +303,13 @@ def create_app(
 
     # ------------------------------------------------------------------------------ control
 
+    @app.api_route(
+        "/control/commands", methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"], include_in_schema=False
+    )
+    async def _commands_are_read_only() -> JSONResponse:
+        # without this, POST /control/commands would reach POST /control/{command} and answer 422
+        return _error(405, "Method Not Allowed", headers={"Allow": "GET"})
+
     @app.post("/control/{command}", status_code=202, tags=["control"], dependencies=[Depends(require_token)])
     async def control_command(
         command: Literal["pause", "resume", "halt", "flatten"], body: ControlRequest | None = None
@@ -294,6 +319,8 @@ def create_app(
         body = body or ControlRequest()
         try:
             return await control.issue(command, target=body.target, reason=body.reason, issued_by="api")
+        except UnknownTarget as exc:
+            raise HTTPException(404, str(exc)) from None
         except CommandRefused as exc:
             raise HTTPException(503, str(exc)) from None
 

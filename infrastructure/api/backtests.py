@@ -78,6 +78,21 @@ def series_path(data_dir: Path, request: BacktestRequest) -> Path:
     raise ConfigurationError(f"no candle file {stem}.csv in the backtest data folder")
 
 
+def desk_run_of(params: object) -> Any:
+    """The desk of an API backtest: ``params["desk"]`` = ``{"every": N, "max_decisions": M,
+    "llm_provider": "rules"|"replay"|"openai", "blind": bool}`` (every key optional)."""
+    if not isinstance(params, dict) or set(params) - {"every", "max_decisions", "llm_provider", "blind"}:
+        raise ConfigurationError("params.desk takes every, max_decisions, llm_provider and blind")
+    from backtesting.desk_api import desk_run
+
+    return desk_run(
+        int(params.get("every", 24)),
+        int(params["max_decisions"]) if params.get("max_decisions") is not None else None,
+        str(params.get("llm_provider", "rules")),
+        bool(params.get("blind", False)),
+    )
+
+
 def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
     """A runner that backtests ``request`` on the file of its series in ``data_dir``.
 
@@ -91,9 +106,12 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         from backtesting.engine import BacktestEngine
 
         path = series_path(data_dir, request)
-        config = BacktestConfig.model_validate({**request.params, "initial_cash": request.initial_cash})
+        params = dict(request.params)
+        desk_params = params.pop("desk", None)
+        config = BacktestConfig.model_validate({**params, "initial_cash": request.initial_cash})
         source = file_source(path, request.start, request.end, limit=max_candles)
-        engine = BacktestEngine(config, [source])
+        desk = desk_run_of(desk_params) if desk_params is not None else None
+        engine = BacktestEngine(config, [source], desk=desk)
         progress, total = JOB_PROGRESS.get(), JOB_TOTAL.get()
         if total is not None and source.blocks is not None:
             blocks = source.blocks
@@ -112,7 +130,17 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         ]
         full = result.summary()
         limits = {key: full[key] for key in LIMIT_KEYS}
+        desk_view = None
+        if desk is not None:
+            from infrastructure.api.desk import desk_view as view_of
+
+            desk_view = {
+                **full.get("desk", {"decisions": 0}),
+                "items": [view_of(d).model_dump(mode="json", by_alias=True) for d in result.desk_decisions],
+            }
         bars = await asyncio.to_thread(lambda: candle_bars(source.candles()))
-        return BacktestResult(summary=summary, equity_curve=curve, trades=trades, limits=limits, candles=bars)
+        return BacktestResult(
+            summary=summary, equity_curve=curve, trades=trades, limits=limits, desk=desk_view, candles=bars
+        )
 
     return run

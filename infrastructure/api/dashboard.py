@@ -40,6 +40,7 @@ def add_dashboard(
     mode: Callable[[], str],
     version: str,
     token_required: bool,
+    desk: bool = False,
 ) -> None:
     """Serve the dashboard at ``/`` (files under ``/ui``), the live stream and its read endpoints."""
     app.mount("/ui", StaticFiles(directory=STATIC_DIR), name="ui")
@@ -52,14 +53,13 @@ def add_dashboard(
     @app.get("/dashboard/config", tags=["dashboard"])
     async def dashboard_config() -> DashboardConfig:
         """Links to the operator tools, the trading mode and whether live events stream."""
-        paths = {getattr(route, "path", "") for route in app.routes}
         return DashboardConfig(
             version=version,
             mode=mode(),
             links=dict(links),
             live_events=events is not None,
             token_required=token_required,
-            desk="/analyze" in paths and "/desk/decisions" in paths,
+            desk=desk,
             strategies=sorted(available_strategies()),
         )
 

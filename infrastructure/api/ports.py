@@ -33,6 +33,10 @@ class CommandRefused(Exception):
     """A command could not be issued (e.g. no agent listens for commands)."""
 
 
+class UnknownTarget(CommandRefused):
+    """A command for one agent kind that no agent of that kind listens for (HTTP 404)."""
+
+
 class ReviewNotFound(LookupError):
     """No review has this id."""
 

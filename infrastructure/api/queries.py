@@ -57,6 +57,13 @@ def _where(filters: Sequence[tuple[str, object | None]]) -> tuple[str, list[obje
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+_ALL_DECISIONS = (
+    "(SELECT intent_id, stage, ts, verdict, reason, payload FROM decisions UNION ALL "
+    "SELECT decision_id, 'desk', ts, verdict, reason, payload FROM desk_decisions) AS all_decisions"
+)
+"""Risk and compliance decisions and the AI desk's (migration 009), as one relation."""
+
+
 class PostgresReadModel:
     """:class:`~infrastructure.api.ports.TradingReadModel` over the order path's tables."""
 
@@ -152,9 +159,10 @@ class PostgresReadModel:
         )
 
     async def decisions(self, *, stage: str | None, limit: int, offset: int) -> Page[DecisionView]:
-        """Risk and compliance decisions with their rationale, newest first."""
+        """Risk, compliance and AI desk decisions with their rationale, newest first (a desk decision's
+        ``intent_id`` is its decision id; its payload holds the intent id it made, if any)."""
         return await self._page(
-            "decisions",
+            _ALL_DECISIONS,
             "intent_id, stage, ts, verdict, reason, payload",
             "ts DESC, intent_id, stage",
             [("stage", stage)],

@@ -2,14 +2,71 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 T = TypeVar("T")
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as a plain decimal string: ``10000``, never ``1E+4``."""
+    return format(value, "f")
+
+
+Money = Annotated[Decimal, PlainSerializer(_plain, return_type=str, when_used="json")]
+"""A Decimal amount written in JSON as a plain decimal string (``"10000"``, ``"0.00012"``)."""
+
+POSITIVE_DECIMAL = r"^([0-9]{1,18}\.[0-9]{0,17}[1-9][0-9]{0,17}|[0-9]{0,17}[1-9][0-9]{0,17}(\.[0-9]{1,18})?)$"
+"""A positive decimal written out plainly (no exponent, no sign), at most 18 digits on each side."""
+
+
+def _positive_decimal_input(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(POSITIVE_DECIMAL, value):
+        raise ValueError("a positive decimal string like 10000 or 2500.50 (no exponent, no sign)")
+    if isinstance(value, bool):
+        raise ValueError("a number or a decimal string, not a boolean")
+    return value
+
+
+def _timestamp_input(value: object) -> object:
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("an RFC 3339 date-time string with its UTC offset, e.g. 2024-01-31T00:00:00Z")
+    return value
+
+
+PositiveAmount = Annotated[
+    Decimal,
+    BeforeValidator(_positive_decimal_input),
+    Field(gt=0, le=Decimal(10) ** 15),
+    PlainSerializer(_plain, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 10**15},
+                {"type": "string", "pattern": POSITIVE_DECIMAL},
+            ]
+        },
+        mode="validation",
+    ),
+]
+"""A positive amount given as a JSON number or a plain decimal string (schema and validation agree)."""
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_input)]
+"""An RFC 3339 date-time WITH its offset (a number or a naive date-time is refused)."""
 
 
 class ApiModel(BaseModel):
@@ -125,11 +182,11 @@ class SnapshotView(ApiModel):
     timeframe: str
     open_time: datetime
     close_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
+    open: Money
+    high: Money
+    low: Money
+    close: Money
+    volume: Money
     indicators: dict[str, float]
     patterns: dict[str, int]
     regime: str
@@ -145,11 +202,11 @@ class OrderView(ApiModel):
     symbol: str
     side: str
     order_type: str
-    quantity: Decimal
-    limit_price: Decimal | None
+    quantity: Money
+    limit_price: Money | None
     status: str
-    filled_quantity: Decimal
-    average_price: Decimal | None
+    filled_quantity: Money
+    average_price: Money | None
     venue_order_id: str | None
     reason: str
     created_at: datetime
@@ -165,9 +222,9 @@ class TradeView(ApiModel):
     venue: str
     symbol: str
     side: str
-    price: Decimal
-    quantity: Decimal
-    fee: Decimal
+    price: Money
+    quantity: Money
+    fee: Money
     fee_currency: str
     liquidity: str
     client_order_id: str
@@ -181,11 +238,11 @@ class PositionView(ApiModel):
     account: str
     venue: str
     symbol: str
-    quantity: Decimal
-    average_price: Decimal
-    realized_pnl: Decimal
-    fees: Decimal
-    mark_price: Decimal | None
+    quantity: Money
+    average_price: Money
+    realized_pnl: Money
+    fees: Money
+    mark_price: Money | None
     updated_at: datetime
 
 
@@ -194,14 +251,14 @@ class PortfolioView(ApiModel):
 
     account: str
     ts: datetime
-    cash: Decimal
-    equity: Decimal
-    peak_equity: Decimal
-    gross_exposure: Decimal
-    net_exposure: Decimal
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
-    fees: Decimal
+    cash: Money
+    equity: Money
+    peak_equity: Money
+    gross_exposure: Money
+    net_exposure: Money
+    realized_pnl: Money
+    unrealized_pnl: Money
+    fees: Money
     drawdown: float
     open_positions: int
     trading_state: str
@@ -218,10 +275,11 @@ class SignalView(ApiModel):
 
 
 class DecisionView(ApiModel):
-    """A risk or compliance decision with its rationale."""
+    """A risk, compliance or AI desk decision with its rationale (a desk decision's ``intent_id`` is its
+    decision id)."""
 
     intent_id: UUID
-    stage: Literal["risk", "compliance"]
+    stage: Literal["risk", "compliance", "desk"]
     ts: datetime
     verdict: str
     rationale: str
@@ -248,9 +306,9 @@ class ReviewView(ApiModel):
     timeframe: str
     side: Literal["buy", "sell"]
     direction: Literal["long", "short", "exit"]
-    reference_price: Decimal
-    stop_loss: Decimal | None
-    take_profit: Decimal | None
+    reference_price: Money
+    stop_loss: Money | None
+    take_profit: Money | None
     score: float
     variance: float = Field(description="Disagreement between directions (docs/strategies.md).")
     method: str
@@ -277,17 +335,23 @@ class BacktestRequest(ApiModel):
     symbol: str = Field(default="BTC/USDT", pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$")
     timeframe: str = Field(default="1h", pattern=r"^\d{1,3}[smhdwM]$")
     venue: str = Field(default="binance", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")
-    start: datetime | None = None
-    end: datetime | None = None
-    initial_cash: Decimal = Field(default=Decimal(10_000), gt=0)
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    initial_cash: PositiveAmount = Decimal(10_000)
     params: dict[str, Any] = Field(default_factory=dict, description="Runner-specific parameters.")
+
+    @model_validator(mode="after")
+    def _period(self) -> BacktestRequest:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
 
 
 class EquityPoint(ApiModel):
     """Equity at one instant."""
 
     ts: datetime
-    equity: Decimal
+    equity: Money
 
 
 class CandleBar(ApiModel):
@@ -315,6 +379,11 @@ class BacktestResult(ApiModel):
         description="What the limits did: rejections, adjustments and alerts by reason, consensus outcomes, "
         "time in each trading state, the effective limits, the lowest cash and the undefined metrics "
         "with their reasons (the same keys as the CLI's summary.json).",
+    )
+    desk: dict[str, Any] | None = Field(
+        default=None,
+        description="An AI desk backtest (params.desk): decisions by verdict and action, intents, tokens in/out, "
+        "cost in USD, and every decision with its role outputs (items, the GET /desk/decisions shape).",
     )
 
 
@@ -374,5 +443,5 @@ class DashboardConfig(ApiModel):
     links: dict[str, str] = Field(description="Operator tools: rabbitmq (management UI), grafana.")
     live_events: bool = Field(description="Whether GET /events streams bus messages.")
     token_required: bool = Field(description="Whether state-changing calls are enabled (a token is configured).")
-    desk: bool = Field(description="Whether the AI desk's endpoints (POST /analyze, GET /desk/decisions) are served.")
+    desk: bool = Field(description="Whether the AI desk can analyse on demand (POST /analyze has an analyzer).")
     strategies: list[str] = Field(description="The strategy plugins a backtest can use.")

@@ -174,7 +174,8 @@ class CcxtGateway:
         """The venue's markets by unified symbol (loaded once, unless ``reload``)."""
         if self._markets is None or reload:
             raw: dict[str, Any] = await self.call("load_markets", reload)
-            self._markets = {symbol: _market_info(m) for symbol, m in raw.items()}
+            mode = getattr(self.exchange, "precisionMode", ccxt.TICK_SIZE)
+            self._markets = {symbol: _market_info(m, mode) for symbol, m in raw.items()}
         return self._markets
 
     async def validate_symbol(self, symbol: str) -> MarketInfo:
@@ -469,17 +470,29 @@ def _dec(value: object) -> Decimal | None:
         return None
 
 
-def _market_info(market: Mapping[str, Any]) -> MarketInfo:
+def _increment(value: object, mode: object) -> Decimal | None:
+    """A ccxt precision as a step: a tick size as is; a number of decimal places ``n`` as ``10**-n``;
+    significant digits give no fixed step (``None``)."""
+    number = _dec(value)
+    if number is None or mode == ccxt.TICK_SIZE:
+        return number
+    if mode == ccxt.DECIMAL_PLACES:
+        return Decimal(1).scaleb(-int(number))
+    return None
+
+
+def _market_info(market: Mapping[str, Any], mode: object = None) -> MarketInfo:
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
+    mode = ccxt.TICK_SIZE if mode is None else mode
     return MarketInfo(
         symbol=str(market["symbol"]),
         venue_id=str(market.get("id", "")),
         base=str(market.get("base", "")),
         quote=str(market.get("quote", "")),
         active=market.get("active") is not False,
-        price_increment=_dec(precision.get("price")),
-        amount_increment=_dec(precision.get("amount")),
+        price_increment=_increment(precision.get("price"), mode),
+        amount_increment=_increment(precision.get("amount"), mode),
         min_amount=_dec((limits.get("amount") or {}).get("min")),
         min_notional=_dec((limits.get("cost") or {}).get("min")),
     )

@@ -5,6 +5,10 @@
 ``watch_orders``, all keyed by OUR client order id (``newClientOrderId`` / ``origClientOrderId`` on
 Binance; ccxt's unified ``clientOrderId`` param elsewhere). ``create_order`` is never retried here:
 after a temporary failure the caller must look the order up first.
+
+Quantities and prices go to ccxt as decimal strings (``"0.00123"``), never floats: a float such as
+``0.1 + 0.2`` is not the Decimal that was conformed to the market's lot step and tick size
+(:mod:`core.trading.market_rules`). The fee keeps the currency the venue charged it in.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ def _dec(value: object) -> Decimal | None:
         return Decimal(str(value))
     except ArithmeticError:
         return None
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as the plain decimal string ccxt takes for amounts and prices (no exponent)."""
+    return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
 
 
 def parse_order(venue: str, raw: Mapping[str, Any]) -> VenueOrder:
@@ -100,14 +109,14 @@ class CcxtOrderGateway(CcxtGateway):
         if order_type is OrderType.LIMIT:
             params["timeInForce"] = time_in_force.value.upper()
         if stop_price is not None:
-            params["stopPrice"] = float(stop_price)
+            params["stopPrice"] = decimal_text(stop_price)
         raw = await self.call(
             "create_order",
             symbol,
             _TYPES[order_type],
             side.value,
-            float(amount),
-            float(price) if price is not None else None,
+            decimal_text(amount),
+            decimal_text(price) if price is not None else None,
             params,
             retry=False,
         )

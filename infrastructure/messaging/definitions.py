@@ -7,7 +7,8 @@ One document holds the whole broker setup of the swarm (see ``docs/security.md``
   each agent's durable quorum queues with the exact arguments the bus declares (DLX, dead-letter
   routing key, ``x-delivery-limit``), their dead-letter queues, and the bindings;
 * policies;
-* one user per agent and vhost (``<kind>`` on ``paper``, ``<kind>_live`` on ``live``), WITHOUT a
+* one user per agent and vhost (``<kind>`` on ``paper``, ``<kind>_live`` on ``live``, ``<kind>@<vhost>``
+  when the paper definitions are applied to another vhost: :func:`user_name`), WITHOUT a
   password (an empty ``password_hash`` cannot log in): ``tradeswarm broker apply`` sets the
   passwords from the environment or secret files, so no secret is ever committed;
 * permissions: each user may configure/write/read only the two exchanges and its own queues
@@ -42,8 +43,16 @@ PUBLISHES: Mapping[str, tuple[Topic, ...]] = {
     "strategy": (routing.VOTES, routing.CONSENSUS, routing.INTENTS, routing.REVIEW_REQUESTS),
     "risk": (routing.RISK_APPROVED, routing.RISK_REJECTED),
     "compliance": (routing.COMPLIANCE_DECISIONS, routing.ORDERS_APPROVED),
-    "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.PORTFOLIO),
-    "orchestrator": (routing.COMMANDS, routing.AGENT_STATUS, routing.ASSIGNMENTS, routing.REVIEW_DECISIONS),
+    "execution": (routing.ORDER_UPDATES, routing.FILLS, routing.POSITIONS, routing.SETTLED, routing.PORTFOLIO),
+    "orchestrator": (
+        routing.COMMANDS,
+        routing.AGENT_STATUS,
+        routing.ASSIGNMENTS,
+        routing.REVIEW_DECISIONS,
+        routing.DESK_ROLES,
+        routing.DESK_DECISIONS,
+    ),
+    "desk": (routing.DESK_ROLES, routing.DESK_DECISIONS, routing.INTENTS),
 }
 """The topics each agent kind owns: the only routing keys its user may publish (plus its own
 heartbeats and command acknowledgements, and alerts)."""
@@ -81,9 +90,23 @@ def resource_regex(kind: str) -> str:
     return f"^({exchanges}|{re.escape(kind)}\\..+)$"
 
 
-def user_name(kind: str, vhost: str, prefix: str = "") -> str:
-    """The broker user of agent ``kind`` on ``vhost``."""
-    return f"{prefix}{kind}{VHOSTS.get(vhost, '')}"
+def user_name(kind: str, vhost: str, prefix: str = "", *, profile: str | None = None) -> str:
+    """The broker user of agent ``kind`` on ``vhost``.
+
+    On the two standard vhosts: ``<kind>`` on ``paper``, ``<kind>_live`` on ``live``. On any other
+    vhost (a second stack on the same broker, a staging copy, a test), whose definitions are those
+    of ``profile`` (default ``paper``), the vhost is part of the name: ``<kind>[_live]@<vhost>``.
+    RabbitMQ users are global to a broker, so two stacks on two vhosts never share a user and
+    applying one never resets the other's passwords.
+    """
+    source = profile or (vhost if vhost in VHOSTS else "paper")
+    return vhost_user(f"{prefix}{kind}{VHOSTS.get(source, '')}", source, vhost)
+
+
+def vhost_user(user: str, source_vhost: str, target_vhost: str) -> str:
+    """The name user ``user`` of the ``source_vhost`` definitions has when they are applied to
+    ``target_vhost``: unchanged on its own vhost, ``<user>@<target_vhost>`` elsewhere."""
+    return user if target_vhost == source_vhost else f"{user}@{target_vhost}"
 
 
 def _queue(name: str, vhost: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,7 +200,8 @@ def build_definitions(
 
 def for_vhost(doc: Mapping[str, Any], source_vhost: str, target_vhost: str | None = None) -> dict[str, Any]:
     """The part of ``doc`` about ``source_vhost``, moved to ``target_vhost`` (users excluded:
-    they are global and are created with their passwords by ``broker apply``)."""
+    they are global and are created with their passwords by ``broker apply``). Moved to another
+    vhost, the permissions name that vhost's users (:func:`vhost_user`)."""
     target = target_vhost or source_vhost
     out: dict[str, Any] = {}
     for key, items in doc.items():
@@ -187,11 +211,17 @@ def for_vhost(doc: Mapping[str, Any], source_vhost: str, target_vhost: str | Non
             out[key] = [{**v, "name": target} for v in items if v["name"] == source_vhost]
         elif key in ("parameters", "global_parameters"):
             out[key] = list(items)
+        elif key in ("permissions", "topic_permissions"):
+            out[key] = [
+                {**item, "vhost": target, "user": vhost_user(item["user"], source_vhost, target)}
+                for item in items
+                if item.get("vhost") == source_vhost
+            ]
         else:
             out[key] = [{**item, "vhost": target} for item in items if item.get("vhost") == source_vhost]
     return out
 
 
-def users_of(doc: Mapping[str, Any], vhost: str) -> list[str]:
-    """The users with permissions on ``vhost``."""
-    return [p["user"] for p in doc["permissions"] if p["vhost"] == vhost]
+def users_of(doc: Mapping[str, Any], vhost: str, target_vhost: str | None = None) -> list[str]:
+    """The users with permissions on ``vhost`` (named as on ``target_vhost`` when given)."""
+    return [vhost_user(p["user"], vhost, target_vhost or vhost) for p in doc["permissions"] if p["vhost"] == vhost]

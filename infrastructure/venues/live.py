@@ -11,6 +11,13 @@ HALT (:meth:`LiveVenue.halt`) cancels every open order of the configured symbols
 whoever placed it, protective stop / take-profit orders included — and checks that none is left.
 This adapter places no protective orders of its own, so :meth:`LiveVenue.resume` has nothing to
 re-arm.
+
+Market rules (lot step, tick size, minimum quantity and notional) come from the venue's markets
+(:meth:`LiveVenue.market_rules`); execution conforms every order to them before sending it. A fee
+the venue charged in another currency than the market's quote (the base, or a discount token such as
+BNB) keeps its currency on the fill and is converted to quote: a base-currency fee at the fill's
+average price, any other at the mid of ``<fee currency>/<quote>`` (not convertible: counted as 0 with
+an error in the log, the currency still on the fill).
 """
 
 from __future__ import annotations
@@ -30,13 +37,15 @@ from core.gateway import VenueOrder as GatewayOrder
 from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
 from core.settings import Settings
+from core.trading.market_rules import MarketRules
 from core.trading.venue import DuplicateClientOrderId, VenueOrder, VenueTimeout
 
 log = structlog.get_logger("venue.live")
 
 
-def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
-    """The gateway's unified order as the execution engine's :class:`VenueOrder`."""
+def to_venue_order(order: GatewayOrder, client_order_id: str, fee: Decimal | None = None) -> VenueOrder:
+    """The gateway's unified order as the execution engine's :class:`VenueOrder` (``fee``: the fee in
+    quote when the venue charged another currency; the currency is kept)."""
     return VenueOrder(
         client_order_id=order.client_order_id or client_order_id,
         venue_order_id=order.order_id,
@@ -46,7 +55,8 @@ def to_venue_order(order: GatewayOrder, client_order_id: str) -> VenueOrder:
         filled_quantity=order.filled,
         average_price=order.average if order.filled > Decimal(0) else None,
         fills=(),
-        fee=order.fee,
+        fee=fee if fee is not None else order.fee,
+        fee_currency=order.fee_currency or "",
     )
 
 
@@ -98,13 +108,50 @@ class LiveVenue:
                 average_price=None,
                 reason=str(exc)[:500],
             )
-        return to_venue_order(placed, order.client_order_id)
+        return await self._venue_order(placed, order.client_order_id)
+
+    async def market_rules(self, symbol: str) -> MarketRules:
+        """The market's lot step, tick size and minimums as the venue lists them."""
+        info = await self.gateway.validate_symbol(symbol)
+        return MarketRules(
+            amount_step=info.amount_increment,
+            price_step=info.price_increment,
+            min_quantity=info.min_amount,
+            min_notional=info.min_notional,
+        )
+
+    async def _venue_order(self, order: GatewayOrder, client_order_id: str) -> VenueOrder:
+        """:func:`to_venue_order` with the fee converted to the quote currency (module docstring)."""
+        return to_venue_order(order, client_order_id, await self._fee_in_quote(order))
+
+    async def _fee_in_quote(self, order: GatewayOrder) -> Decimal | None:
+        fee, currency = order.fee, (order.fee_currency or "").upper()
+        if fee is None or not fee or not currency:
+            return fee
+        base, _, rest = order.symbol.partition("/")
+        quote = rest.split(":")[0]
+        if currency == quote.upper():
+            return fee
+        if currency == base.upper():
+            price = order.average or order.price
+            if price is not None and price > 0:
+                return fee * price
+        else:
+            try:
+                book = await self.gateway.fetch_book_top(f"{currency}/{quote}")
+            except (PermanentError, TemporaryError) as exc:
+                book = None
+                log.warning("fee_conversion_failed", currency=currency, quote=quote, error=str(exc))
+            if book is not None:
+                return fee * (book.bid + book.ask) / 2
+        log.error("fee_not_convertible", client_order_id=order.client_order_id, fee=str(fee), currency=currency)
+        return Decimal(0)
 
     async def lookup(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """``fetch_order`` by client order id."""
         self._seen.add(symbol)
         found = await self.gateway.fetch_order_by_client_id(symbol, client_order_id)
-        return to_venue_order(found, client_order_id) if found is not None else None
+        return await self._venue_order(found, client_order_id) if found is not None else None
 
     async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder | None:
         """``cancel_order`` by client order id (``None`` when the venue does not know it)."""
@@ -112,7 +159,7 @@ class LiveVenue:
             order = await self.gateway.cancel_order_by_client_id(symbol, client_order_id)
         except PermanentError:
             return await self.lookup(client_order_id, symbol)
-        return to_venue_order(order, client_order_id)
+        return await self._venue_order(order, client_order_id)
 
     async def halt(self) -> Sequence[VenueOrder]:
         """Cancel every open order of the configured symbols at the exchange (protective orders
@@ -164,7 +211,7 @@ class LiveVenue:
     async def _watch(self) -> None:
         async for order in self.gateway.watch_orders():
             if order.client_order_id:
-                await self._updates.put(to_venue_order(order, order.client_order_id))
+                await self._updates.put(await self._venue_order(order, order.client_order_id))
 
     async def close(self) -> None:
         """Stop watching; close the gateway."""

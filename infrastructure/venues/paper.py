@@ -5,8 +5,16 @@ An order fills on the first candle that was still open when the order arrived (a
 plus ``latency``) and that opens at or after the close of every candle the venue had already seen —
 at its open price in candle mode. The decision candle had closed before its order existed, so no
 order ever fills on it; with a simulated clock at the decision candle's close, the fill is the next
-candle's open. Entries carrying stop-loss / take-profit / trailing levels get a protective exit that the
-venue fires itself (from the candle after the entry fill), as a reduce-only market order.
+candle's open. An order fills at an instant (the candle's open in candle mode) only before its
+intent's ``expires_at``: when the first candle it could fill on opens at or after it (a gap in the
+data), the order ends ``expired`` (reason ``intent_expired``) unfilled, the rule execution applies
+before sending and at each candle, so a stale intent never fills. Entries carrying stop-loss /
+take-profit / trailing levels get a protective exit that the venue fires itself, as a reduce-only
+market order. The intrabar policy (``intrabar``) says from which candle: ``worst`` (the default,
+conservative) checks the levels from the entry fill's own candle on — in candle mode the fill is the
+candle's open, so all of its range came after the entry; a stop touched inside the entry candle is
+hit, and when a candle touches both the stop and the take-profit the stop wins — ``next_bar`` (the
+optimistic old behaviour) from the candle after the entry fill.
 
 :meth:`PaperVenue.halt` (the kill switch) cancels every open order and suspends those protective
 exits: while halted none fires and no new order is accepted. :meth:`PaperVenue.resume` re-arms the
@@ -36,9 +44,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.clock import Clock
 from core.columns import Column
@@ -47,6 +55,7 @@ from core.ids import client_order_id, content_id
 from core.messages.market import BookTop, Candle
 from core.messages.orders import OrderRequest
 from core.trading.fillmodel import Bar, FillModel, FillQuote, half_spread_bps
+from core.trading.market_rules import MarketRules, conform, round_to_step
 from core.trading.protective import ProtectiveLevels
 from core.trading.retention import ExpiryQueue
 from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder
@@ -55,8 +64,14 @@ from infrastructure.venues.paper_book import JsonPaperBook, PaperBook, PaperStat
 
 ZERO = Decimal(0)
 QUANTITY_STEP = Decimal("1e-8")
-"""A buy the balance cannot pay in full is cut to a multiple of this."""
+"""The lot step when the venue's rules name none: every fill is a multiple of the lot step (a buy the
+balance cannot pay in full, a fill capped by ``participation``), so a position never keeps dust below
+it that no order could close."""
 INSUFFICIENT_BALANCE = "insufficient_balance"
+Intrabar = Literal["worst", "next_bar"]
+"""From which candle protective exits are checked (see the module docstring)."""
+EXPIRED = "intent_expired"
+"""Reason of an order that reached the candle it could fill on after its intent expired."""
 
 
 @dataclass(slots=True)
@@ -118,9 +133,15 @@ class PaperVenue:
         credit: Decimal = ZERO,
         book: PaperBook | None = None,
         id_prefix: str = "P",
+        rules: MarketRules | None = None,
+        intrabar: Intrabar = "worst",
     ) -> None:
         if credit < ZERO:
             raise ValueError("credit must not be negative")
+        self.intrabar: Intrabar = intrabar
+        self._arm_delay = timedelta(0) if intrabar == "worst" else timedelta(microseconds=1)
+        """How long after its entry fill a protective exit is armed: at once (checked on the fill's own
+        candle, the worst case) or just after (from the next candle on)."""
         self.name = name
         self.cash = cash
         """The quote balance (``None``: not tracked, every buy fills in full)."""
@@ -132,6 +153,10 @@ class PaperVenue:
         self.book: PaperBook | None = book if book is not None else (
             JsonPaperBook(journal_path) if journal_path is not None else None
         )  # fmt: skip
+        self.rules = rules or MarketRules()
+        """The market rules of every symbol (lot step, tick size, minimums): an order off them is
+        rejected like a real venue would; execution conforms orders to them before sending."""
+        self.lot_step = self.rules.amount_step or QUANTITY_STEP
         self.id_prefix = id_prefix
         """Venue order ids are ``<id_prefix><sequence>`` (a restored book brings its own prefix)."""
         self._orders: dict[str, _Order] = {}
@@ -163,6 +188,9 @@ class PaperVenue:
             return await self._reject(order, "paper venue takes market and limit orders")
         if self.halted:
             return await self._reject(order, "venue_halted")
+        checked = conform(order, self.rules)
+        if checked.problem is not None or checked.request is not order:
+            return await self._reject(order, checked.problem or "off the market's lot step or tick size")
         now = self.clock.now()
         rec = _Order(order, self._next_id(), now + self.latency, self._last_close.get(order.symbol))
         self._orders[order.client_order_id] = rec
@@ -198,6 +226,10 @@ class PaperVenue:
             self._drop_open(rec)
             await self._save(client_order_id)
         return rec.view()
+
+    async def market_rules(self, symbol: str) -> MarketRules:
+        """The configured rules (the same for every symbol)."""
+        return self.rules
 
     async def on_book(self, book: BookTop) -> None:
         """Remember the half-spread for slippage."""
@@ -269,10 +301,21 @@ class PaperVenue:
         bar = Bar(candle.open, candle.high, candle.low, candle.close, candle.volume)
         changed: list[VenueOrder] = []
         capacity = self.model.capacity(bar)
+        if capacity is not None:
+            capacity = round_to_step(capacity, self.lot_step)  # fills stay on the lot grid: no dust
         for coid in list(self._open.get(symbol, ())):
             rec = self._orders[coid]
             if candle.close_time <= rec.eligible_from or (rec.min_open is not None and candle.open_time < rec.min_open):
                 continue  # closed before the order arrived, or the decision candle / an older one
+            if candle.open_time >= rec.request.expires_at:
+                # the first candle it could fill on opens after its intent expired (a gap in the data,
+                # a late order): a stale intent never fills, whatever the execution agent saw
+                rec.status = OrderStatus.EXPIRED
+                rec.reason = f"{EXPIRED}: intent expired at {rec.request.expires_at.isoformat()}"
+                self._drop_open(rec)
+                self._dirty.add(coid)
+                changed.append(rec.view())
+                continue
             remaining = rec.request.quantity - rec.filled
             if capacity is not None:
                 remaining = min(remaining, capacity)
@@ -316,7 +359,7 @@ class PaperVenue:
         if cost <= budget:
             return quote
         rate = quote.fee / (quote.price * quote.quantity)
-        quantity = (budget / (quote.price * (1 + rate))).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+        quantity = round_to_step(budget / (quote.price * (1 + rate)), self.lot_step)
         if quantity <= ZERO:
             return None
         fee = self.model.fee(quote.price, quantity, quote.liquidity)
@@ -352,7 +395,7 @@ class PaperVenue:
                         trailing_pct=Decimal(str(req.trailing_stop_pct)) if req.trailing_stop_pct else None,
                         best_price=price if req.trailing_stop_pct else None,
                     ),
-                    active_from=ts + timedelta(microseconds=1),
+                    active_from=ts + self._arm_delay,
                 )
             )
 

@@ -64,6 +64,8 @@ def test_backtest_json_is_one_object_with_the_summary(tmp_path: Path) -> None:
     ):
         assert key in summary
     assert summary["bars"] == 2 * 31 * 24
+    assert summary["intrabar"] == "worst"  # the conservative default, shown
+    assert summary["limits"]["execution"]["intrabar"] == "worst"
     assert summary["params"] == {"sma_cross": {"fast": 10, "slow": 30}}
     assert {p.name for p in (tmp_path / "r").iterdir()} == {
         "trades.csv",
@@ -86,6 +88,7 @@ def test_backtest_json_is_one_object_with_the_summary(tmp_path: Path) -> None:
         (["--data", str(BTC_1H), "--set", "risk.nope=1"], "unknown risk setting"),
         (["--data", str(BTC_1H), "--start", "yesterday"], "bad --start"),
         (["--data", "influx:binance:BTCUSDT:1h"], "bad symbol"),
+        (["--data", str(BTC_1H), "--intrabar", "best"], "bad --intrabar"),
     ],
 )
 def test_bad_arguments_give_one_line_and_no_traceback(args: list[str], message: str) -> None:
@@ -102,7 +105,7 @@ def test_bad_arguments_give_one_line_and_no_traceback(args: list[str], message: 
 def test_backtest_table_in_the_terminal() -> None:
     proc = cli("backtest", "--data", str(BTC_1H), "--end", "2025-01-20")
     assert proc.returncode == 0, proc.stderr
-    for label in ("Sharpe", "Max drawdown", "Buy & hold return", "Trades", "candles/s"):
+    for label in ("Sharpe", "Max drawdown", "Buy & hold return", "Trades", "candles/s", "Intrabar policy"):
         assert label in proc.stdout
 
 

@@ -6,6 +6,11 @@ Each agent runs its own ``build`` in its own process via ``python -m backtesting
 the broker has carried everything the backtest saw for that candle's market time (the messages
 are counted by type on a tap queue bound to ``#``) before it publishes the next one: the pace of
 the replay, not the content, comes from the backtest.
+
+The slice contains the race of the multi-process swarm (docs/backtesting.md, Parity): candles on
+which a fill happened (an entry at the open, or a protective stop the venue fired) and at whose close
+the strategy decided an order. The strategy's settlement barrier (execution's ``PositionsSettled``
+marks) makes it decide on the same position as the backtest.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from tests.factories import free_port
 ROOT = Path(__file__).resolve().parents[2]
 BTC_1H = ROOT / "data" / "samples" / "binance_BTC-USDT_1h.csv"
 AGENTS = ("execution", "compliance", "risk", "strategy", "technical_analysis")
-IGNORED_TYPES = {"candle", "heartbeat", "command_ack", "agent_status"}
+IGNORED_TYPES = {"candle", "heartbeat", "command_ack", "agent_status", "positions_settled"}
+"""Not compared: the feed's own candles, the control plane, and the settlement marks (the barrier of
+the multi-process swarm; the in-memory backtest needs none)."""
 
 
 def _encode(value: Any) -> str:
@@ -78,11 +85,11 @@ async def test_rabbitmq_processes_place_the_same_orders_as_the_backtest(
     rabbit_url: str, postgres_dsn: str, tmp_path: Path
 ) -> None:
     config = BacktestConfig(
-        params={"sma_cross": {"fast": 8, "slow": 25}},
+        params={"sma_cross": {"fast": 3, "slow": 8}},
         fraction=Decimal("0.5"),
-        # no protective exits (a stop the price never reaches): the venue fires those on its own, on
-        # any candle, which would expose the race described below on candles no test can choose
-        risk={"max_position_pct": Decimal("0.6"), "stop_loss_pct": Decimal("0.99"), "take_profit_pct": Decimal(10)},
+        # tight protective exits: the venue fires them on its own, and fast crossings make the strategy
+        # decide on candles whose open filled an order (the race the settlement barrier closes)
+        risk={"max_position_pct": Decimal("0.6"), "stop_loss_pct": Decimal("0.01"), "take_profit_pct": Decimal("0.02")},
         strategy={"stop_atr_multiple": 0.0, "take_profit_atr_multiple": 0.0},
     )
     sources = [file_source(BTC_1H, end=datetime(2025, 1, 25, tzinfo=UTC))]
@@ -107,12 +114,18 @@ async def test_rabbitmq_processes_place_the_same_orders_as_the_backtest(
     expected_fills = [(e.payload.client_order_id, e.payload.price, e.payload.quantity) for e in tapped
                       if isinstance(e.payload, Fill)]  # fmt: skip
     assert len(expected_orders) >= 10, "the slice must trade for the comparison to mean something"
-    # Known race of the multi-process swarm (see docs/backtesting.md, "Parity"): the strategy learns
-    # its position from fills on one queue and reads snapshots from another; when a signal comes on
-    # the very candle whose open filled the previous order, the strategy process may see the
-    # snapshot first. The slice is chosen without such a candle; this checks that it stays so.
+    # The race of the multi-process swarm (see docs/backtesting.md, "Parity"): the strategy learns its
+    # position from fills on one queue and reads snapshots from another; when it decides on the very
+    # candle whose open filled an order (or on which the venue fired a protective stop), the strategy
+    # process could see the snapshot first. The slice must contain such candles: the settlement
+    # barrier is what makes them match.
     fill_candle_closes = {e.payload.ts + timedelta(hours=1) for e in tapped if isinstance(e.payload, Fill)}
-    assert not [e for e in tapped if isinstance(e.payload, OrderRequest) and e.ts_event in fill_candle_closes]
+    raced = [e for e in tapped if isinstance(e.payload, OrderRequest) and e.ts_event in fill_candle_closes]
+    assert len(raced) >= 3, "the slice must contain orders decided on candles that filled an order"
+    protective = {e.payload.client_order_id for e in tapped if isinstance(e.payload, Fill)} - {
+        e.payload.client_order_id for e in tapped if isinstance(e.payload, OrderRequest)
+    }
+    assert protective, "the slice must contain protective exits the venue fired itself"
 
     # 2. the same agents as separate processes on RabbitMQ
     from infrastructure.messaging.rabbitmq import RabbitMQBus
@@ -130,6 +143,10 @@ async def test_rabbitmq_processes_place_the_same_orders_as_the_backtest(
     base_env.update(_env_for("TRADESWARM_COMPLIANCE_", s.compliance, ComplianceSettings))
     base_env.update(_env_for("TRADESWARM_EXECUTION_", s.execution, ExecutionSettings))
     base_env["TRADESWARM_EXECUTION_STORE"] = "postgres"  # the real outbox and fill store
+    # the stack's defaults (a backtest turns them off): execution marks each candle settled, the
+    # strategy decides on a snapshot only once its candle is settled
+    base_env["TRADESWARM_EXECUTION_SETTLE_MARKS"] = "true"
+    base_env["TRADESWARM_STRATEGY_AWAIT_SETTLEMENT"] = "true"
 
     bus = RabbitMQBus(rabbit_url, connection_name="parity-feed")
     await bus.start()

@@ -272,6 +272,56 @@ async def test_bad_requests_are_json_errors(live_world: World) -> None:
     assert (await live_world.client.get(f"/control/commands/{uuid.uuid4()}")).status_code == 404
     nothing = await live_world.client.get("/nothing-here")
     assert nothing.json() == {"status": 404, "message": "Not Found"}
+    # /control/commands is read-only: not a command named "commands"
+    listing = await live_world.client.post("/control/commands", headers=AUTH)
+    assert (listing.status_code, listing.headers["allow"]) == (405, "GET")
+    # a command for a kind no agent has is not found (never a 5xx)
+    nobody = await live_world.client.post("/control/pause", headers=AUTH, json={"target": "nobody"})
+    assert nobody.status_code == 404, nobody.text
+    # a body that is not even UTF-8 is a documented 400
+    garbage = await live_world.client.post(
+        "/control/pause", headers={**AUTH, "Content-Type": "application/json"}, content=b"_\xc3("
+    )
+    assert garbage.status_code == 400
+    # filters with a NUL never reach PostgreSQL
+    assert (await live_world.client.get("/portfolio", params={"account": "a\x00b"})).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"end": 0}, "body.end"),
+        ({"start": "2024-02-01T00:00:00Z", "end": "2024-01-01T00:00:00Z"}, "end must be after start"),
+        ({"start": "2024-02-01T00:00:00"}, "body.start"),  # no offset: ambiguous
+        ({"initial_cash": "1E+4"}, "body.initial_cash"),
+        ({"initial_cash": "0"}, "body.initial_cash"),
+        ({"initial_cash": True}, "body.initial_cash"),
+    ],
+)
+async def test_backtest_requests_the_schema_refuses_are_refused(
+    live_world: World, body: dict[str, Any], problem: str
+) -> None:
+    response = await live_world.client.post("/backtests", headers=AUTH, json=body)
+    assert response.status_code == 422, response.text
+    assert problem in response.json()["message"]
+
+
+def test_money_is_written_as_plain_decimals() -> None:
+    from infrastructure.api.schemas import PortfolioView
+
+    view = PortfolioView(
+        account="paper", ts=T0, cash=Decimal("1E+4"), equity=Decimal("1.2E-7"), peak_equity=Decimal("10000.50"),
+        gross_exposure=Decimal(0), net_exposure=Decimal("-0E-8"), realized_pnl=Decimal(0), unrealized_pnl=Decimal(0),
+        fees=Decimal("0.60"), drawdown=0.0, open_positions=0, trading_state="active",
+    )  # fmt: skip
+    body = json.loads(view.model_dump_json())
+    assert (body["cash"], body["equity"], body["peak_equity"], body["fees"]) == (
+        "10000",
+        "0.00000012",
+        "10000.50",
+        "0.60",
+    )
+    assert "E" not in json.dumps(body)
 
 
 # ---------------------------------------------------------------------------------- backtests

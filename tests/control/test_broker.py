@@ -15,7 +15,13 @@ from core.clock import SimulatedClock
 from core.errors import ConfigurationError, MessageRejected
 from core.messages import Envelope
 from core.ports import QueueSpec
-from infrastructure.messaging.definitions import build_definitions, for_vhost, write_routing_keys
+from infrastructure.messaging.definitions import (
+    build_definitions,
+    for_vhost,
+    user_name,
+    vhost_user,
+    write_routing_keys,
+)
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from infrastructure.messaging.sender import CURRENT_DELIVERY, Delivery, require_sender, verified_sender
 from tests.conftest import RABBIT_BASE
@@ -94,7 +100,7 @@ def prefixed_users(rabbit_vhost: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The paper definitions applied to the test vhost, users prefixed so tests never collide."""
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     doc = build_definitions(swarm_topology(), vhosts=["paper"], user_prefix=prefix)
-    passwords = {u["name"]: uuid.uuid4().hex for u in doc["users"]}
+    passwords = {vhost_user(u["name"], "paper", rabbit_vhost): uuid.uuid4().hex for u in doc["users"]}
     try:
         users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, passwords=passwords, env={})
         assert sorted(users) == sorted(passwords)
@@ -122,8 +128,9 @@ async def test_broker_refuses_a_publish_outside_the_users_topics(
     prefix, passwords = prefixed_users
 
     def bus(kind: str) -> RabbitMQBus:
-        user = f"{prefix}{kind}"
-        return RabbitMQBus(_url(user, passwords[user], rabbit_vhost), connection_name=f"{kind}-1", startup_timeout_s=5)
+        user = user_name(kind, rabbit_vhost, prefix)
+        url = _url(quote(user, safe=""), passwords[user], rabbit_vhost)
+        return RabbitMQBus(url, connection_name=f"{kind}-1", startup_timeout_s=5)
 
     execution, strategy, compliance = bus("execution"), bus("strategy"), bus("compliance")
     guest = RabbitMQBus(
@@ -157,7 +164,7 @@ async def test_broker_refuses_a_publish_outside_the_users_topics(
         for b in (execution, strategy, compliance, guest):
             await b.close()
     assert received == [
-        ("compliance-1", Delivery(user_id=f"{prefix}compliance")),
+        ("compliance-1", Delivery(user_id=user_name("compliance", rabbit_vhost, prefix))),
         ("compliance-1", Delivery(user_id="guest")),
     ]
 
@@ -200,7 +207,7 @@ def test_apply_without_password_creates_a_user_that_cannot_log_in(rabbit_vhost: 
         users = apply(rabbit_vhost, source_vhost="paper", definitions=doc, env={})
         from tests.conftest import rabbitmqctl
 
-        out = rabbitmqctl("authenticate_user", f"{prefix}data_collection", "anything", check=False)
+        out = rabbitmqctl("authenticate_user", user_name("data_collection", rabbit_vhost, prefix), "x", check=False)
         assert out.returncode != 0
         delete_users(users)
         with pytest.raises(ConfigurationError, match="rabbitmqctl delete_user failed"):

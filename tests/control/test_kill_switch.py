@@ -66,7 +66,8 @@ def fills(events: Sequence[object]) -> list[Fill]:
 
 async def test_halt_suspends_paper_protective_exits_and_resume_rearms_them() -> None:
     clock = SimulatedClock(C[4].close_time)
-    venue = PaperVenue(clock, FillModel(taker_fee_bps=D(0)))
+    # next_bar: the stop is armed after the entry candle (which touches it), so the halt comes first
+    venue = PaperVenue(clock, FillModel(taker_fee_bps=D(0)), intrabar="next_bar")
     engine = ExecutionEngine(venue, InMemoryExecutionStore(), clock, initial_cash=D(100_000))
     await engine.start()
     stop = C[4].close * D("0.999")  # real candles cross it within a few hours
@@ -106,7 +107,7 @@ async def test_halt_suspends_paper_protective_exits_and_resume_rearms_them() -> 
 async def test_halt_cancels_open_paper_orders_and_survives_a_journal_restart(tmp_path) -> None:
     clock = SimulatedClock(C[4].close_time)
     journal = tmp_path / "paper.json"
-    venue = PaperVenue(clock, FillModel(), journal_path=journal)
+    venue = PaperVenue(clock, FillModel(), journal_path=journal, intrabar="next_bar")
     engine = ExecutionEngine(venue, InMemoryExecutionStore(), clock, initial_cash=D(100_000))
     await engine.start()
     await engine.handle_order(order(1, stop_loss=C[4].close * D("0.999")))

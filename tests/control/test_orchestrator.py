@@ -7,7 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from agents.orchestrator.agent import AGENT_DOWN_CODE, AGENT_RECOVERED_CODE, AGENT_RESTARTED_CODE, OrchestratorAgent
+from agents.orchestrator.agent import (
+    AGENT_DOWN_CODE,
+    AGENT_RECOVERED_CODE,
+    AGENT_RESTARTED_CODE,
+    DUPLICATE_AGENT_CODE,
+    OrchestratorAgent,
+)
 from agents.orchestrator.commands import TradingMode
 from agents.orchestrator.registry import AgentRecord, AgentRegistry, AgentState, SystemStatus, find_down, system_status
 from agents.orchestrator.settings import OrchestratorSettings
@@ -230,6 +236,52 @@ async def test_indicator_snapshots_are_kept_per_series(bus: InMemoryBus) -> None
 def test_orchestrator_kind() -> None:
     assert OrchestratorAgent.kind == "orchestrator"
     assert CommandKind.HALT.value == "halt"
+
+
+async def test_an_agent_started_twice_with_the_same_id_is_alerted_once(bus: InMemoryBus) -> None:
+    """Two live processes with one id: the older keeps beating after the newer took over."""
+    clock = SimulatedClock(T0)
+    orch = await orchestrator(bus, clock)
+    (risk,) = await obedient_agents(bus, clock, ["risk"])
+    seen = await _watch(bus)
+    older = risk.heartbeat(clock, T0)
+    await risk.publish(older)
+    clock.advance(timedelta(seconds=1))
+    newer = risk.heartbeat(clock, clock.now()).model_copy(update={"pid": older.pid + 1})
+    await risk.publish(newer)  # a restart, as far as anyone can tell yet
+    for _ in range(3):  # ... but the older process is still alive
+        clock.advance(timedelta(seconds=1))
+        await risk.publish(older)
+        await risk.publish(newer)
+    record = orch.registry.get("risk-1")
+    assert record is not None
+    assert (record.pid, record.restarts) == (older.pid + 1, 1)  # the newer process, one restart, no flapping
+    alerts = [e.payload for e in seen if isinstance(e.payload, RiskAlert)]
+    assert [(a.code, a.severity) for a in alerts] == [
+        (AGENT_RESTARTED_CODE, Severity.WARNING),
+        (DUPLICATE_AGENT_CODE, Severity.CRITICAL),
+    ]
+    assert f"pid {older.pid} " in alerts[1].message
+    assert f"pid {older.pid + 1} " in alerts[1].message
+    await orch.stop()
+
+
+async def test_a_late_heartbeat_of_a_replaced_process_is_no_duplicate(bus: InMemoryBus) -> None:
+    """A heartbeat of the killed process, seen after the new one's, is older: ignored, no alert."""
+    clock = SimulatedClock(T0)
+    orch = await orchestrator(bus, clock)
+    (risk,) = await obedient_agents(bus, clock, ["risk"])
+    seen = await _watch(bus)
+    older = risk.heartbeat(clock, T0)
+    await risk.publish(older)
+    clock.advance(timedelta(seconds=1))
+    await risk.publish(risk.heartbeat(clock, clock.now()).model_copy(update={"pid": older.pid + 1}))
+    assert orch.registry.observe(older, T0, clock.now(), timedelta(seconds=30)) is None  # seen when it was sent
+    for _ in range(3):  # the new process beats on, the killed one is never heard again: no duplicate
+        clock.advance(timedelta(seconds=1))
+        await risk.publish(risk.heartbeat(clock, T0 + timedelta(seconds=1)).model_copy(update={"pid": older.pid + 1}))
+    assert [a.payload.code for a in seen if isinstance(a.payload, RiskAlert)] == [AGENT_RESTARTED_CODE]
+    await orch.stop()
 
 
 async def test_a_new_pid_is_a_restart_even_with_the_same_start_time(bus: InMemoryBus) -> None:

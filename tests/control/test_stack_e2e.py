@@ -31,9 +31,11 @@ import httpx
 import orjson
 import pytest
 
+from agents.base.registry import AGENT_NAMES
 from core import routing
 from core.clock import SimulatedClock
 from core.messages import Envelope
+from infrastructure.messaging.definitions import user_name
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.conftest import RABBIT_BASE, rabbitmqctl
 from tests.control.data import CSV, approved_order
@@ -110,7 +112,7 @@ async def _influx_candles(database: str) -> int:
 async def swarm(rabbit_vhost: str, postgres_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
     influx_db = f"ts_e2e_{uuid.uuid4().hex[:10]}"
     api_port = free_port()
-    base_port = free_block(7)
+    base_port = free_block(len(AGENT_NAMES))
     prefix = f"e{uuid.uuid4().hex[:6]}_"
     env = {
         **os.environ,
@@ -197,13 +199,13 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
     s = swarm
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
-    # 1. All seven agents are separate processes, UP according to the orchestrator.
+    # 1. All agents (eight with the AI desk) are separate processes, UP according to the orchestrator.
     state = s.state()
     pids = {a.pid for a in state.agents.values()}
-    assert len(pids) == 7
+    assert len(pids) == len(AGENT_NAMES)
     assert os.getpid() not in pids
     health = await _wait(lambda: _health_ok(s), 30, "all agents UP in /health")
-    assert health["agents_total"] == 7
+    assert health["agents_total"] == len(AGENT_NAMES)
 
     # 2. Orders and fills in PostgreSQL, candles in InfluxDB.
     await _wait(lambda: _count(s, "SELECT count(*) FROM fills"), 120, "fills in PostgreSQL")
@@ -284,9 +286,10 @@ async def test_the_swarm_end_to_end(swarm: Stack) -> None:
 
     # 6. Security: the strategy user cannot publish an approved order; a forged sender is rejected.
     secrets = orjson.loads((s.run_dir / "secrets.json").read_bytes())
-    strategy_user = f"{s.prefix}strategy"
+    strategy_user = user_name("strategy", s.vhost, s.prefix)  # strategy@<vhost>: users are per vhost
+    credentials = f"{quote(strategy_user, safe='')}:{quote(secrets[strategy_user], safe='')}"
     strategy_bus = RabbitMQBus(
-        f"amqp://{strategy_user}:{secrets[strategy_user]}@{RABBIT_BASE.split('@', 1)[1]}/{quote(s.vhost, safe='')}",
+        f"amqp://{credentials}@{RABBIT_BASE.split('@', 1)[1]}/{quote(s.vhost, safe='')}",
         connection_name="strategy-intruder", startup_timeout_s=5,
     )  # fmt: skip
     guest_bus = RabbitMQBus(f"{RABBIT_BASE}/{quote(s.vhost, safe='')}", connection_name="guest-intruder")
@@ -355,7 +358,7 @@ async def _health_ok(s: Stack) -> dict[str, Any] | None:
         health = (await s.api.get("/health")).json()
     except httpx.HTTPError:
         return None
-    return health if health["status"] == "ok" and health["agents_total"] == 7 else None
+    return health if health["status"] == "ok" and health["agents_total"] == len(AGENT_NAMES) else None
 
 
 async def _state_is(s: Stack, agent_id: str, state: str) -> bool:

@@ -25,6 +25,7 @@ AGENT_NAMES = (
     "compliance",
     "execution",
     "orchestrator",
+    "desk",
 )
 """Every agent kind; the compose services and k8s workloads use the same names with '-'."""
 

@@ -108,7 +108,7 @@ def test_only_gateways_and_published_services_reach_outside(compose: dict[str, A
     assert compose["networks"]["backend"]["internal"] is True
     services = compose["services"]
     outside = {name for name, s in services.items() if "edge" in s.get("networks", [])}
-    assert outside == {"data-collection", "execution", "orchestrator", "rabbitmq", "prometheus", "grafana"}
+    assert outside == {"data-collection", "execution", "desk", "orchestrator", "rabbitmq", "prometheus", "grafana"}
     for name, port in PUBLISHED.items():
         published = [p for p in services[name].get("ports", []) if str(p).endswith(f":{port}:{port}")]
         assert published, f"{name} does not publish {port}"

@@ -28,7 +28,8 @@ K8S = ROOT / "k8s"
 OVERLAYS = ("paper", "live")
 KEDA_SCHEMA = json.loads((ROOT / "tests/deploy/schemas/keda-scaledobject.json").read_text(encoding="utf-8"))
 SCALABLE = {"technical-analysis", "strategy"}
-GATEWAYS = {"data-collection", "execution"}
+GATEWAYS = {"data-collection", "execution", "desk"}
+"""The agents that reach the internet on 443: the exchange gateways and the AI desk (its model's API)."""
 WORKLOADS = ("Deployment", "StatefulSet")
 
 

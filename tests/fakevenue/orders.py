@@ -75,9 +75,14 @@ class OrderDesk:
 
     next_action: str = "accept"
     fill_price: Decimal = Decimal("60000")
+    commission: Decimal = Decimal(0)
+    """The fee an order filled at once reports, in :attr:`commission_asset`."""
+    commission_asset: str = "BNB"
     delay_s: float = 3.0
     orders: dict[str, FakeOrder] = field(default_factory=dict)
     new_requests: int = 0
+    sent: list[dict[str, str]] = field(default_factory=list)
+    """The parameters of every new order stored, as sent (strings)."""
     withdrawals_enabled: bool = False
 
     def fill(self, client_order_id: str, quantity: Decimal, price: Decimal) -> None:
@@ -131,6 +136,7 @@ class OrderDesk:
                 Decimal(p["quantity"]),
                 Decimal(p.get("price", "0")),
             )
+            self.sent.append(p)
             self.orders[coid] = order
             if action == "fill":
                 self.fill(coid, order.orig_qty, self.fill_price)
@@ -142,8 +148,8 @@ class OrderDesk:
                     {
                         "price": str(self.fill_price),
                         "qty": str(order.executed),
-                        "commission": "0",
-                        "commissionAsset": "BNB",
+                        "commission": str(self.commission),
+                        "commissionAsset": self.commission_asset,
                     }
                 ]
                 if order.executed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 
 import pytest
@@ -124,15 +125,18 @@ async def test_partial_fills_from_volume_participation():
         clock.advance_to(c.close_time)
         await engine.on_candle(c)
     rec = store.orders[big.client_order_id]
-    caps = [c.volume * D("0.00002") for c in C[5:11]]  # the order expires at C[10]'s close
+    # the order expires at C[10]'s close; each fill is on the lot grid (1e-8 here): no dust
+    caps = [(c.volume * D("0.00002")).quantize(D("1e-8"), rounding=ROUND_FLOOR) for c in C[5:11]]
     assert rec.filled_quantity == sum(caps) < D("0.1")
+    assert all(f.quantity == f.quantity.quantize(D("1e-8")) for _, f in store.fill_log.values())
     assert rec.status is OrderStatus.CANCELED  # the unfilled rest is cancelled at expiry
     assert len(store.fill_log) >= 2
     assert engine.portfolio.position("binance", "BTC/USDT").quantity == rec.filled_quantity
 
 
-async def test_protective_stop_fires_after_the_entry_candle():
-    clock, _venue, store, engine = await make(FillModel())
+async def test_protective_stop_fires_after_the_entry_candle_with_next_bar():
+    """The optimistic policy (``intrabar=next_bar``); the default is tested in test_intrabar.py."""
+    clock, _venue, store, engine = await make(FillModel(), intrabar="next_bar")
     req = order(stop_loss=C[4].close * D("0.999"), take_profit=C[4].close * D("1.5"))
     await engine.handle_order(req)
     events = []
@@ -267,7 +271,7 @@ async def test_an_event_nobody_consumes_is_reported_once_per_type():
     await bus.start()
     c = candles(4)
     clock = SimulatedClock(c[0].open_time)
-    es = ExecutionSettings(store="memory", snapshot_interval_s=1)
+    es = ExecutionSettings(store="memory", snapshot_interval_s=1, settle_marks=False)
     agent = ExecutionAgent(context(bus, clock, "execution-1"), paper_venue(es, clock), InMemoryExecutionStore(), es)
     await agent.start()
     with capture_logs() as logs:

@@ -15,6 +15,7 @@ from agents.execution.engine import ExecutionEngine
 from core.clock import SimulatedClock
 from core.domain import OrderStatus, OrderType, Side, TimeInForce
 from core.errors import TemporaryError
+from core.gateway import MarketInfo
 from core.gateway import VenueOrder as GatewayOrder
 from core.ids import client_order_id, content_id
 from core.messages import Fill, OrderRequest
@@ -33,6 +34,10 @@ class ScriptedGateway:
         self.orders: dict[str, GatewayOrder] = {}
         self.creates = 0
         self.timeout_after_accept = 0
+
+    async def validate_symbol(self, symbol: str) -> MarketInfo:
+        base, quote = symbol.split("/")
+        return MarketInfo(symbol, symbol.replace("/", ""), base, quote)
 
     async def create_order(
         self,
@@ -63,7 +68,7 @@ class ScriptedGateway:
             raise TemporaryError("request timed out")
         return order
 
-    def fill(self, coid: str, filled: D, average: D, fee: D) -> None:
+    def fill(self, coid: str, filled: D, average: D, fee: D, fee_currency: str | None = None) -> None:
         o = self.orders[coid]
         status = OrderStatus.FILLED if filled == o.amount else OrderStatus.PARTIALLY_FILLED
         self.orders[coid] = GatewayOrder(
@@ -78,6 +83,7 @@ class ScriptedGateway:
             filled=filled,
             average=average,
             fee=fee,
+            fee_currency=fee_currency,
         )
 
     async def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> GatewayOrder | None:
@@ -126,9 +132,11 @@ async def test_timeout_after_accept_is_looked_up_and_partial_fills_are_counted_o
 
     gw.fill(req.client_order_id, D("0.1"), D(60_010), D("6.001"))
     await engine._reconcile(store.orders[req.client_order_id])
-    gw.fill(req.client_order_id, D("0.3"), D(60_020), D("18.006"))
+    gw.fill(req.client_order_id, D("0.3"), D(60_020), D("18.006"), fee_currency="BNB")
     events = await engine._reconcile(store.orders[req.client_order_id])
     fills = [f for _, f in store.fill_log.values()]
+    # the fee currency is filled: the quote currency when the venue names none, else the venue's
+    assert [f.fee_currency for f in fills] == ["USDT", "BNB"]
     assert [f.quantity for f in fills] == [D("0.1"), D("0.2")]
     assert sum((f.price * f.quantity for f in fills), D(0)) == D(60_020) * D("0.3")
     assert sum((f.fee for f in fills), D(0)) == D("18.006")

@@ -76,9 +76,13 @@ async def test_migrations_are_idempotent_and_recorded(postgres_dsn):
         names = await db.run("t", lambda c: c.fetch("SELECT name FROM schema_migrations"))
         # every plain migration, none of the timescale ones (no timescaledb extension here)
         assert sorted(r["name"] for r in names) == PLAIN_MIGRATIONS
-        assert {"001_order_path.sql", "002_execution_control.sql", "004_review_queue.sql", "006_safety.sql"} <= set(
-            PLAIN_MIGRATIONS
-        )
+        assert {
+            "001_order_path.sql",
+            "002_execution_control.sql",
+            "004_review_queue.sql",
+            "005_audit_anchor.sql",
+            "006_safety.sql",
+        } <= set(PLAIN_MIGRATIONS)
         tables = await db.run("t", lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'"))
         assert {
             "orders",

@@ -91,14 +91,39 @@ async def test_host_serves_probes_metrics_and_heartbeats(rabbit_url: str) -> Non
     assert not host.is_ready()
 
 
-async def _queue_depth(url: str, queue: str) -> int:
+async def _queue_counts(url: str, queue: str) -> tuple[int, int]:
+    """(messages ready, consumers) of ``queue``; raises ChannelNotFoundEntity while it does not exist."""
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
+        result = declared.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
     finally:
         await connection.close()
+
+
+async def _queue_depth(url: str, queue: str) -> int:
+    return (await _queue_counts(url, queue))[0]
+
+
+async def _wait_for_consumer(url: str, queue: str, timeout: float = 30.0) -> None:
+    """Wait until ``queue`` has a consumer.
+
+    The bus declares a queue, THEN binds its patterns, THEN consumes: a queue that merely exists
+    may not be bound yet, and a mandatory publish to it would come back unroutable. A consumer
+    proves the bindings are in place.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if (await _queue_counts(url, queue))[1] > 0:
+                return
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no consumer on {queue!r} after {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 async def test_sigterm_finishes_the_message_in_hand_acks_it_and_exits(rabbit_url: str, tmp_path: Path) -> None:
@@ -119,12 +144,7 @@ async def test_sigterm_finishes_the_message_in_hand_acks_it_and_exits(rabbit_url
     await publisher.start()
     try:
         queue = queue_name("slow_test", "candles")
-        for _ in range(300):  # wait until the agent declared its queue
-            try:
-                await _queue_depth(rabbit_url, queue)
-                break
-            except aio_pika.exceptions.ChannelNotFoundEntity:
-                await asyncio.sleep(0.1)
+        await _wait_for_consumer(rabbit_url, queue, timeout=60)  # bound and consuming, not just declared
         await publisher.publish(candle_envelope(7))
         await eventually((tmp_path / "start-7").exists, timeout=30)
         proc.send_signal(signal.SIGTERM)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from agents.base.registry import AGENT_NAMES
 from core.clock import SimulatedClock, WallClock
 from core.domain import CommandKind, Direction, Severity, Side
 from core.messages import Command, CommandAck, Envelope, RiskAlert, RiskDecision, TradeIntent
@@ -48,7 +49,7 @@ async def test_forged_commands_change_nothing_and_the_intended_state_is_enforced
     tap = await Tap(f"{RABBIT_BASE}/{rabbit_vhost}", ["alert.#", "control.ack.#", "risk.#"]).start()
     try:
         async with launch_stack(rabbit_vhost, postgres_dsn, tmp_path / "stack", replay_speed=3600 / 0.1) as s:
-            await s.wait(lambda: _all_up(s), 60, "all seven agents UP")
+            await s.wait(lambda: _all_up(s), 60, "every agent UP")
             await s.wait(lambda: s.value("SELECT count(*) FROM orders WHERE venue_order_id IS NOT NULL"), 180, "orders")
             await _forged_commands(s, tap)
             await _forced_active_is_halted_again(s, tap)
@@ -62,7 +63,7 @@ async def test_forged_commands_change_nothing_and_the_intended_state_is_enforced
 
 async def _all_up(s: StackHandle) -> dict[str, Any] | None:
     health = (await s.api.get("/health")).json()
-    return health if health["status"] == "ok" and health["agents_total"] == 7 else None
+    return health if health["status"] == "ok" and health["agents_total"] == len(AGENT_NAMES) else None
 
 
 async def _agents(s: StackHandle) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal as D
 
 import orjson
@@ -49,7 +50,9 @@ async def db(postgres_dsn: str) -> AsyncIterator[Database]:
 
 
 async def _venue(db: Database, clock: SimulatedClock, prefix: str = "Pfirst-") -> PaperVenue:
-    venue = PaperVenue(clock, MODEL, book=PostgresPaperBook(db, "paper"), id_prefix=prefix)
+    # next_bar: a protective exit is armed after its entry candle, so a test can let execution handle
+    # the entry candle and the venue alone the candle that fires the stop
+    venue = PaperVenue(clock, MODEL, book=PostgresPaperBook(db, "paper"), id_prefix=prefix, intrabar="next_bar")
     await venue.restore()
     return venue
 
@@ -64,8 +67,8 @@ async def test_the_paper_venue_survives_three_restarts_with_unique_ids(db: Datab
         if restart:
             venue = await _venue(db, clock, f"Pnew{restart}-")  # what a restarted execution process gets
             assert venue.id_prefix == "Pfirst-"  # the book's prefix and sequence go on
-        for n in range(2):
-            request = order(restart * 10 + n, qty=D("0.5"))
+        for n in range(2):  # valid for six hours from now (a stale intent never fills)
+            request = order(restart * 10 + n, qty=D("0.5"), expires_at=clock.now() + timedelta(hours=6))
             accepted = await venue.submit(request)
             ids.append(accepted.venue_order_id or "")
         for _ in range(3):

@@ -211,7 +211,7 @@ def test_envelope_links_cause_and_correlation() -> None:
 
 
 def test_every_registered_type_has_a_routing_key_and_channel() -> None:
-    assert len(REGISTRY) == 22
+    assert len(REGISTRY) == 25
     assert set(REGISTRY) == set(routed_types()) == set(CHANNELS)
 
 

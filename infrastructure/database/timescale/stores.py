@@ -17,7 +17,7 @@ import orjson
 
 from core.domain import OrderStatus, Side
 from core.messages.orders import Fill, OrderRequest, PortfolioSnapshot
-from core.trading.audit import AuditRecord
+from core.trading.audit import AuditCheckpoint, AuditRecord
 from core.trading.portfolio import Position
 from core.trading.stores import OrderRecord, TradingControl
 from infrastructure.database.timescale.pool import Database
@@ -375,6 +375,42 @@ class PostgresAuditStore:
 
         row = await self.db.run("audit_before", q)
         return _audit(row) if row is not None else None
+
+    async def append_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """See the port."""
+
+        async def q(c: asyncpg.Connection) -> None:
+            await c.execute(
+                "INSERT INTO audit_checkpoints (ts, seq, head_hash, kind, mac) VALUES ($1,$2,$3,$4,$5) "
+                "ON CONFLICT DO NOTHING",
+                checkpoint.ts,
+                checkpoint.seq,
+                checkpoint.head_hash,
+                checkpoint.kind,
+                checkpoint.mac,
+            )
+
+        await self.db.run("audit_checkpoint", q)
+
+    async def checkpoints(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> Sequence[AuditCheckpoint]:
+        """See the port."""
+
+        async def q(c: asyncpg.Connection) -> list[asyncpg.Record]:
+            return list(
+                await c.fetch(
+                    "SELECT * FROM audit_checkpoints WHERE ($1::timestamptz IS NULL OR ts >= $1) "
+                    "AND ($2::timestamptz IS NULL OR ts < $2) ORDER BY ts, seq",
+                    start,
+                    end,
+                )
+            )
+
+        return [
+            AuditCheckpoint(r["ts"], r["seq"], r["head_hash"], r["kind"], r["mac"])
+            for r in await self.db.run("audit_checkpoints", q)
+        ]
 
 
 class PostgresDecisionStore:
