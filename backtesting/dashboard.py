@@ -30,6 +30,7 @@ from agents.orchestrator.settings import OrchestratorSettings
 from backtesting.engine import Swarm, _QuietLogger
 from core import routing
 from core.clock import WallClock
+from core.desk.store import InMemoryDeskStore
 from core.errors import ConfigurationError, UnroutableMessage
 from core.messages import (
     Candle,
@@ -38,12 +39,14 @@ from core.messages import (
     Fill,
     Heartbeat,
     OrderUpdate,
+    Payload,
     PortfolioSnapshot,
     RiskDecision,
     TradeIntent,
 )
 from infrastructure.api.app import create_app
 from infrastructure.api.backtests import engine_runner
+from infrastructure.api.desk import DeskApi
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.queues import memory_queue_depths
 from infrastructure.api.schemas import (
@@ -54,6 +57,7 @@ from infrastructure.api.schemas import (
     PortfolioView,
     PositionView,
     SignalView,
+    SnapshotView,
     TradeView,
 )
 from infrastructure.api.server import ApiServer
@@ -351,10 +355,25 @@ class EmbeddedDashboard:
         self.jobs = BacktestJobs(engine_runner(data_dir), now=wall.now)
         bus = swarm.bus
         assert isinstance(bus, InMemoryBus)
+        # the AI desk on demand (POST /analyze) over the orchestrator's latest candles, with the swarm's
+        # own desk decisions (advise or trade mode) in the same store
+        from backtesting.desk_api import DeskAnalyzerService
+
+        store = swarm.desk.store if swarm.desk is not None else InMemoryDeskStore()
+        orchestrator = self.orchestrator
+
+        async def publish(payload: Payload) -> None:
+            with contextlib.suppress(UnroutableMessage):
+                await orchestrator.publish(payload)
+
+        def latest(symbol: str, limit: int) -> list[SnapshotView]:
+            return orchestrator.market_latest(symbol, None, None, limit)
+
+        self.analyzer = DeskAnalyzerService(data_dir, store, publish, latest)
         app = create_app(
             self.orchestrator, self.read_model, self.jobs, api_token=SecretStr(self.token),
             events=self.orchestrator.events, queues=memory_queue_depths(bus),
-            links={"rabbitmq": "", "grafana": ""},
+            links={"rabbitmq": "", "grafana": ""}, desk=DeskApi(store, self.analyzer),
         )  # fmt: skip
         self.server = ApiServer(app, options.host, options.port)
         self.port = options.port
@@ -384,6 +403,7 @@ class EmbeddedDashboard:
         self.orchestrator.events.close()
         await self.server.stop()
         await self.jobs.close()
+        await self.analyzer.close()
         await self.heartbeats.stop()
         await self.read_model.stop()
         await self.orchestrator.stop()

@@ -50,6 +50,7 @@ from core.messages import (
     CommandAck,
     ComplianceDecision,
     ConsensusDecision,
+    DeskDecision,
     Envelope,
     Fill,
     Heartbeat,
@@ -83,12 +84,13 @@ _MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
 
 _FEED_TYPES: tuple[type[Payload], ...] = (
     Candle, ConsensusDecision, OrderUpdate, Fill, PortfolioSnapshot, RiskAlert, RiskDecision, ComplianceDecision,
+    DeskDecision,
 )  # fmt: skip
 """What the dashboard's live stream forwards (with the command acknowledgements)."""
 _FEED_PATTERNS = (
     routing.CANDLES.all(), routing.CONSENSUS.all(), routing.ORDER_UPDATES.all(), routing.FILLS.all(),
     routing.PORTFOLIO.all(), routing.ALERTS.all(), routing.RISK_APPROVED.all(), routing.RISK_REJECTED.all(),
-    routing.COMPLIANCE_DECISIONS.all(),
+    routing.COMPLIANCE_DECISIONS.all(), routing.DESK_DECISIONS.all(),
 )  # fmt: skip
 
 _REQUIRED_STATE = {TradingMode.HALTED: CommandKind.HALT, TradingMode.PAUSED: CommandKind.PAUSE}

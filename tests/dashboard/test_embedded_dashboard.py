@@ -87,9 +87,42 @@ def test_dashboard_shows_the_market_and_the_swarm(page: Watched, api: httpx.Clie
     assert_no_console_errors(page)
 
 
-def test_run_analysis_shows_the_strategies_cards_without_the_desk(page: Watched, api: httpx.Client) -> None:
+def _desk_ready(api: httpx.Client) -> bool:
+    snapshots = api.get("/market/BTC-USDT/latest", params={"limit": 40}).json()
+    return len(snapshots) >= 36 and bool(api.get("/consensus", params={"symbol": "BTC/USDT"}).json())
+
+
+def test_run_analysis_shows_the_desks_role_cards_and_the_strategies_votes(page: Watched, api: httpx.Client) -> None:
+    wait_until(lambda: _desk_ready(api), 120, "36 closed candles (the desk needs 35) and a consensus")
+    p = page.page
+    p.goto("/#/dashboard")
+    p.select_option("#symbol", "BTC/USDT")
+    p.click("#analyze")
+    expect(p.locator("#analyze")).to_contain_text("Analysing")  # the loading state
+    p.wait_for_url("**/#/analysis/BTC%2FUSDT")
+    cards = p.locator("[data-role]")
+    expect(cards).to_have_count(6, timeout=30_000)
+    roles = {cards.nth(i).get_attribute("data-role") for i in range(6)}
+    assert roles == {"technical", "sentiment", "tokenomics", "researcher", "trader", "risk_manager"}
+    final = p.locator("#final .action")
+    expect(final).to_have_text(re.compile(r"^(BUY|SELL|HOLD)$"))
+    stored = api.get("/desk/decisions", params={"symbol": "BTC/USDT", "limit": 50}).json()["items"]
+    assert final.inner_text() in {d["final"]["action"] for d in stored}
+    expect(p.locator("#final")).to_contain_text("provider")
+    expect(p.locator("#consensus-final")).to_be_visible()
+    expect(p.locator("[data-vote]").first).to_contain_text("sma_cross")
+    expect(p.locator("#history table tbody tr")).not_to_have_count(0)  # the desk's decisions
+    p.select_option("#h-outcome", "NO_TRADE")
+    p.select_option("#h-outcome", "")
+    wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
+    assert_no_console_errors(page)
+
+
+def test_without_the_desk_run_analysis_shows_the_consensus(page: Watched, api: httpx.Client) -> None:
+    """A server whose /analyze answers 404 (no desk there): the consensus, with a plain message."""
     wait_until(lambda: api.get("/consensus", params={"symbol": "BTC/USDT"}).json(), 90, "a consensus decision")
     p = page.page
+    p.route("**/analyze", lambda route: route.fulfill(status=404, json={"status": 404, "message": "Not Found"}))
     p.goto("/#/dashboard")
     p.select_option("#symbol", "BTC/USDT")
     p.click("#analyze")
@@ -97,10 +130,7 @@ def test_run_analysis_shows_the_strategies_cards_without_the_desk(page: Watched,
     expect(p.locator("#no-desk")).to_contain_text("not available on this server")
     expect(p.locator("#consensus-final")).to_be_visible()
     expect(p.locator("[data-vote]").first).to_contain_text("sma_cross")
-    expect(p.locator("#history table tbody tr")).not_to_have_count(0)
-    p.select_option("#h-symbol", "ETH/USDT")
-    expect(p.locator("#history table tbody tr").first).to_contain_text("ETH/USDT")
-    wait_until(lambda: canvas_drawn(p, "#chart"), 20, "the price chart with the decision")
+    page.allow(r"status of 404")  # the refused /analyze itself
     assert_no_console_errors(page)
 
 

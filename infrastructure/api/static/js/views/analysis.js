@@ -276,8 +276,11 @@ export async function mount(root, ctx) {
   await loadDesk();
   await Promise.all([loadConsensus(), loadHistory()]);
   await loadChart();
-  const off = onLive("consensus_decision", throttle((d) => {
-    if (d.symbol === symbol) { loadConsensus(); loadHistory(); }
-  }, 3000));
-  return { unmount: off };
+  const offs = [
+    onLive("consensus_decision", throttle((d) => {
+      if (d.symbol === symbol) { loadConsensus(); loadHistory(); }
+    }, 3000)),
+    onLive("desk_decision", throttle(() => { loadHistory(); }, 3000)),
+  ];
+  return { unmount: () => offs.forEach((f) => f()) };
 }
