@@ -82,8 +82,9 @@ def main() -> None:
                     context.close()
                     continue
                 page.click("#analyze")
+                page.wait_for_selector("#final")  # the AI desk's role cards (rules provider)
                 page.wait_for_selector("#consensus-final")
-                shot(page, "dashboard_analysis", 1000)
+                shot(page, "dashboard_analysis", 1400)
                 page.goto("/#/portfolio")
                 page.wait_for_selector("#trades tbody tr")
                 shot(page, "dashboard_portfolio", 1150)
