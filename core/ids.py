@@ -8,6 +8,7 @@ what makes deduplication and client order ids work.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -112,7 +113,20 @@ def uuid7_time_ms(value: uuid.UUID) -> int:
 def content_id(kind: str, *parts: object) -> uuid.UUID:
     """A deterministic id for ``kind`` over ``parts`` (UUIDv5 of a canonical, unambiguous string)."""
     canonical = "\x1f".join([kind, *(str(p) for p in parts)])
-    return uuid.uuid5(NAMESPACE, canonical)
+    # ``uuid.uuid5(NAMESPACE, canonical)`` bit for bit (tests/unit), without its per-call import and
+    # ``UUID.__init__``'s checks: the SHA-1 of namespace + name, version 5, RFC 4122 variant
+    value = int.from_bytes(_sha1(_NAMESPACE_BYTES + canonical.encode()).digest()[:16], "big")
+    value = (value & _V5_CLEAR) | _V5_SET
+    result: uuid.UUID = _new_uuid(uuid.UUID)
+    _set_uuid_int(result, value)
+    _set_uuid_safe(result, _UNKNOWN_SAFETY)
+    return result
+
+
+_NAMESPACE_BYTES = NAMESPACE.bytes
+_sha1 = hashlib.sha1
+_V5_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V5_SET = (0x8000 << 48) | (5 << 76)
 
 
 def client_order_id(intent_id: uuid.UUID, attempt: int = 0) -> str:

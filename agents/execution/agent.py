@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from agents.base import Agent, AgentContext, CommandFailed, Subscription
 from agents.execution.engine import CrashHook, ExecutionEngine, no_crash
 from agents.execution.settings import ExecutionSettings
@@ -145,7 +143,7 @@ class ExecutionAgent(Agent):
             return column.first_row(sids, start, stop)
         every_us = _micros(self._snapshot_every)
         due_ms = -(-(_micros(last - EPOCH) + every_us) // 1000)  # close_ms * 1000 - last >= every
-        i = int(np.searchsorted(column.close_ms, due_ms, side="left"))
+        i = int(column.close_ms.searchsorted(due_ms, side="left"))
         if i < stop:
             stop = column.first_row(sids, max(i, start), stop)
         return self.engine.quiet_until(column, sids, start, stop)

@@ -110,9 +110,12 @@ def _series_returns(
         appended = [close / last - 1.0] if last is not None and last > 0 else []
         out[skey] = (appended, close, rows)
         return out
-    series = column.series[rows]
-    for s in np.unique(series).tolist():
-        own = rows[series == s]
+    if column.single_series:  # one series: no grouping
+        groups = [(int(column.series[int(rows[0])]), rows)]
+    else:
+        series = column.series[rows]
+        groups = [(s, rows[series == s]) for s in np.unique(series).tolist()]
+    for s, own in groups:
         closes = column.close[own]
         window = engine.returns.get(keys[s])
         last = window._last if window is not None else None
@@ -286,20 +289,14 @@ def _simulate_flat(
     position is zero. Returns the alert row, -1 for none, or None to let the row-by-row path decide."""
     n = int(rows.shape[0])
     row_list: list[int] = rows.tolist()
-    days = column.close_ms[rows] // DAY_MS
-    prev = np.empty_like(days)
-    prev[0] = run.day if run.day is not None else -1
-    prev[1:] = days[:-1]
-    changes = np.flatnonzero(days != prev)
+    first_change, last_change, last_day = _day_changes(column, rows, row_list, run.day)
     day_start, floor, hit = run.day_start_equity, run.daily_floor, run.daily_loss_hit
-    first_change = int(changes[0]) if changes.shape[0] else n
     if first_change > 0 and not hit and equity <= floor:
         return row_list[0]
     if first_change < n:
         if equity <= equity * (1 - engine._daily_limit):
             return row_list[first_change]
         # the day's start as the per-candle path stores it: the equity at the last new day's row
-        last_change = int(changes[-1])
         day_start = _equity_at(engine, column, rows[: last_change + 1], keys)
         floor = day_start * (1 - engine._daily_limit)
         hit = False
@@ -320,19 +317,55 @@ def _simulate_flat(
         run.var = VarFigures(0.0, 0.0, 0.0, 0.0)  # no open position is no risk
         run.var_alerted = False
     last_rows = run.last_rows
-    for k, r in zip(column.series[rows].tolist(), row_list, strict=True):
-        last_rows[keys[k]] = r
+    if column.single_series:
+        last_rows[keys[int(column.series[row_list[-1]])]] = row_list[-1]
+    else:
+        for k, r in zip(column.series[rows].tolist(), row_list, strict=True):
+            last_rows[keys[k]] = r
     for k, key in enumerate(engine.portfolio.positions):
         row = last_rows.get(key)
         if row is not None:
             run.marks[k] = column.close_decimal(row)
-    run.day = int(days[-1])
+    run.day = last_day
     run.day_start_equity = day_start
     run.daily_floor = floor
     run.daily_loss_hit = hit
     run.marks_count = run.marks_count + n
     run.breaker = (breaker_peak, breaker_floor)
     return -1
+
+
+_SMALL_RUN = 16
+"""Up to this many rows, :func:`_day_changes` loops in Python (numpy's per-call cost dominates)."""
+
+
+def _day_changes(
+    column: CandleColumn, rows: NDArray[np.intp], row_list: list[int], day: int | None
+) -> tuple[int, int, int]:
+    """Over ``rows`` (non-empty), the UTC day number of each close compared with the previous row's
+    (the first with ``day``): ``(first position where it changes, last position where it changes, the
+    last row's day)``; both positions are ``len(rows)`` when it never changes."""
+    n = len(row_list)
+    if n <= _SMALL_RUN:
+        close_ms = column.close_ms
+        first = last = n
+        prev = day if day is not None else -1
+        for j, r in enumerate(row_list):
+            d = int(close_ms[r]) // DAY_MS
+            if d != prev:
+                if first == n:
+                    first = j
+                last = j
+                prev = d
+        return first, last, prev
+    days = column.close_ms[rows] // DAY_MS
+    before = np.empty_like(days)
+    before[0] = day if day is not None else -1
+    before[1:] = days[:-1]
+    changes = np.flatnonzero(days != before)
+    if not changes.shape[0]:
+        return n, n, int(days[-1])
+    return int(changes[0]), int(changes[-1]), int(days[-1])
 
 
 def _equity_at(engine: RiskEngine, column: CandleColumn, rows: NDArray[np.intp], keys: list[Key]) -> Decimal:

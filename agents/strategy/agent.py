@@ -37,8 +37,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-import numpy as np
-
 from agents.base import Agent, AgentContext, Subscription
 from agents.base.partitions import symbol_partitions
 from agents.strategy.intents import build_intent, intent_side
@@ -194,7 +192,7 @@ class StrategyAgent(Agent):
             if found is None:
                 continue
             rows, twin = found
-            k, end = np.searchsorted(rows, (start, stop))
+            k, end = rows.searchsorted(start), rows.searchsorted(stop)
             if k >= end:
                 continue
             if not twin.valid_at(int(k)):  # a strategy's state moved some other way: look again from here
@@ -202,7 +200,7 @@ class StrategyAgent(Agent):
                 found = self._twin(column, s)
                 assert found is not None
                 rows, twin = found
-                k, end = np.searchsorted(rows, (start, stop))
+                k, end = rows.searchsorted(start), rows.searchsorted(stop)
             info = column.table[s]
             j = twin.next_vote(int(k), int(end), self.position(info.venue, info.symbol))
             if j < end:
@@ -216,7 +214,7 @@ class StrategyAgent(Agent):
             if found is None:
                 continue
             rows, twin = found
-            k, end = np.searchsorted(rows, (start, stop))
+            k, end = rows.searchsorted(start), rows.searchsorted(stop)
             if k >= end:
                 continue
             twin.skip(int(k), int(end))

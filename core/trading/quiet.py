@@ -78,7 +78,7 @@ def _raise_peak(portfolio: Portfolio, column: CandleColumn, by_key: dict[Key, Ro
         own = by_key.get(key)
         at = None
         if own is not None:
-            at = np.searchsorted(own, rows, side="right") - 1  # this key's last row at or before each row
+            at = own.searchsorted(rows, side="right") - 1  # this key's last row at or before each row
             marks_at[key] = at
         q = position.quantity
         if q == ZERO:

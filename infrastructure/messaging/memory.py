@@ -72,6 +72,9 @@ class _Queue:
     delivered: int = 0
     skipped: int = 0
     backlog: deque[_Pending] = field(default_factory=deque)
+    ahead: tuple[Column, int, bool] | None = None
+    """(column, row, deliver): a wake row already decided for this queue's consumer: applied as quiet
+    with the run before it (``deliver`` False), or known to need the delivery (True)."""
     """Messages that arrived while the queue had no consumer (delivered first to the next one)."""
 
     def pick(self) -> int:
@@ -95,6 +98,9 @@ class BusStats:
     dead_lettered: int
     skipped: int = 0
     """Deliveries a wake condition made unnecessary (applied by a bulk step or held)."""
+    ahead: int = 0
+    """Of those, rows a consumer's wake condition decided quiet together with the run before them
+    (see :meth:`InMemoryBus.publish_column`)."""
 
 
 class ColumnObserver(Protocol):
@@ -123,6 +129,10 @@ class Timer(Protocol):
 
 class InMemoryBus:
     """A :class:`core.ports.Bus` that lives in one process. See the module docstring."""
+
+    AHEAD = True
+    """Let the last consumer asked decide the wake row together with the run before it (see
+    :meth:`publish_column`); off only to prove it changes nothing (``tests/kernel``)."""
 
     def __init__(
         self,
@@ -162,6 +172,7 @@ class InMemoryBus:
         self._derived_routes: dict[int, list[tuple[_Queue, ...]]] = {}
         self._current: tuple[Column, int] | None = None
         """The column row whose cascade is being delivered (:meth:`publish_column`)."""
+        self._ahead_rows = 0
 
     async def start(self) -> None:
         """Mark the bus usable. Idempotent."""
@@ -263,7 +274,18 @@ class InMemoryBus:
 
     async def publish_column(self, column: Column, observer: ColumnObserver | None = None) -> None:
         """Publish every row of ``column`` in order, as if each were published on its own (each row's
-        consequences complete before the next row); see the module docstring. Not from a handler."""
+        consequences complete before the next row); see the module docstring. Not from a handler.
+
+        **Decided ahead.** A consumer whose delivery of a row would be its agent's first of the row's
+        cascade (no latest-per-key queue in its group, no other queue of its agent earlier in the row's
+        routes) sees the row in the state the quiet run before it left: everything the cascade
+        publishes is queued behind that delivery. So when its answer already lies beyond the wake row
+        (or, for the last consumer asked — the costliest question, risk's replay of its marks — when
+        asked about the wake row too, it is quiet there), it applies the row with the run and the drain
+        skips it, instead of asking again about the row alone; when its answer is the wake row itself,
+        the drain delivers it without asking again. Proven equal to all-awake and to not doing it
+        (``tests/kernel``).
+        """
         self._ensure_open()
         if self._draining:
             raise RuntimeError("publish_column is for feeds, not for handlers")
@@ -290,19 +312,45 @@ class InMemoryBus:
         participants = self._participants(column, routes, columns)
         pending = self._pending
         p = 0
+        use_ahead = self.AHEAD
+        last = participants[-1] if participants else None
+        answers: list[int] = [0] * len(participants)
         while p < n:
             w = n
+            asked = 0
             for participant in participants:
-                w = participant.next_wake(p, w)
+                if participant is last and participant.ahead and w < n and use_ahead:
+                    # the last one asked may decide the wake row with the run (see the docstring)
+                    r = participant.next_wake(p, w + 1)
+                    answers[asked] = r
+                    w = min(w, r)
+                else:
+                    w = answers[asked] = participant.next_wake(p, w)
+                asked += 1
                 if w <= p:
                     break
-            if w > p:
+            ahead: list[_Policy] = []
+            woken: list[_Policy] = []
+            if w < n and use_ahead:
+                sw = series[w]
+                for k in range(asked):
+                    participant = participants[k]
+                    if participant.ahead and sw in participant.sids:
+                        assert isinstance(participant, _Policy)
+                        # quiet on the wake row, or already known to need it
+                        (ahead if answers[k] > w else woken).append(participant)
+            if w > p or ahead:
                 for participant in participants:
-                    participant.skip(p, w)
-                if observer is not None:
+                    participant.skip(p, w + 1 if participant in ahead else w)
+                if observer is not None and w > p:
                     observer.quiet(p, w)
             if w >= n:
                 break
+            for participant in ahead:
+                participant.queue.ahead = (column, w, False)
+            for participant in woken:
+                participant.queue.ahead = (column, w, True)
+            self._ahead_rows += len(ahead)
             if observer is not None:
                 observer.before(w)
             s = series[w]
@@ -314,6 +362,10 @@ class InMemoryBus:
             self._current = (column, w)
             await self._drain()
             self._current = None
+            for participant in ahead:
+                participant.queue.ahead = None
+            for participant in woken:
+                participant.queue.ahead = None
             for c in columns:
                 c.release(w)
             if observer is not None:
@@ -359,6 +411,7 @@ class InMemoryBus:
             failed_attempts=self._failed_attempts,
             dead_lettered=sum(len(q.dead) for q in self._queues.values()),
             skipped=sum(q.skipped for q in self._queues.values()),
+            ahead=self._ahead_rows,
         )
 
     def queue_stats(self) -> dict[str, tuple[int, int]]:
@@ -426,7 +479,27 @@ class InMemoryBus:
             else:
                 out.append(_Every(queue, column, sids))
         out.sort(key=lambda part: part.cost)
+        if column is columns[0]:
+            for part in out:
+                if isinstance(part, _Policy) and part.column is column:
+                    part.ahead = self._first_of_group(part.queue, [routes[s] for s in part.sids])
         return out
+
+    def _first_of_group(self, queue: _Queue, routes: list[tuple[_Queue, ...]]) -> bool:
+        """Whether ``queue``'s delivery of a row is its agent's first delivery of the row's cascade:
+        no held message could be handed to the agent before it (no latest-per-key queue in its
+        group) and no other queue of the agent comes before it in the row's routes."""
+        group = queue.spec.group or queue.spec.name
+        for other in self._queues.values():
+            if (other.spec.group or other.spec.name) == group and isinstance(other.spec.wake, LatestPerKey):
+                return False
+        for queues in routes:
+            for other in queues:
+                if other is queue:
+                    break
+                if (other.spec.group or other.spec.name) == group:
+                    return False
+        return True
 
     def _publish_derived(self, queue: _Queue, row: _Row) -> None:
         """A derived-column consumer (technical analysis) handles row ``row``: publish its output row."""
@@ -480,6 +553,7 @@ class InMemoryBus:
         popleft = pending.popleft
         wake = self.wake
         held = self._held
+        timer = self._timer
         try:
             while pending:
                 queue, item, key, body, reason = popleft()
@@ -503,11 +577,21 @@ class InMemoryBus:
                                 continue
                             if kind is WakeOn:
                                 column, i = item.column, item.index
-                                sid = (int(column.series[i]),)
-                                if policy.next_wake(column, sid, i, i + 1) > i:  # type: ignore[attr-defined]
-                                    policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
-                                    queue.skipped += 1
-                                    continue
+                                ahead = queue.ahead
+                                if ahead is not None and ahead[0] is column and ahead[1] == i:
+                                    if not ahead[2]:
+                                        continue  # applied with the run before it (counted there)
+                                else:  # ask about this row alone
+                                    sid = (int(column.series[i]),)
+                                    started = timer.clock() if timer is not None else 0.0
+                                    quiet = policy.next_wake(column, sid, i, i + 1) > i  # type: ignore[attr-defined]
+                                    if quiet:
+                                        policy.skip(column, sid, i, i + 1)  # type: ignore[attr-defined]
+                                    if timer is not None:
+                                        timer.add(f"{queue.spec.name} (bulk)", timer.clock() - started)
+                                    if quiet:
+                                        queue.skipped += 1
+                                        continue
                     if held:
                         group = queue.spec.group
                         if group is not None and group in held:
@@ -612,6 +696,9 @@ class _Participant:
     """A queue that receives rows of a column during :meth:`InMemoryBus.publish_column`."""
 
     cost = 0
+    sids: list[int] = []  # noqa: RUF012 - overridden per instance
+    ahead = False
+    """May decide the wake row together with the run before it (see :meth:`InMemoryBus.publish_column`)."""
 
     def next_wake(self, start: int, stop: int) -> int:
         """The first row in ``[start, stop)`` it must receive (``stop`` if none)."""

@@ -95,6 +95,7 @@ class Outcome:
     state: dict[str, str]
     delivered: int
     skipped: int
+    ahead: int = 0
 
     def equity_hash(self) -> str:
         h = hashlib.sha256()
@@ -165,7 +166,7 @@ def run(config: BacktestConfig, sources: Sequence[SeriesSource], *, wake: bool) 
     swarm = engine.last_swarm
     assert swarm is not None
     stats = swarm.bus.stats
-    return Outcome(result, engine.tap.records, agent_state(swarm), stats.delivered, stats.skipped)
+    return Outcome(result, engine.tap.records, agent_state(swarm), stats.delivered, stats.skipped, stats.ahead)
 
 
 def assert_same(config: BacktestConfig, sources: Sequence[SeriesSource]) -> tuple[Outcome, Outcome]:

@@ -19,7 +19,7 @@ from backtesting.data import file_source, list_source, merge
 from backtesting.synthetic import gbm_source
 from core.clock import SimulatedClock
 from core.gateway import CandleKey
-from core.ids import CounterIds, uuid7_time_ms
+from core.ids import NAMESPACE, CounterIds, content_id, uuid7_time_ms
 from core.messages import Candle, Envelope
 from core.routing import CANDLES, routing_key
 from core.settings import Settings
@@ -67,6 +67,30 @@ def test_file_columns_keep_the_decimals_as_written() -> None:
     first = columns[0].build(0)
     assert str(first.open) == "93576"  # not 93576.0: the Decimal of the file, not of a float
     assert np.array_equal(columns[0].close[:3], [float(c.close) for c in list(source.candles())[:3]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.text(min_size=1, max_size=12),
+    parts=st.lists(
+        st.one_of(st.text(max_size=40), st.integers(), st.decimals(allow_nan=False, allow_infinity=False)), max_size=6
+    ),
+)
+def test_content_ids_are_uuid5_bit_for_bit(kind: str, parts: list[object]) -> None:
+    """The fast content id is the stdlib's ``uuid5`` of the canonical string (any text, any parts)."""
+    canonical = "\x1f".join([kind, *(str(p) for p in parts)])
+    try:
+        expected = uuid.uuid5(NAMESPACE, canonical)
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        try:
+            content_id(kind, *parts)
+        except UnicodeEncodeError:
+            return
+        raise AssertionError("content_id accepted what uuid5 refuses") from None
+    got = content_id(kind, *parts)
+    assert got == expected
+    assert (got.int, got.version, got.variant, got.is_safe, str(got)) == (
+        expected.int, expected.version, expected.variant, expected.is_safe, str(expected))  # fmt: skip
 
 
 def test_counter_ids_have_the_uuid7_layout_under_simulated_time() -> None:

@@ -19,7 +19,8 @@ from backtesting.config import BacktestConfig, reference_config
 from backtesting.data import SeriesSource, file_source, list_source
 from backtesting.synthetic import gbm_source
 from core.gateway import CandleKey
-from tests.kernel.helpers import assert_same
+from infrastructure.messaging.memory import InMemoryBus
+from tests.kernel.helpers import assert_same, run
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC_1H = ROOT / "data" / "samples" / "binance_BTC-USDT_1h.csv"
@@ -163,3 +164,22 @@ def test_gbm_with_stops_at_the_bench_configuration() -> None:
     )
     awake, _ = assert_same(config, [gbm_source(5000, seed=3)])
     assert any("stop_loss" in r[2] or "take_profit" in r[2] for r in awake.records)
+
+
+def test_rows_decided_ahead_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consumers quiet on the wake row (execution's answer beyond it, risk asked about it with the run)
+    apply it with the quiet run before it instead of being asked again about that row alone: the same
+    run as all-awake and as without it."""
+    config = reference_config(fee_bps=10).model_copy(
+        update={"risk": {"stop_loss_pct": Decimal("0.002"), "take_profit_pct": Decimal("0.004")}}
+    )
+    sources = [gbm_source(4000, seed=5)]
+    awake, woken = assert_same(config, sources)
+    assert woken.ahead > 50  # the shortcut fired
+    monkeypatch.setattr(InMemoryBus, "AHEAD", False)
+    plain = run(config, sources, wake=True)
+    assert plain.ahead == 0
+    assert plain.records == woken.records == awake.records
+    assert plain.state == woken.state
+    assert plain.equity_hash() == woken.equity_hash()
+    assert (plain.delivered, plain.skipped) == (woken.delivered, woken.skipped)
