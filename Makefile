@@ -22,8 +22,8 @@ venv: $(STAMP) ## Create/refresh the virtual environment (.venv) with every depe
 services: ## Start RabbitMQ, PostgreSQL and InfluxDB on loopback if they are down
 	@bash scripts/ensure_services.sh
 
-run: venv ## Every agent in one process on sample data, with a live view and a session report (no service needed)
-	$(BIN)/tradeswarm run
+run: venv ## Every agent in one process on sample data, live view, session report (UI=1: the web dashboard too)
+	$(BIN)/tradeswarm run $(if $(UI),--ui --speed 20)
 
 test: venv services ## Run the whole test suite (unit, contract, integration) against real services
 	@$(BIN)/pytest -q; rc=$$?; \

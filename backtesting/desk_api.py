@@ -123,7 +123,7 @@ class DeskAnalyzerService:
         engine = BacktestEngine(BacktestConfig(), [list_source(key, [*window, *after], "analyze")], desk=run)
         result = await engine.run()
         if not result.desk_decisions:
-            raise AnalysisFailed(f"the desk made no decision on {symbol} at {window[-1].close_time}")
+            raise AnalysisFailed(f"the desk made no decision on {symbol} at {window[-1].close_time}", 404)
         decision = result.desk_decisions[0]
         await self.store.record(decision)
         portfolio = None

@@ -4,8 +4,9 @@ and rich tables for the terminal.
 Everything written is a deterministic function of the result (fixed decimal formatting, sorted
 JSON keys, no timestamps of the run itself in the files that tests compare), so two runs on the
 same data give byte-identical ``trades.csv``, ``equity.csv`` and ``summary.json`` apart from
-``elapsed_s`` and ``bars_per_second``. The HTML report is self-contained: its charts are PNGs
-embedded as base64.
+``elapsed_s`` and ``bars_per_second``. The HTML report is self-contained and interactive: its charts
+are drawn in the browser by the inlined lightweight-charts (:mod:`backtesting.report_html`); the
+PNG of the equity curve is written beside it.
 
 ``trades.csv`` lists every round trip: the closed ones, then those still open at the end
 (``status`` ``open``, no exit, ``pnl`` valued at ``mark_price``, the last close). ``equity.csv``
@@ -17,11 +18,10 @@ reason, the time in each trading state, and the effective limits.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,6 +33,7 @@ import orjson
 
 from backtesting.metrics import drawdown_series
 from backtesting.outcomes import reason_rows
+from backtesting.report_html import REPORT_CSS, Bar, close_bars, inline_scripts, report_data
 from backtesting.trades import RoundTrip
 
 if TYPE_CHECKING:
@@ -314,8 +315,9 @@ def _setting(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def render_html(result: BacktestResult, equity: bytes, prices: bytes) -> str:
-    """The self-contained HTML report."""
+def render_html(result: BacktestResult, bars: Mapping[str, Sequence[Bar]] | None = None) -> str:
+    """The self-contained, interactive HTML report (:mod:`backtesting.report_html`): candlesticks with
+    the trades, equity and drawdown, metrics, what the limits did, and a sortable trades table."""
     m = result.metrics.as_dict()
     undefined = result.metrics.undefined
     rows = "".join(
@@ -329,28 +331,29 @@ def render_html(result: BacktestResult, equity: bytes, prices: bytes) -> str:
         for row in trade_rows(result.trips + result.open_trips)
     )
     limits_html = _limits_html(result)
-    eq = base64.b64encode(equity).decode()
-    px = base64.b64encode(prices).decode()
     title = html.escape(f"tradeswarm backtest: {', '.join(result.config.strategies)}")
     params = html.escape(orjson.dumps(result.config.params, option=orjson.OPT_SORT_KEYS).decode())
+    data = report_data(result, {**close_bars(result), **(bars or {})})
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:3px 8px;font-size:13px}}
-th{{background:#f4f4f4}}.num{{text-align:right}}img{{max-width:100%}}
-</style></head><body>
+<html lang="en" data-theme="light"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{REPORT_CSS}</style></head><body><main>
 <h1>{title}</h1>
-<p>Series: {html.escape(", ".join(result.series))} &middot; candles: {result.candles:,} &middot;
+<p class="muted">Series: {html.escape(", ".join(result.series))} &middot; candles: {result.candles:,} &middot;
 parameters: <code>{params}</code> &middot; fees {result.config.fee_bps} bps &middot;
 slippage {result.config.slippage_bps} bps &middot; sizing {html.escape(result.config.sizing)} &middot;
 intrabar {html.escape(result.config.intrabar)}{INTRABAR_NOTE.get(result.config.intrabar, "")}</p>
-<h2>Equity and drawdown</h2><img alt="equity curve" src="data:image/png;base64,{eq}">
-<h2>Prices and trades</h2><img alt="prices with trades" src="data:image/png;base64,{px}">
-<h2>Metrics</h2><table>{rows}</table>
-{limits_html}
-<h2>Trades ({len(result.trips)} closed, {len(result.open_trips)} open at the end)</h2>
-<table><tr>{trade_head}</tr>{trade_body}</table>
+<section><h2>Prices and trades</h2><p class="muted">Entries &#9650; and exits &#9660; on the candles; scroll to zoom,
+drag to pan, hover for values.</p><div id="price-charts"></div></section>
+<section><h2>Equity and drawdown</h2><div id="equity-chart" class="chart"></div></section>
+<section><h2>Metrics</h2><table>{rows}</table></section>
+<section>{limits_html}</section>
+<section><h2>Trades ({len(result.trips)} closed, {len(result.open_trips)} open at the end)</h2>
+<p class="muted">Click a column to sort.</p>
+<div class="scroll"><table id="trades-table"><thead><tr>{trade_head}</tr></thead>
+<tbody>{trade_body}</tbody></table></div>
+</section></main>
+{inline_scripts(data)}
 </body></html>
 """
 
@@ -388,8 +391,12 @@ def _limits_html(result: BacktestResult) -> str:
     )
 
 
-def write_report(result: BacktestResult, directory: str | Path) -> ReportFiles:
-    """Write every report file into ``directory`` (created when missing)."""
+def write_report(
+    result: BacktestResult, directory: str | Path, bars: Mapping[str, Sequence[Bar]] | None = None
+) -> ReportFiles:
+    """Write every report file into ``directory`` (created when missing). ``bars``: the candles of
+    each symbol for the report's charts (:func:`backtesting.report_html.source_bars`); without them
+    the bars are made of the sampled closes."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(out, out / "trades.csv", out / "summary.json", out / "equity.png", out / "report.html",
@@ -397,7 +404,6 @@ def write_report(result: BacktestResult, directory: str | Path) -> ReportFiles:
     write_trades_csv(files.trades_csv, result.trips + result.open_trips)
     write_equity_csv(files.equity_csv, result)
     files.summary_json.write_bytes(summary_bytes(result.summary()))
-    equity = equity_png(result)
-    files.equity_png.write_bytes(equity)
-    files.html.write_text(render_html(result, equity, price_png(result)))
+    files.equity_png.write_bytes(equity_png(result))
+    files.html.write_text(render_html(result, bars), encoding="utf-8")
     return files

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backtesting.config import BacktestConfig
+from backtesting.dashboard import DashboardOptions, EmbeddedDashboard
 from backtesting.data import SeriesSource, merge
 from backtesting.engine import BacktestEngine, BacktestResult, DeskRun, Replay, Swarm
 from backtesting.outcomes import reason_rows
@@ -127,6 +128,8 @@ class SessionOptions:
     max_candles: int | None = None
     view: bool = True
     refresh_per_second: float = 8.0
+    ui: DashboardOptions | None = None
+    """Serve the web dashboard (``--ui``); the session then runs until Ctrl-C, after the replay too."""
 
 
 async def _paced(candles: Iterator[Candle], speed: float) -> AsyncIterator[Candle]:
@@ -156,6 +159,11 @@ async def run_session(
     events: list[FeedEvent] = []
     swarm = engine.swarm(observe_flow=True, on_event=events.append)
     await swarm.start()
+    dashboard: EmbeddedDashboard | None = None
+    if options.ui is not None:
+        dashboard = EmbeddedDashboard(swarm, options.ui, options.ui.data_dir or SAMPLES)
+        await dashboard.start()
+        _say(console, f"dashboard: {dashboard.url}  (API token: {dashboard.token})")
     replay = Replay(swarm, engine.symbols)
     total: int | None = None
     label = "live data" if live_feed is not None else "sample replay"
@@ -206,6 +214,11 @@ async def run_session(
             await consume()
     else:
         await consume()
+    if dashboard is not None:
+        if not stop.is_set():
+            _say(console, f"replay finished; the dashboard stays at {dashboard.url} until Ctrl-C")
+            await stop.wait()
+        await dashboard.stop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
@@ -214,6 +227,14 @@ async def run_session(
     dead = await swarm.dead_letter_count()
     await swarm.stop()
     return replay.result(config, engine.series, elapsed, dead)
+
+
+def _say(console: Any, text: str) -> None:
+    """One line to the session's console (or stdout), flushed: scripts and tests read the address."""
+    if console is not None:
+        console.print(text, soft_wrap=True, highlight=False)
+    else:
+        print(text, flush=True)
 
 
 async def gateway_feed(gateway: Any, symbols: Sequence[str], timeframe: str) -> AsyncIterator[Candle]:

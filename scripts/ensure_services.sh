@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the local services the tests talk to are installed and running on loopback:
 # RabbitMQ (5672), PostgreSQL (5432), InfluxDB 1.x (8086), plus the `promtool`/`prometheus`
-# binaries the deployment tests run. Idempotent; starts only what is down. Needs root for apt.
+# binaries the deployment tests run, and Chromium for the dashboard's browser tests. Idempotent; starts only what is down. Needs root for apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ apt_install() {
 # --- packages the tests need that a fresh machine may lack --------------------------------------
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client  # kubectl (with kustomize) for the k8s render tests
+# Chromium for the dashboard's browser tests (Playwright drives Debian's package: it cannot download its own)
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 # --- RabbitMQ -------------------------------------------------------------------------------------
 # Every broker command is bounded: a node that is up with its application stopped (a test or a

@@ -38,7 +38,7 @@ def one_line_errors() -> Iterator[None]:
     """Turn our errors (and bad values) into ``error: ...`` and exit 2."""
     try:
         yield
-    except (TradeswarmError, ValueError) as exc:
+    except (TradeswarmError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -314,8 +314,9 @@ def backtest_command(
         files = None
         if report is not None:
             from backtesting.report import write_report
+            from backtesting.report_html import source_bars
 
-            files = write_report(result, report)
+            files = write_report(result, report, source_bars(sources))
             if result.desk_decisions:
                 (report / "desk_decisions.jsonl").write_text(
                     "".join(d.model_dump_json() + "\n" for d in result.desk_decisions)
@@ -498,6 +499,11 @@ def run_command(
     ] = None,
     report: Annotated[Path, typer.Option(help="Where the session report is written.")] = Path("reports/session"),
     view: Annotated[bool, typer.Option("--view/--no-view", help="The live terminal view.")] = True,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Serve the web dashboard (and the API) while the session runs, until Ctrl-C.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address of --ui.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of --ui (0 = any free port).")] = 8000,
     desk: Annotated[
         str,
         typer.Option(
@@ -513,8 +519,10 @@ def run_command(
     """
     from rich.console import Console
 
+    from backtesting.dashboard import DashboardOptions
     from backtesting.data import list_source
     from backtesting.report import limits_tables, summary_table, write_report
+    from backtesting.report_html import source_bars
     from backtesting.session import SessionOptions, gateway_feed, run_session, sample_files
     from core.gateway import CandleKey
 
@@ -522,7 +530,8 @@ def run_command(
     with one_line_errors():
         symbol = symbol or ["BTC/USDT", "ETH/USDT"]
         config = build_config(strategy or ["sma_cross"], param or [], "fixed_fraction", 10.0, 0.0, 10_000.0, False, [])
-        options = SessionOptions(speed=speed, max_candles=max_candles, view=view)
+        dashboard = DashboardOptions(host=host, port=port) if ui else None
+        options = SessionOptions(speed=speed, max_candles=max_candles, view=view, ui=dashboard)
         desk_run = _session_desk(desk, desk_every)
         if live_data:
             from agents.data_collection.settings import DataCollectionSettings
@@ -548,7 +557,7 @@ def run_command(
                 raise UsageError("no sample data found in data/samples; pass --data FILE")
             sources = asyncio.run(resolve_sources(paths, None, None))
             result = asyncio.run(run_session(config, sources, options, console=out, desk=desk_run))
-        files = write_report(result, report)
+        files = write_report(result, report, source_bars(sources))
     out.print()
     out.print(summary_table(result, title="Paper session"))
     for table in limits_tables(result):
@@ -582,7 +591,7 @@ def _print_desk(out: Any, result: BacktestResult) -> None:
 
     d = result.summary()["desk"]
     out.print(f"AI desk [{d['provider']}]: {d['decisions']} decisions, verdicts {d['verdicts']}, actions "
-              f"{d['actions']}, {d['intents']} trades, tokens {d['tokens_in']}+{d['tokens_out']}, "
+              f"{d['actions']}, {d['intents']} intents, tokens {d['tokens_in']}+{d['tokens_out']}, "
               f"cost ${d['cost_usd']:.4f}", markup=False)  # fmt: skip
     out.print(decision_cards(result.desk_decisions[-1]))
 

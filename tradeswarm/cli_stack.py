@@ -167,6 +167,8 @@ def up(
         missing = [n for n, ok in ready.items() if not ok] or list(names)
         typer.echo(f"not ready after {wait:.0f}s: {', '.join(missing)} (see {run_dir}/logs)", err=True)
         raise typer.Exit(1)
+    if "orchestrator" in names:
+        typer.echo(f"dashboard: http://127.0.0.1:{api_port}/  (state-changing calls need TRADESWARM_API_TOKEN)")
 
 
 def _print_status(run_dir: Path) -> int:

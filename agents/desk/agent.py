@@ -41,6 +41,7 @@ from core.messages import (
     RiskAlert,
 )
 from core.routing import CANDLES, PORTFOLIO, POSITIONS, partition_of
+from infrastructure.observability import metrics
 
 SeriesKey = tuple[str, str, str]
 
@@ -217,6 +218,11 @@ class DeskAgent(Agent):
             alert = RiskAlert(severity=severity, code=code, message=message[:2000], venue=decision.venue,
                               symbol=decision.symbol)  # fmt: skip
             await self._publish_optional(alert, envelope)
+        if self.ctx.instrument:
+            metrics.DESK_DECISIONS.labels(decision.verdict, decision.action, decision.provider).inc()
+            for report in decision.roles:
+                if report.status != "ok" and not report.reason.startswith("not run"):
+                    metrics.DESK_ROLE_FAILURES.labels(report.role.value, report.status).inc()
         series.pending = None
         self.decisions += 1
         self.last = decision

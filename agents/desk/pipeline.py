@@ -114,8 +114,10 @@ _ASSET_NAMES = {"BTC": ("Bitcoin", "BTC"), "ETH": ("Ethereum", "Ether", "ETH"), 
 
 
 def _blind_text(text: str, asset: str) -> str:
+    """``text`` without the asset's names, years and quoted prices (``$97K``, ``$1,850.50``)."""
     for word in _ASSET_NAMES.get(asset, (asset,)):
         text = re.sub(rf"\b{re.escape(word)}\b", "ASSET", text, flags=re.IGNORECASE)
+    text = re.sub(r"\$\s?\d[\d,]*(?:\.\d+)?(?:\s?[kKmMbB]\b)?", "$N", text)
     return re.sub(r"\b(19|20)\d\d\b", "YEAR", text)
 
 
@@ -151,7 +153,9 @@ class Desk:
         summary = summarize(view.closes, view.highs, view.lows)
         if summary is None:
             return None
-        decision_id = content_id("desk_decision", view.venue, view.symbol, view.timeframe, view.ts.isoformat())
+        decision_id = content_id(
+            "desk_decision", view.venue, view.symbol, view.timeframe, view.ts.isoformat(), self.provider, self.blind
+        )
         run = _Run(decision_id, view, self.provider)
         deadline = self.wall() + self.deadline
         scale = 100.0 / summary.last_close if self.blind else 1.0

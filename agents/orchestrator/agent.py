@@ -45,18 +45,27 @@ from core.domain import CommandKind, Severity
 from core.errors import UnroutableMessage
 from core.messages import (
     AgentStatus,
+    Candle,
     Command,
     CommandAck,
+    ComplianceDecision,
+    ConsensusDecision,
+    DeskDecision,
     Envelope,
+    Fill,
     Heartbeat,
     IndicatorSnapshot,
+    OrderUpdate,
     PartitionAssignment,
     Payload,
+    PortfolioSnapshot,
     ReviewDecision,
     ReviewRequest,
     RiskAlert,
+    RiskDecision,
 )
 from core.trading import reviews as queue
+from infrastructure.api.events import EventHub
 from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound, UnknownTarget
 from infrastructure.api.schemas import AgentView, CommandView, HealthView, Page, ReviewView, SeriesView, SnapshotView
 from infrastructure.observability import metrics
@@ -72,6 +81,17 @@ _MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
     TradingMode.PAUSED: "paused",
     TradingMode.HALTED: "halted",
 }
+
+_FEED_TYPES: tuple[type[Payload], ...] = (
+    Candle, ConsensusDecision, OrderUpdate, Fill, PortfolioSnapshot, RiskAlert, RiskDecision, ComplianceDecision,
+    DeskDecision,
+)  # fmt: skip
+"""What the dashboard's live stream forwards (with the command acknowledgements)."""
+_FEED_PATTERNS = (
+    routing.CANDLES.all(), routing.CONSENSUS.all(), routing.ORDER_UPDATES.all(), routing.FILLS.all(),
+    routing.PORTFOLIO.all(), routing.ALERTS.all(), routing.RISK_APPROVED.all(), routing.RISK_REJECTED.all(),
+    routing.COMPLIANCE_DECISIONS.all(), routing.DESK_DECISIONS.all(),
+)  # fmt: skip
 
 _REQUIRED_STATE = {TradingMode.HALTED: CommandKind.HALT, TradingMode.PAUSED: CommandKind.PAUSE}
 """The command that brings an agent into each non-active intended mode."""
@@ -144,6 +164,8 @@ class OrchestratorAgent(Agent):
         self._alerted: set[str] = set()
         self._recommanded_at: dict[str, datetime] = {}
         self._last_issued_at: datetime | None = None
+        self.events = EventHub()
+        """The dashboard's live stream (``GET /events``), fed by the ``feed`` subscription and the acks."""
 
     @property
     def timeout(self) -> timedelta:
@@ -159,6 +181,7 @@ class OrchestratorAgent(Agent):
                 "indicators", (routing.INDICATORS.all(),), {IndicatorSnapshot: self.on_snapshot}, prefetch=256
             ),
             Subscription("reviews", (routing.REVIEW_REQUESTS.all(),), {ReviewRequest: self.on_review_request}),
+            Subscription("feed", _FEED_PATTERNS, dict.fromkeys(_FEED_TYPES, self.on_feed), prefetch=256),
         ]
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -371,6 +394,7 @@ class OrchestratorAgent(Agent):
         command this orchestrator did not issue and that contradicts the intent is commanded again."""
         now = self.ctx.clock.now()
         self._note_reported(ack, now)
+        self.events.publish_message(ack, envelope)
         record = self.book.acknowledge(ack, now)
         if record is None:
             self.log.warning(
@@ -405,6 +429,10 @@ class OrchestratorAgent(Agent):
         else:
             return
         self._reported[ack.agent_id] = _Reported(halted, paused, now)
+
+    async def on_feed(self, payload: Payload, envelope: Envelope) -> None:
+        """Forward a market, signal, order-path or alert message to the dashboard's live stream."""
+        self.events.publish_message(payload, envelope)
 
     async def on_snapshot(self, snapshot: IndicatorSnapshot, envelope: Envelope) -> None:
         """Keep the latest snapshots for ``/market``."""

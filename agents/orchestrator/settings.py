@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HALT_ACK_KINDS = ("strategy", "risk", "compliance", "execution")
@@ -81,6 +81,15 @@ class OrchestratorSettings(BaseSettings):
         description="module:factory of the AI desk's analyzer for POST /analyze "
         "(factory(data_dir, store, publish, latest)); empty = the desk endpoints read stored decisions only.",
     )
+    rabbitmq_management_url: SecretStr | None = Field(
+        default=None,
+        description="RabbitMQ's management API with credentials (http://user:pass@host:15672), for the dashboard's "
+        "queue depths; unset: not shown.",
+    )
+    rabbitmq_ui_url: str = Field(
+        default="http://localhost:15672", description="Link to the RabbitMQ management UI shown by the dashboard."
+    )
+    grafana_url: str = Field(default="http://localhost:3000", description="Link to Grafana shown by the dashboard.")
 
     @field_validator("halt_ack_kinds", "pause_ack_kinds", "flatten_ack_kinds", "partitioned_kinds", mode="before")
     @classmethod

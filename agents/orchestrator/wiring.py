@@ -18,6 +18,7 @@ from infrastructure.api.desk import DeskAnalyzer, DeskApi
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.queries import PostgresReadModel
+from infrastructure.api.queues import management_queue_depths, vhost_of
 from infrastructure.api.schemas import SnapshotView
 from infrastructure.api.server import ApiServer
 from infrastructure.database.timescale.control_store import PostgresIntentStore
@@ -168,8 +169,19 @@ async def build(ctx: AgentContext) -> Agent:
     desk = load_desk_api(settings.desk_analyzer, settings.backtest_data_dir, db, agent)
     if desk.analyzer is not None:
         agent.services.append(ClosingService(desk.analyzer))
-    app = create_app(agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, desk=desk)
+    management = settings.rabbitmq_management_url
+    queues = (
+        management_queue_depths(management.get_secret_value(), vhost_of(ctx.settings.rabbitmq_url.get_secret_value()))
+        if management is not None and management.get_secret_value()
+        else None
+    )
+    links = {"rabbitmq": settings.rabbitmq_ui_url, "grafana": settings.grafana_url}
+    app = create_app(
+        agent, PostgresReadModel(db), jobs, api_token=ctx.settings.api_token, desk=desk, events=agent.events,
+        queues=queues, links=links,
+    )  # fmt: skip
     if jobs is not None:
         agent.services.append(JobsService(jobs))
     agent.services.append(ApiServer(app, settings.api_host, settings.api_port))
+    agent.services.append(agent.events)  # stopped first: ends the open event streams
     return agent

@@ -8,6 +8,7 @@ configured they are refused (fail closed).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -19,7 +20,9 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.routing import escape
+from infrastructure.api.dashboard import add_dashboard
 from infrastructure.api.desk import DeskApi, add_desk_routes
+from infrastructure.api.events import EventHub
 from infrastructure.api.jobs import BacktestJobs
 from infrastructure.api.ports import (
     CommandRefused,
@@ -29,6 +32,7 @@ from infrastructure.api.ports import (
     TradingReadModel,
     UnknownTarget,
 )
+from infrastructure.api.queues import QueueDepths
 from infrastructure.api.schemas import (
     AgentView,
     BacktestJobView,
@@ -36,6 +40,7 @@ from infrastructure.api.schemas import (
     CommandView,
     ControlRequest,
     DecisionView,
+    EquityPoint,
     ErrorBody,
     HealthView,
     OrderView,
@@ -83,8 +88,12 @@ def create_app(
     *,
     api_token: SecretStr | None,
     desk: DeskApi | None = None,
+    events: EventHub | None = None,
+    queues: QueueDepths | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """The API over ``control`` (live swarm), ``read_model`` (PostgreSQL) and ``jobs`` (backtests).
+    """The API over ``control`` (live swarm), ``read_model`` (PostgreSQL) and ``jobs`` (backtests),
+    and the web dashboard at ``/`` with its live stream (``events``) and queue depths (``queues``).
 
     ``read_model``/``jobs`` may be None (no database / no backtester configured): their endpoints
     then answer 503 with a message saying so.
@@ -118,6 +127,17 @@ def create_app(
         if jobs is None:
             raise HTTPException(503, "no backtest runner is configured")
         return jobs
+
+    add_dashboard(
+        app,
+        events=events,
+        queues=queues,
+        links=links or {},
+        mode=lambda: control.health().mode,
+        version=__version__,
+        token_required=token is not None,
+        desk=desk is not None and desk.analyzer is not None,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -176,6 +196,13 @@ def create_app(
             raise HTTPException(404, "no portfolio snapshot stored yet")
         return view
 
+    @app.get("/portfolio/equity", tags=["trading"])
+    async def equity_curve(
+        account: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 1000
+    ) -> list[EquityPoint]:
+        """The equity of the stored portfolio snapshots (the latest ``limit``), oldest first."""
+        return await need_db().equity_curve(account, limit)
+
     @app.get("/positions", tags=["trading"])
     async def positions(account: Filter = None, include_flat: bool = False) -> list[PositionView]:
         """Open positions (all with ``include_flat``)."""
@@ -213,6 +240,17 @@ def create_app(
     async def start_backtest(request: BacktestRequest) -> BacktestJobView:
         """Start a backtest job in the background; poll ``GET /backtests/{id}``."""
         return need_jobs().submit(request)
+
+    @app.get("/backtests", tags=["backtests"])
+    async def list_backtests(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[BacktestJobView]:
+        """Recent backtest jobs, newest first, without their results (``GET /backtests/{id}`` has them)."""
+        summaries = []
+        for job in need_jobs().list()[:limit]:
+            result = job.result
+            if result is not None:
+                result = result.model_copy(update={"equity_curve": [], "trades": [], "limits": {}})
+            summaries.append(job.model_copy(update={"result": result}))
+        return summaries
 
     @app.get("/backtests/{job_id}", tags=["backtests"])
     async def get_backtest(job_id: UUID) -> BacktestJobView:

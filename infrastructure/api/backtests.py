@@ -10,6 +10,7 @@ event loop so the orchestrator keeps consuming heartbeats meanwhile.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +18,33 @@ from typing import Any
 
 from core.clock import utc_from_ms
 from core.errors import ConfigurationError
+from core.messages import Candle
 from core.routing import escape
+from infrastructure.api.jobs import JOB_PROGRESS, JOB_TOTAL
 from infrastructure.api.ports import BacktestRunner
-from infrastructure.api.schemas import BacktestRequest, BacktestResult, EquityPoint
+from infrastructure.api.schemas import BacktestRequest, BacktestResult, CandleBar, EquityPoint
 
 MAX_CURVE_POINTS = 2000
 """The equity curve returned by the API is sampled down to at most this many points."""
+MAX_BARS = 5000
+"""Candles returned with a result: beyond this, consecutive candles are merged into larger bars."""
+
+
+def candle_bars(candles: Iterable[Candle], max_bars: int = MAX_BARS) -> list[CandleBar]:
+    """The candles as chart bars, merged ``k`` at a time (open of the first, extremes, close of the last)
+    when there are more than ``max_bars`` of them."""
+    rows = list(candles)
+    k = max(1, -(-len(rows) // max_bars))
+    bars: list[CandleBar] = []
+    for i in range(0, len(rows), k):
+        group = rows[i : i + k]
+        first, last = group[0], group[-1]
+        bars.append(
+            CandleBar(symbol=first.symbol, open_time=first.open_time, open=float(first.open),
+                      high=float(max(c.high for c in group)), low=float(min(c.low for c in group)),
+                      close=float(last.close))
+        )  # fmt: skip
+    return bars
 
 
 def _json_value(value: object) -> object:
@@ -90,7 +112,11 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
         source = file_source(path, request.start, request.end, limit=max_candles)
         desk = desk_run_of(desk_params) if desk_params is not None else None
         engine = BacktestEngine(config, [source], desk=desk)
-        result = await asyncio.to_thread(lambda: asyncio.run(engine.run()))
+        progress, total = JOB_PROGRESS.get(), JOB_TOTAL.get()
+        if total is not None and source.blocks is not None:
+            blocks = source.blocks
+            total(await asyncio.to_thread(lambda: sum(len(b) for b in blocks())))
+        result = await asyncio.to_thread(lambda: asyncio.run(engine.run(progress, progress_every=500)))
         summary = {k: _scalar(v) for k, v in result.summary().items() if not isinstance(v, dict | list)}
         summary.update({f"metric_{k}": _scalar(v) for k, v in result.metrics.as_dict().items()})
         n = len(result.times_ms)
@@ -112,6 +138,9 @@ def engine_runner(data_dir: Path, max_candles: int = 500_000) -> BacktestRunner:
                 **full.get("desk", {"decisions": 0}),
                 "items": [view_of(d).model_dump(mode="json", by_alias=True) for d in result.desk_decisions],
             }
-        return BacktestResult(summary=summary, equity_curve=curve, trades=trades, limits=limits, desk=desk_view)
+        bars = await asyncio.to_thread(lambda: candle_bars(source.candles()))
+        return BacktestResult(
+            summary=summary, equity_curve=curve, trades=trades, limits=limits, desk=desk_view, candles=bars
+        )
 
     return run

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
@@ -28,7 +27,7 @@ from pydantic import ConfigDict, Field
 from core.desk.store import DeskStore
 from core.errors import TradeswarmError
 from core.messages.desk import DeskDecision
-from infrastructure.api.schemas import ApiModel, Page
+from infrastructure.api.schemas import ApiModel, Money, Page, Timestamp
 
 Mode = Literal["live", "backtest_step"]
 
@@ -60,7 +59,7 @@ class DeskTokensView(ApiModel):
 
     tokens_in: int = Field(alias="in")
     tokens_out: int = Field(alias="out")
-    cost_usd: Decimal
+    cost_usd: Money
 
 
 class DeskDecisionView(ApiModel):
@@ -88,13 +87,17 @@ class AnalyzeRequest(ApiModel):
 
     symbol: str = Field(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$")
     mode: Mode = "live"
-    timestamp: datetime | None = Field(default=None, description="backtest_step: the decision time (default: last).")
+    timestamp: Timestamp | None = Field(
+        default=None, description="backtest_step: the decision time, RFC 3339 with its offset (default: last)."
+    )
 
 
 class AnalysisFailed(TradeswarmError):
-    """The desk could not analyse (unknown symbol, too few candles): a 4xx with the message."""
+    """The desk could not analyse a valid request: 404 for a symbol without candles, 409 (the data's
+    state does not allow it: too few candles closed by then, no decision) by default. Never 422: the
+    request itself was valid (the API fuzz holds the API to that)."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
+    def __init__(self, message: str, status: int = 409) -> None:
         super().__init__(message)
         self.status = status
 

@@ -7,12 +7,18 @@ import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from uuid import UUID
 
 from core.logging import get_logger
 from infrastructure.api.ports import BacktestRunner
 from infrastructure.api.schemas import BacktestJobView, BacktestRequest
+
+JOB_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("backtest_job_progress", default=None)
+"""Set while a job's runner runs: a runner may call it with the candles processed so far (from any thread)."""
+JOB_TOTAL: ContextVar[Callable[[int], None] | None] = ContextVar("backtest_job_total", default=None)
+"""Set while a job's runner runs: a runner may call it once with the candles the job will process."""
 
 
 class BacktestJobs:
@@ -36,6 +42,8 @@ class BacktestJobs:
         self._keep = keep
         self._now = now or (lambda: datetime.now(UTC))
         self._jobs: OrderedDict[UUID, BacktestJobView] = OrderedDict()
+        self._progress: dict[UUID, int] = {}
+        self._totals: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = get_logger(__name__)
 
@@ -54,12 +62,17 @@ class BacktestJobs:
         return job
 
     def get(self, job_id: UUID) -> BacktestJobView | None:
-        """A job's current view."""
-        return self._jobs.get(job_id)
+        """A job's current view (with its progress while it runs)."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.state == "running" and (job_id in self._progress or job_id in self._totals):
+            job = job.model_copy(
+                update={"progress": self._progress.get(job_id, 0), "progress_total": self._totals.get(job_id)}
+            )
+        return job
 
     def list(self) -> list[BacktestJobView]:
         """Every remembered job, newest first."""
-        return list(reversed(self._jobs.values()))
+        return [view for job_id in reversed(self._jobs) if (view := self.get(job_id)) is not None]
 
     async def wait(self, job_id: UUID) -> BacktestJobView | None:
         """Wait until the job finished (for tests and scripts)."""
@@ -73,6 +86,8 @@ class BacktestJobs:
         async with self._slots:
             job = self._jobs[job_id]
             self._jobs[job_id] = job = job.model_copy(update={"state": "running", "started_at": self._now()})
+            token = JOB_PROGRESS.set(lambda n: self._progress.__setitem__(job_id, n))
+            total_token = JOB_TOTAL.set(lambda n: self._totals.__setitem__(job_id, n))
             try:
                 result = await self._runner(job.request)
             except asyncio.CancelledError:
@@ -86,6 +101,11 @@ class BacktestJobs:
                     update={"state": "failed", "finished_at": self._now(), "error": f"{type(exc).__name__}: {exc}"}
                 )
                 return
+            finally:
+                JOB_PROGRESS.reset(token)
+                JOB_TOTAL.reset(total_token)
+                self._progress.pop(job_id, None)
+                self._totals.pop(job_id, None)
             self._jobs[job_id] = job.model_copy(
                 update={"state": "succeeded", "finished_at": self._now(), "result": result}
             )

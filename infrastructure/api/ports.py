@@ -12,6 +12,7 @@ from infrastructure.api.schemas import (
     BacktestResult,
     CommandView,
     DecisionView,
+    EquityPoint,
     HealthView,
     OrderView,
     Page,
@@ -99,6 +100,10 @@ class TradingReadModel(Protocol):
 
     async def positions(self, account: str | None, include_flat: bool) -> list[PositionView]:
         """Positions (open ones unless ``include_flat``)."""
+        ...
+
+    async def equity_curve(self, account: str | None, limit: int) -> list[EquityPoint]:
+        """The equity of the latest ``limit`` portfolio snapshots, oldest first."""
         ...
 
     async def orders(self, *, status: str | None, symbol: str | None, limit: int, offset: int) -> Page[OrderView]:

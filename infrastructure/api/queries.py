@@ -14,6 +14,7 @@ import orjson
 
 from infrastructure.api.schemas import (
     DecisionView,
+    EquityPoint,
     OrderView,
     Page,
     PortfolioView,
@@ -99,6 +100,13 @@ class PostgresReadModel:
         sql = f"SELECT {_PORTFOLIO_COLUMNS} FROM portfolio_snapshots{where} ORDER BY ts DESC LIMIT 1"  # noqa: S608
         row = await self._db.run("api.portfolio", lambda conn: conn.fetchrow(sql, *args))
         return PortfolioView(**dict(row)) if row is not None else None
+
+    async def equity_curve(self, account: str | None, limit: int) -> list[EquityPoint]:
+        """The equity of the latest ``limit`` snapshots (of ``account``, or of every account), oldest first."""
+        where, args = _where([("account", account)])
+        sql = f"SELECT ts, equity FROM portfolio_snapshots{where} ORDER BY ts DESC LIMIT ${len(args) + 1}"  # noqa: S608
+        rows = await self._db.run("api.equity", lambda conn: conn.fetch(sql, *args, limit))
+        return [EquityPoint(ts=r["ts"], equity=r["equity"]) for r in reversed(rows)]
 
     async def positions(self, account: str | None, include_flat: bool) -> list[PositionView]:
         """Positions ordered by account, venue, symbol."""

@@ -354,12 +354,26 @@ class EquityPoint(ApiModel):
     equity: Money
 
 
+class CandleBar(ApiModel):
+    """One candle of a backtested series (for the candlestick chart with the trades)."""
+
+    symbol: str
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+
+
 class BacktestResult(ApiModel):
     """What a backtest runner returns: summary metrics, the equity curve and the trades."""
 
     summary: dict[str, float | int | str | None]
     equity_curve: list[EquityPoint]
     trades: list[dict[str, Any]]
+    candles: list[CandleBar] = Field(
+        default_factory=list, description="The backtested candles (merged into larger bars beyond a few thousand)."
+    )
     limits: dict[str, Any] = Field(
         default_factory=dict,
         description="What the limits did: rejections, adjustments and alerts by reason, consensus outcomes, "
@@ -383,6 +397,8 @@ class BacktestJobView(ApiModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    progress: int | None = Field(default=None, ge=0, description="Candles processed so far (while running).")
+    progress_total: int | None = Field(default=None, ge=0, description="Candles the running job will process.")
     result: BacktestResult | None = None
 
 
@@ -391,3 +407,41 @@ class ControlRequest(ApiModel):
 
     reason: str = Field(default="", max_length=2000)
     target: str = Field(default="all", pattern=r"^(all|[a-z][a-z0-9_]{0,39})$")
+
+
+class EventView(ApiModel):
+    """One event of the live stream (``GET /events``) as kept for ``GET /alerts``."""
+
+    id: int
+    type: str = Field(description="The message type: candle, fill, order_update, risk_alert, command_ack...")
+    ts: str | None = Field(description="The message's event time (ISO 8601).")
+    data: dict[str, Any]
+
+
+class QueueView(ApiModel):
+    """One queue of the bus: messages waiting, consumers attached."""
+
+    name: str
+    messages: int = Field(ge=0, description="Messages waiting (ready + unacknowledged).")
+    consumers: int = Field(ge=0)
+    delivered: int | None = Field(default=None, ge=0, description="Messages delivered so far (in-memory bus).")
+
+
+class QueuesView(ApiModel):
+    """The bus's queues, or why they cannot be listed."""
+
+    available: bool
+    message: str = ""
+    queues: list[QueueView] = Field(default_factory=list)
+
+
+class DashboardConfig(ApiModel):
+    """What the dashboard needs to know about the process serving it."""
+
+    version: str
+    mode: str
+    links: dict[str, str] = Field(description="Operator tools: rabbitmq (management UI), grafana.")
+    live_events: bool = Field(description="Whether GET /events streams bus messages.")
+    token_required: bool = Field(description="Whether state-changing calls are enabled (a token is configured).")
+    desk: bool = Field(description="Whether the AI desk can analyse on demand (POST /analyze has an analyzer).")
+    strategies: list[str] = Field(description="The strategy plugins a backtest can use.")

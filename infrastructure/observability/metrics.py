@@ -255,6 +255,18 @@ CONSENSUS_DECISIONS = counter(
     ("outcome", "method"),
 )
 
+# --- the AI desk (issue 14) ----------------------------------------------------------------------
+DESK_DECISIONS = counter(
+    "tradeswarm_desk_decisions",
+    "AI desk decisions, by verdict (APPROVE, ADJUST, REJECT, NO_TRADE), action and provider (rules, openai, replay).",
+    ("verdict", "action", "provider"),
+)
+DESK_ROLE_FAILURES = counter(
+    "tradeswarm_desk_role_failures",
+    "Desk roles that gave no answer (unavailable analysts, failed strong-tier roles), by role and status.",
+    ("role", "status"),
+)
+
 # --- control plane: orchestrator (issue 7) -----------------------------------------------------
 ORCHESTRATOR_AGENTS = gauge(
     "tradeswarm_orchestrator_agents", "Agents known to the orchestrator, by state (up, degraded, down).", ("state",)

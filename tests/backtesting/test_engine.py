@@ -86,8 +86,9 @@ async def test_reports_are_complete_and_self_contained(tmp_path: Path) -> None:
     result = await run(BacktestConfig(), BTC_1H, ETH_1H)
     files = write_report(result, tmp_path / "rep")
     html = files.html.read_text()
-    assert html.count("data:image/png;base64,") == 2
-    assert 'src="http' not in html
+    assert 'id="report-data"' in html  # the interactive charts' data, with lightweight-charts inlined
+    assert "TradingView Lightweight Charts" in html
+    assert 'src="' not in html  # nothing to fetch: one file
     assert "Sharpe" in html
     assert "Buy &amp; hold return" in html
     assert "<th>entry_price</th>" in html

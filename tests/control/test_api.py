@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,6 +128,9 @@ async def _seed(db: Database) -> None:
     await db.transaction("seed", run)
 
 
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
+
+
 async def _world(db: Database | None, runner: Any = buy_and_hold, token: str | None = TOKEN) -> World:
     bus = InMemoryBus()
     await bus.start()
@@ -138,7 +142,16 @@ async def _world(db: Database | None, runner: Any = buy_and_hold, token: str | N
     for snap in snapshots(10):
         await bus.publish(Envelope.wrap(snap, source="technical-analysis-1", clock=clock, ts_event=snap.close_time))
     jobs = BacktestJobs(runner, now=clock.now)
-    app = create_app(orch, PostgresReadModel(db) if db else None, jobs, api_token=SecretStr(token) if token else None)
+    desk = None
+    if db is not None:  # the AI desk's endpoints on the same database (docs/agents/desk.md)
+        from backtesting.desk_api import DeskAnalyzerService
+        from infrastructure.api.desk import DeskApi
+        from infrastructure.database.timescale.desk_store import PostgresDeskStore
+
+        store = PostgresDeskStore(db)
+        desk = DeskApi(store, DeskAnalyzerService(SAMPLES_DIR, store))
+    app = create_app(orch, PostgresReadModel(db) if db else None, jobs, api_token=SecretStr(token) if token else None,
+                     desk=desk)  # fmt: skip
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     return World(client, orch, agents, clock, jobs)
 

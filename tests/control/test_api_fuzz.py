@@ -1,11 +1,12 @@
 """API contract fuzzing (issue 17): schemathesis against the running API finds nothing.
 
 The real API (uvicorn on a loopback port) over the real orchestrator (in-memory bus, agents'
-heartbeats, indicator snapshots), a seeded PostgreSQL read model and a backtest runner on real
-candles; schemathesis reads the served ``/openapi.json`` and runs every check on every operation
-(examples, coverage and fuzzing phases, valid and invalid data, with and without the token): any
-response that disagrees with the schema (status, body, headers, an accepted invalid request, a 5xx)
-is a finding, and the test fails with schemathesis' report.
+heartbeats, indicator snapshots), a seeded PostgreSQL read model, a backtest runner on real candles
+and the AI desk (its offline rules model on the shipped samples, decisions stored in PostgreSQL);
+schemathesis reads the served ``/openapi.json`` and runs every check on every operation (examples,
+coverage and fuzzing phases, valid and invalid data, with and without the token): any response
+that disagrees with the schema (status, body, headers, an accepted invalid request, a 5xx) is a
+finding, and the test fails with schemathesis' report.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from backtesting.desk_api import DeskAnalyzerService
+from infrastructure.api.app import create_app
+from infrastructure.api.desk import DeskApi
+from infrastructure.api.queries import PostgresReadModel
 from infrastructure.api.server import ApiServer
+from infrastructure.database.timescale.desk_store import PostgresDeskStore
 from infrastructure.database.timescale.migrate import apply_migrations
 from infrastructure.database.timescale.pool import Database
 from tests.control.test_api import AUTH, TOKEN, _seed, _world
+from tests.desk.test_api import SAMPLES, live_snapshots
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -38,7 +46,16 @@ async def served_api(postgres_dsn: str) -> AsyncIterator[str]:
     await apply_migrations(db)
     await _seed(db)
     world = await _world(db)
-    app = world.client._transport.app  # type: ignore[attr-defined]  # the ASGI app of the in-process client
+    store = PostgresDeskStore(db)
+    published: list[object] = []
+
+    async def publish(payload: object) -> None:
+        published.append(payload)
+
+    analyzer = DeskAnalyzerService(SAMPLES, store, publish, lambda symbol, n: live_snapshots(n))
+    app = create_app(
+        world.orch, PostgresReadModel(db), world.jobs, api_token=SecretStr(TOKEN), desk=DeskApi(store, analyzer)
+    )
     server = ApiServer(app, "127.0.0.1", 0)
     port = await server.start()
     try:
@@ -47,6 +64,7 @@ async def served_api(postgres_dsn: str) -> AsyncIterator[str]:
         await server.stop()
         await world.client.aclose()
         await world.orch.stop()
+        await analyzer.close()
         await db.close()
 
 

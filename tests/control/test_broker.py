@@ -48,7 +48,9 @@ def test_only_the_owner_may_publish_each_critical_topic() -> None:
         "execution.fill.binance.BTC-USDT": {"execution"},
         "control.command.all": {"orchestrator"},
         "risk.approved.binance.BTC-USDT": {"risk"},
-        "signal.intent.binance.BTC-USDT": {"strategy"},
+        # the strategies' and the AI desk's approved decisions; risk, compliance and execution still decide
+        "signal.intent.binance.BTC-USDT": {"strategy", "desk"},
+        "desk.decision.binance.BTC-USDT": {"desk", "orchestrator"},
         "market.candle.binance.BTC-USDT.1m": {"data_collection"},
     }
     kinds = [t.kind for t in swarm_topology()]

@@ -131,8 +131,10 @@ async def test_analyze_bad_requests_are_clear(client: httpx.AsyncClient) -> None
     assert "no recorded candles of DOGE/USDT" in missing.json()["message"]
     early = {"symbol": "BTC/USDT", "mode": "backtest_step", "timestamp": "2025-01-01T03:00:00Z"}
     too_early = await client.post("/analyze", json=early, headers=AUTH)
-    assert too_early.status_code == 422
+    assert too_early.status_code == 409  # a valid request the recorded data cannot answer
     assert "the desk needs 35" in too_early.json()["message"]
+    naive = {"symbol": "BTC/USDT", "mode": "backtest_step", "timestamp": "2025-04-01T00:00:00"}
+    assert (await client.post("/analyze", json=naive, headers=AUTH)).status_code == 422
     bad = await client.post("/analyze", json={"symbol": "btc", "mode": "live"}, headers=AUTH)
     assert bad.status_code == 422
 

@@ -94,3 +94,11 @@ def test_the_broker_definitions_see_the_desk_queue_of_the_strategy(monkeypatch: 
     monkeypatch.setenv("TRADESWARM_STRATEGY_DESK_WEIGHT", "1.5")
     assert "strategy.desk" in {q.name for q in agent_queues("strategy", Settings())}
     assert {q.name for q in agent_queues("desk", Settings())} == {"desk.candles"}
+
+
+def test_the_desk_metrics_are_in_the_catalogue() -> None:
+    from infrastructure.observability.metrics import CATALOGUE
+
+    names = {name for spec in CATALOGUE.values() for name in spec.exported_names()}
+    assert "tradeswarm_desk_decisions_total" in names
+    assert "tradeswarm_desk_role_failures_total" in names

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import replace
 from datetime import timedelta
 
@@ -135,6 +136,7 @@ async def test_blind_mode_hides_name_dates_and_price_level() -> None:
     prompts = " ".join(m.content for c in model.calls for m in c.messages)
     for leak in ("BTC", "Bitcoin", "bitcoin", "2025", str(int(float(sample_rows()[LAST]["close"])))):
         assert leak not in prompts, leak
+    assert not re.search(r"\$\s?\d", prompts), "quoted prices are hidden"
     technical = input_of(next(c for c in model.calls if c.role == "technical").messages)
     assert technical["summary"]["last_close"] == 100.0
 

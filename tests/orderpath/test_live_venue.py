@@ -18,7 +18,7 @@ from core.errors import TemporaryError
 from core.gateway import MarketInfo
 from core.gateway import VenueOrder as GatewayOrder
 from core.ids import client_order_id, content_id
-from core.messages import Fill, OrderRequest
+from core.messages import BookTop, Fill, OrderRequest
 from core.trading.stores import InMemoryExecutionStore
 from infrastructure.venues.live import LiveVenue
 
@@ -99,6 +99,14 @@ class ScriptedGateway:
         for order in list[GatewayOrder]():
             yield order
 
+    async def fetch_book_top(self, symbol: str) -> BookTop | None:
+        """The book the fee conversion reads: BNB/USDT at a mid of 1 (keeps the fee sums readable)."""
+        if symbol != "BNB/USDT":
+            return None
+        return BookTop(
+            venue="binance", symbol=symbol, ts=T0, bid=D("0.99"), bid_size=D(1), ask=D("1.01"), ask_size=D(1)
+        )
+
     async def close(self) -> None:
         return None
 
@@ -136,6 +144,7 @@ async def test_timeout_after_accept_is_looked_up_and_partial_fills_are_counted_o
     events = await engine._reconcile(store.orders[req.client_order_id])
     fills = [f for _, f in store.fill_log.values()]
     # the fee currency is filled: the quote currency when the venue names none, else the venue's
+    # (the amount converted to quote at the BNB/USDT mid)
     assert [f.fee_currency for f in fills] == ["USDT", "BNB"]
     assert [f.quantity for f in fills] == [D("0.1"), D("0.2")]
     assert sum((f.price * f.quantity for f in fills), D(0)) == D(60_020) * D("0.3")

@@ -106,7 +106,7 @@ async def _check_environments(s: StackHandle) -> None:
     envs = {name: s.environment_of(name) for name in s.state().agents}
     assert [n for n, e in envs.items() if "TRADESWARM_API_TOKEN" in e] == ["orchestrator"]
     assert sorted(n for n, e in envs.items() if "TRADESWARM_POSTGRES_DSN" in e) == [
-        "compliance", "execution", "orchestrator", "risk",
+        "compliance", "desk", "execution", "orchestrator", "risk",
     ]  # fmt: skip
     for name, env in envs.items():
         assert env["TRADESWARM_AGENT_ID"] == f"{name.replace('_', '-')}-1"
