@@ -15,6 +15,7 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -77,8 +78,18 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Filter = Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ErrorBody(status=status, message=message).model_dump(), status_code=status, headers=headers)
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """Every documented method of every route whose path matches ``path`` (a path served by two
+    routes, e.g. ``GET`` and ``POST /backtests``, must list both in a 405's ``Allow``)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.include_in_schema and route.path_regex.fullmatch(path):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def create_app(
@@ -140,8 +151,11 @@ def create_app(
     )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405 and (allowed := _allowed_methods(app, request.url.path)):
+            headers = {**(headers or {}), "Allow": allowed}
+        return _error(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

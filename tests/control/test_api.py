@@ -288,6 +288,9 @@ async def test_bad_requests_are_json_errors(live_world: World) -> None:
     # /control/commands is read-only: not a command named "commands"
     listing = await live_world.client.post("/control/commands", headers=AUTH)
     assert (listing.status_code, listing.headers["allow"]) == (405, "GET")
+    # a path served by two routes lists the methods of both
+    options = await live_world.client.options("/backtests", headers=AUTH)
+    assert (options.status_code, options.headers["allow"]) == (405, "GET, POST")
     # a command for a kind no agent has is not found (never a 5xx)
     nobody = await live_world.client.post("/control/pause", headers=AUTH, json={"target": "nobody"})
     assert nobody.status_code == 404, nobody.text
