@@ -21,6 +21,7 @@ from core.ports import Bus
 from infrastructure.database.influx import InfluxV1Store
 from infrastructure.messaging.memory import InMemoryBus
 from tests.fakellm import FakeLLM
+from tests.private_services import PrivatePostgres
 
 RABBIT_BASE = os.environ.get("TRADESWARM_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672")
 POSTGRES_BASE = os.environ.get("TRADESWARM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -74,6 +75,21 @@ async def postgres_dsn() -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started PostgreSQL cluster of the test's own, to restart at will (removed afterwards).
+
+    For tests that restart or stop the server: the shared cluster on 5432 is never touched. FAILS
+    (never skips) when the PostgreSQL server binaries (``initdb``, ``pg_ctl``) are missing.
+    """
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.chaos import invariants as inv
 from tests.chaos.run import count, halt_and_check, letters
 from tests.chaos.scoreboard import BOARD
-from tests.chaos.services import PrivateInflux
 from tests.control.data import CSV, approved_order
+from tests.private_services import PrivateInflux
 from tests.stackkit import StackHandle, Tap, launch_stack
 from tradeswarm import stack
 

@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.chaos.run import count, halt_and_check
 from tests.chaos.scoreboard import BOARD
-from tests.chaos.services import PrivatePostgres
 from tests.control.data import CSV
+from tests.private_services import PrivatePostgres
 from tests.stackkit import PrivateBroker, StackHandle, Tap, launch_stack, start_private_broker
 from tradeswarm import stack
 
@@ -56,17 +55,6 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         node.stop()
 
 
-@pytest.fixture
-def postgres() -> Iterator[PrivatePostgres]:
-    """A private PostgreSQL cluster."""
-    cluster = PrivatePostgres()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
-
-
 def _replay_file(tmp_path: Path) -> Path:
     lines = CSV.read_text().splitlines(keepends=True)
     path = tmp_path / "replay" / CSV.name
@@ -76,13 +64,9 @@ def _replay_file(tmp_path: Path) -> Path:
 
 
 async def test_rabbitmq_and_postgresql_restarted_mid_flow(
-    broker: PrivateBroker, postgres: PrivatePostgres, tmp_path: Path
+    broker: PrivateBroker, private_postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
-    admin = await asyncpg.connect(postgres.admin_dsn)
-    try:
-        await admin.execute('CREATE DATABASE "chaos"')
-    finally:
-        await admin.close()
+    dsn = await private_postgres.create_database("chaos")
     ctl_dir = broker.ctl_wrapper(tmp_path / "ctl")
     base = f"amqp://guest:guest@127.0.0.1:{broker.port}"
 
@@ -93,11 +77,11 @@ async def test_rabbitmq_and_postgresql_restarted_mid_flow(
     tap = await Tap(f"{base}/{VHOST}", ["#"], skip_invalid=True).start()
     try:
         async with launch_stack(
-            VHOST, postgres.dsn("chaos"), tmp_path / "stack", env={**ENV, "PATH": f"{ctl_dir}:{_path()}"},
+            VHOST, dsn, tmp_path / "stack", env={**ENV, "PATH": f"{ctl_dir}:{_path()}"},
             replay_path=_replay_file(tmp_path), replay_speed=3600 / 0.08, rabbit_base=base,
         ) as s:  # fmt: skip
             await _broker_restart(s, tap, broker)
-            await _postgres_restart(s, tap, postgres)
+            await _postgres_restart(s, tap, private_postgres)
             await s.wait(lambda: _all_candles(tap), 300, f"the {CANDLES} candles replayed")
             await halt_and_check(s, tap, INITIAL_CASH, scenario="after the restarts + HALT", ctl=ctl)
     finally:

@@ -1,10 +1,9 @@
 """The PostgreSQL layer on the real local server: migrations, idempotent stores, the audit chain,
-and a server restart during a burst of fills."""
+and a server restart during a burst of fills (on a private cluster: ``tests/private_services.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -24,6 +23,8 @@ from infrastructure.database.timescale import (
     apply_migrations,
 )
 from infrastructure.database.timescale.migrate import MIGRATIONS
+from tests import private_services
+from tests.private_services import PrivatePostgres
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 9, 16, 12, tzinfo=UTC)
@@ -181,34 +182,13 @@ async def test_audit_log_is_append_only_and_tampering_is_detected(postgres_dsn):
         await db.close()
 
 
-def pg_restart() -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart"],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-
-
-def pg_ensure_up() -> None:
-    status = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "status"],
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-    if status.returncode != 0:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"],
-            check=False,
-            timeout=120,
-            capture_output=True,
-        )
-
-
 @pytest.mark.slow
-async def test_postgres_restart_during_a_burst_of_fills_loses_and_duplicates_nothing(postgres_dsn):
-    db = await database(postgres_dsn)
+async def test_postgres_restart_during_a_burst_of_fills_loses_and_duplicates_nothing(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """A real server restart (``pg_ctl restart -m fast``: every connection cut) during a burst of
+    fills, on a PRIVATE cluster (the shared one on 5432 is never restarted)."""
+    db = await database(await private_postgres.create_database("burst"))
     store = PostgresExecutionStore(db, "paper")
     req = request(2)
     n_fills = 300
@@ -233,7 +213,8 @@ async def test_postgres_restart_during_a_burst_of_fills_loses_and_duplicates_not
         retries_before = retries()
         task = asyncio.create_task(burst())
         await asyncio.sleep(0.4)
-        await asyncio.to_thread(pg_restart)
+        assert not task.done()
+        await asyncio.to_thread(private_postgres.restart)
         await asyncio.wait_for(task, timeout=120)
         assert retries() > retries_before  # the restart really hit the burst
         stored = await store.fills("paper")
@@ -243,5 +224,14 @@ async def test_postgres_restart_during_a_burst_of_fills_loses_and_duplicates_not
         assert pos.quantity == sum((f.quantity for f in stored), D(0)) == D("0.001") * n_fills
         assert pos.fees == D("0.06") * n_fills
     finally:
-        await asyncio.to_thread(pg_ensure_up)
         await db.close()
+
+
+def test_the_private_cluster_fails_the_test_without_the_server_binaries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """No ``initdb``/``pg_ctl``: the restart test FAILS, it never skips (nor falls back to 5432)."""
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr(private_services, "POSTGRES_LIB", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match="initdb is not installed"):
+        PrivatePostgres()

@@ -1,5 +1,6 @@
-"""Private service instances for the chaos scenarios that stop a service: the shared PostgreSQL on
-5432 (and the shared broker on 5672) are NEVER stopped, restarted or reconfigured.
+"""Private service instances for the tests that stop or restart a service (``tests/chaos``,
+``tests/orderpath``): the shared PostgreSQL on 5432, the shared InfluxDB on 8086 (and the shared broker
+on 5672, see ``tests/stackkit.py`` ``PrivateBroker``) are NEVER stopped, restarted or reconfigured.
 
 * :class:`PrivatePostgres` — a PostgreSQL cluster of the test's own: ``initdb`` into a fresh folder,
   served on a free loopback port by ``pg_ctl`` (as the ``postgres`` OS user when the test runs as
@@ -14,7 +15,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,13 +22,17 @@ import pytest
 
 from tests.factories import free_port
 
+POSTGRES_LIB = Path("/usr/lib/postgresql")
+"""Where Debian installs the PostgreSQL server binaries (``<version>/bin``), which are not on PATH."""
+
 
 def _bin(name: str) -> str:
+    """The path of a PostgreSQL server binary; FAILS the test (never skips) when it is missing."""
     found = shutil.which(name)
     if found is None:
-        candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+        candidates = sorted(POSTGRES_LIB.glob(f"*/bin/{name}"))
         if not candidates:
-            pytest.fail(f"{name} is not installed: the PostgreSQL restart scenario needs the server binaries")
+            pytest.fail(f"{name} is not installed: the PostgreSQL restart tests need the server binaries")
         found = str(candidates[-1])
     return found
 
@@ -37,13 +41,18 @@ class PrivatePostgres:
     """A PostgreSQL cluster in a temporary folder on a free port (trust authentication, loopback only)."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="tradeswarm-chaos-pg-"))
+        initdb = _bin("initdb")
+        self.base = Path(tempfile.mkdtemp(prefix="tradeswarm-pg-"))
         self.data = self.base / "data"
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
-        if self._as_postgres:
-            shutil.chown(self.base, "postgres", "postgres")
-        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        try:
+            if self._as_postgres:
+                shutil.chown(self.base, "postgres", "postgres")
+            self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
 
     @property
     def admin_dsn(self) -> str:
@@ -53,6 +62,17 @@ class PrivatePostgres:
     def dsn(self, database: str) -> str:
         """DSN of ``database`` on this cluster."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def create_database(self, database: str) -> str:
+        """Create ``database`` on this cluster; return its DSN."""
+        import asyncpg
+
+        admin = await asyncpg.connect(self.admin_dsn, timeout=30)
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await admin.close()
+        return self.dsn(database)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = ["runuser", "-u", "postgres", "--", *args] if self._as_postgres else list(args)
@@ -85,22 +105,11 @@ class PrivatePostgres:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A started private PostgreSQL cluster (see :class:`PrivatePostgres`)."""
-    cluster = PrivatePostgres()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
-
-
 class PrivateInflux:
     """An InfluxDB 1.x server (``influxd``) of the test's own: temporary folder, free loopback ports."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="tradeswarm-chaos-influx-"))
+        self.base = Path(tempfile.mkdtemp(prefix="tradeswarm-influx-"))
         self.port = free_port()
         rpc = free_port()
         self.config = self.base / "influxdb.conf"
