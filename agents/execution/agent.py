@@ -327,7 +327,7 @@ def paper_venue(
         name=settings.paper_venue_name,
         latency=timedelta(milliseconds=settings.latency_ms),
         journal_path=settings.paper_journal if book is None else None,
-        retention=grace_of(settings.retention_grace_s),
+        retention=settings.paper_retention(),
         cash=settings.initial_cash,
         credit=settings.paper_credit,
         book=book,

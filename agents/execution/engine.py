@@ -20,7 +20,9 @@ Every method returns the payloads the agent must publish, in order. Invariants:
 * an order the venue does not know (it lost it) is reported with a critical alert, and ends
   ``canceled`` (reason ``unknown_at_venue``) when it is cancelled or expires: nothing is left open
   for ever;
-* an order for a venue or symbol the stack does not trade is rejected (``symbol_not_traded``).
+* an order for a venue or symbol the stack does not trade is rejected (``symbol_not_traded``);
+* a venue that bounds its own book (:class:`PrunableVenue`, the paper venue's retention) prunes it
+  only at the end of :meth:`ExecutionEngine.start`, after every order was reconciled.
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ from core.trading.portfolio import Portfolio
 from core.trading.quiet import mark_quiet, mark_row, rows_by_key
 from core.trading.retention import ExpiryQueue
 from core.trading.stores import ExecutionStore, FillOutbox, ForgetfulExecutionStore, OrderRecord, TradingControl
-from core.trading.venue import DuplicateClientOrderId, VenueFill, VenueOrder, VenuePort, VenueTimeout
+from core.trading.venue import (
+    DuplicateClientOrderId,
+    PrunableVenue,
+    VenueFill,
+    VenueOrder,
+    VenuePort,
+    VenueTimeout,
+)
 from infrastructure.observability import metrics
 
 ZERO = Decimal(0)
@@ -133,6 +142,8 @@ class ExecutionEngine:
         events += await self._record_own_orders()
         if self.halted:
             events += await self._halt_open_orders()
+        if isinstance(self.venue, PrunableVenue):
+            await self.venue.prune()  # only now: every order the venue saved was reconciled first
         return events
 
     async def _reconcile(self, rec: OrderRecord) -> list[Payload]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -73,6 +74,14 @@ class ExecutionSettings(BaseSettings):
         description="Forget terminal orders (engine, in-memory store, paper venue) whose intent expired more "
         "than this many seconds ago; none keeps all. Backtests set it (docs/backtesting.md, Memory).",
     )
+    paper_order_retention_days: float | None = Field(
+        default=7.0,
+        gt=0,
+        description="Paper venue: forget terminal orders (filled, canceled, rejected, expired) whose intent "
+        "expired more than this many days ago, in memory and in its saved book (paper_venue_orders), at start "
+        "and whenever an order is submitted; open orders and a protective exit still armed are kept. none keeps "
+        "all. retention_grace_s, when set, applies instead.",
+    )
     submit_timeout_s: float = Field(default=10.0, gt=0)
     allow_unverified_key_permissions: bool = Field(
         default=False,
@@ -94,6 +103,15 @@ class ExecutionSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def paper_retention(self) -> timedelta | None:
+        """The paper venue's retention grace: ``retention_grace_s`` when set, else
+        ``paper_order_retention_days`` (``None``: keep every order)."""
+        if self.retention_grace_s is not None:
+            return timedelta(seconds=self.retention_grace_s)
+        if self.paper_order_retention_days is not None:
+            return timedelta(days=self.paper_order_retention_days)
+        return None
 
     def resolved_paper_state(self) -> Literal["postgres", "file", "memory"]:
         """Where the paper venue's book lives (see ``paper_state``)."""

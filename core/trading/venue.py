@@ -127,3 +127,14 @@ class VenuePort(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class PrunableVenue(Protocol):
+    """A venue that keeps a book of its own and bounds it (the paper venue's retention)."""
+
+    async def prune(self) -> int:
+        """Forget the terminal orders past retention (never an open one); return how many. Execution
+        calls it at the end of its start, once every order is reconciled, so a restarted process
+        finds every order the venue saved before any is forgotten."""
+        ...

@@ -26,9 +26,15 @@ spot account: it tracks its quote balance from its fills, and a buy fills only f
 (plus ``credit``, a credit line; 0 = no margin) pays at the fill price, fee included. The rest of
 such an order is cancelled with reason ``insufficient_balance``: cash never goes below ``-credit``.
 
-With a ``retention`` grace (backtests) the book forgets terminal orders whose intent expired more
-than the grace ago (:mod:`core.trading.retention`), looked at when an order is submitted; the
-protective exit a live protection would create is kept, so it is still fired at most once.
+With a ``retention`` grace the book forgets terminal orders whose intent expired more than the grace
+ago (:mod:`core.trading.retention`), looked at when an order is submitted and by :meth:`PaperVenue.prune`;
+open orders and the protective exit a live protection would create are kept (so that exit is still
+fired at most once). Backtests set one simulated day; the execution agent's paper venue defaults to
+seven days (``TRADESWARM_EXECUTION_PAPER_ORDER_RETENTION_DAYS``), so a long paper run's book — in
+memory and in its saved book — is bounded by the trading rate, not by the length of the run. Orders
+reloaded from a saved book are considered only from the first :meth:`PaperVenue.prune`, which the
+execution engine calls at the end of its start, once it has reconciled every order with the venue:
+crash recovery sees the whole book as it was saved.
 
 The venue plays an exchange, which outlives the process that talks to it: with a ``book``
 (:mod:`infrastructure.venues.paper_book`: PostgreSQL tables, what the execution agent uses by default
@@ -171,6 +177,10 @@ class PaperVenue:
         """Kill switch (:meth:`halt`): protective exits suspended, new orders rejected."""
         self._dirty: set[str] = set()
         """Client order ids changed since the book was last saved."""
+        self._forgotten: set[str] = set()
+        """Client order ids forgotten (retention) since the book was last saved: the book drops them."""
+        self._restored: list[str] = []
+        """Orders reloaded from the book, not yet tracked by retention (see :meth:`prune`)."""
         if isinstance(self.book, JsonPaperBook):
             self._load(self.book.load_now())
 
@@ -178,6 +188,27 @@ class PaperVenue:
         """Reload the book's state (call once, before the first order): what a restarted process does."""
         if self.book is not None:
             self._load(await self.book.load())
+
+    async def prune(self) -> int:
+        """With a retention grace, forget the terminal orders whose intent expired more than the grace
+        ago, in memory and in the book (saved at once); return how many were forgotten.
+
+        The first call also hands the orders reloaded by :meth:`restore` to retention: call it once the
+        host has reconciled with the venue (``ExecutionEngine.start`` does), so a restarted process
+        finds every saved order first. Later, retention looks at the book whenever an order is
+        submitted; calling this again is harmless."""
+        expiry = self._expiry
+        if expiry is None:
+            return 0
+        for coid in self._restored:
+            rec = self._orders.get(coid)
+            if rec is not None:
+                expiry.add(coid, rec.request.expires_at)
+        self._restored.clear()
+        forgotten = self._forget_due(self.clock.now())
+        if forgotten:
+            await self._save()
+        return forgotten
 
     # --- VenuePort -----------------------------------------------------------------------------
     async def submit(self, order: OrderRequest) -> VenueOrder:
@@ -407,10 +438,18 @@ class PaperVenue:
         if expiry is None:
             return
         expiry.add(order.client_order_id, order.expires_at)
+        self._forget_due(now)
+
+    def _forget_due(self, now: datetime) -> int:
+        """Forget the due terminal orders (see :meth:`_retain`); return how many."""
+        expiry = self._expiry
+        if expiry is None:
+            return 0
         due = expiry.due(now)
         if not due:
-            return
+            return 0
         pending_exits = {client_order_id(content_id("protective", p.intent_id, p.parent)) for p in self._protections}
+        forgotten = 0
         for coid in due:
             rec = self._orders.get(coid)
             if rec is None:
@@ -419,6 +458,10 @@ class PaperVenue:
                 expiry.add(coid, now)
             else:
                 del self._orders[coid]
+                forgotten += 1
+                if self.book is not None:
+                    self._forgotten.add(coid)
+        return forgotten
 
     def _drop_open(self, rec: _Order) -> None:
         lst = self._open.get(rec.request.symbol)
@@ -494,8 +537,10 @@ class PaperVenue:
             return
         orders = self._orders
         rows = {coid: _order_to_json(orders[coid]) for coid in dirty if coid in orders}
-        await book.save(self.state(), rows, lambda: {c: _order_to_json(o) for c, o in orders.items()})
+        removed = frozenset(c for c in self._forgotten if c not in orders)
+        await book.save(self.state(), rows, lambda: {c: _order_to_json(o) for c, o in orders.items()}, removed)
         dirty.clear()
+        self._forgotten.clear()
 
     def _load(self, loaded: tuple[PaperState, list[dict[str, Any]]] | None) -> None:
         if loaded is None:
@@ -505,9 +550,11 @@ class PaperVenue:
         self._seq = state.seq
         self._orders.clear()
         self._open.clear()
+        self._restored.clear()
         for raw in orders:
             rec = _order_from_json(raw)
             self._orders[rec.request.client_order_id] = rec
+            self._restored.append(rec.request.client_order_id)
             if rec.status.is_open:
                 self._open.setdefault(rec.request.symbol, []).append(rec.request.client_order_id)
         self._protections = [_prot_from_json(p) for p in state.protections]

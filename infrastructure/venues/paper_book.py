@@ -5,7 +5,8 @@ or a killed execution agent restarts against a venue that forgot its working ord
 never arrive, and the next orders reuse the old venue ids). A :class:`PaperBook` saves the venue's
 state (:class:`PaperState`: id prefix and sequence, kill switch, net positions, last candle closes,
 protective exits) and its orders (JSON documents keyed by client order id) after every change, and
-gives them back to :meth:`infrastructure.venues.paper.PaperVenue.restore`.
+gives them back to :meth:`infrastructure.venues.paper.PaperVenue.restore`. Orders the venue forgot
+(retention: terminal, their intent expired more than the grace ago) leave the book with the next save.
 
 Two books: :class:`JsonPaperBook` (one JSON file, rewritten atomically: tests, a single process) and
 ``infrastructure.database.timescale.paper_book.PostgresPaperBook`` (tables ``paper_venue_state`` and
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,9 +47,16 @@ class PaperBook(Protocol):
         """The saved state and every saved order (in the order they were created), or None."""
         ...
 
-    async def save(self, state: PaperState, changed: OrderRows, everything: Callable[[], OrderRows]) -> None:
-        """Save ``state`` and the ``changed`` orders durably before returning (``everything()`` gives
-        all orders, for a book that rewrites itself whole)."""
+    async def save(
+        self,
+        state: PaperState,
+        changed: OrderRows,
+        everything: Callable[[], OrderRows],
+        removed: Set[str] = frozenset(),
+    ) -> None:
+        """Save ``state`` and the ``changed`` orders durably before returning and drop the ``removed``
+        ones (client order ids the venue forgot); ``everything()`` gives all orders the venue holds, for
+        a book that rewrites itself whole."""
         ...
 
 
@@ -78,8 +86,14 @@ class JsonPaperBook:
         """See :class:`PaperBook`."""
         return self.load_now()
 
-    async def save(self, state: PaperState, changed: OrderRows, everything: Callable[[], OrderRows]) -> None:
-        """See :class:`PaperBook`: the whole book is rewritten."""
+    async def save(
+        self,
+        state: PaperState,
+        changed: OrderRows,
+        everything: Callable[[], OrderRows],
+        removed: Set[str] = frozenset(),
+    ) -> None:
+        """See :class:`PaperBook`: the whole book is rewritten (so the ``removed`` orders are gone)."""
         document = {**asdict(state), "orders": list(everything().values())}
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w") as fh:

@@ -1,14 +1,16 @@
 """The paper venue's book in PostgreSQL (tables ``paper_venue_state`` and ``paper_venue_orders``).
 
-See :mod:`infrastructure.venues.paper_book`. A save is one transaction: the changed orders are
-upserted, then the venue's state row, so a restarted venue never sees a fill without the sequence
-number that produced its id. Venue order ids are unique per venue (a unique index), so a venue that
-handed out an id twice fails loudly instead of mixing two orders' fills.
+See :mod:`infrastructure.venues.paper_book`. A save is one transaction: the orders the venue forgot
+(retention) are deleted, the changed ones upserted, then the venue's state row, so a restarted venue
+never sees a fill without the sequence number that produced its id, and the table stays as bounded as
+the venue's memory (deletes go by primary key: no index needed). Venue order ids are unique per venue
+(a unique index), so a venue that handed out an id twice fails loudly instead of mixing two orders'
+fills.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import asdict
 from typing import Any
 
@@ -48,15 +50,29 @@ class PostgresPaperBook:
         )
         return loaded, [orjson.loads(r["body"]) for r in rows]
 
-    async def save(self, state: PaperState, changed: OrderRows, everything: Callable[[], OrderRows]) -> None:
-        """Upsert the changed orders and the state in one transaction."""
+    async def save(
+        self,
+        state: PaperState,
+        changed: OrderRows,
+        everything: Callable[[], OrderRows],
+        removed: Set[str] = frozenset(),
+    ) -> None:
+        """Delete the removed orders, upsert the changed ones and the state, in one transaction."""
         raw = asdict(state)
         orders = [
             (self.venue, coid, body["venue_order_id"], body["status"], orjson.dumps(body).decode())
             for coid, body in changed.items()
         ]
 
+        gone = sorted(removed)
+
         async def q(c: asyncpg.Connection) -> None:
+            if gone:
+                await c.execute(
+                    "DELETE FROM paper_venue_orders WHERE venue = $1 AND client_order_id = ANY($2::text[])",
+                    self.venue,
+                    gone,
+                )
             if orders:
                 await c.executemany(
                     "INSERT INTO paper_venue_orders (venue, client_order_id, venue_order_id, status, body) "
