@@ -42,7 +42,7 @@ from agents.orchestrator.settings import OrchestratorSettings
 from agents.orchestrator.views import agent_view, command_view, review_view, snapshot_view
 from core import routing
 from core.domain import CommandKind, Severity
-from core.errors import UnroutableMessage
+from core.errors import MessageRejected, UnroutableMessage
 from core.messages import (
     AgentStatus,
     Candle,
@@ -68,12 +68,16 @@ from core.trading import reviews as queue
 from infrastructure.api.events import EventHub
 from infrastructure.api.ports import CommandRefused, ReviewConflict, ReviewNotFound, UnknownTarget
 from infrastructure.api.schemas import AgentView, CommandView, HealthView, Page, ReviewView, SeriesView, SnapshotView
+from infrastructure.messaging.sender import AgentSenders, require_agent_sender
 from infrastructure.observability import metrics
 
 AGENT_DOWN_CODE = "agent_down"
 AGENT_RECOVERED_CODE = "agent_recovered"
 AGENT_RESTARTED_CODE = "agent_restarted"
 DUPLICATE_AGENT_CODE = "duplicate_agent_id"
+FORGED_HEARTBEAT_CODE = "forged_heartbeat"
+"""Code of the critical alert raised for a heartbeat whose broker-verified sender is not the user of
+the agent it claims to come from (the heartbeat is dead-lettered, the registry untouched)."""
 STATE_MISMATCH_CODE = "trading_state_mismatch"
 _MODE_COMMANDS = (CommandKind.HALT, CommandKind.PAUSE, CommandKind.RESUME)
 _MODE_NAMES: dict[TradingMode, Literal["active", "paused", "halted"]] = {
@@ -166,6 +170,8 @@ class OrchestratorAgent(Agent):
         self._last_issued_at: datetime | None = None
         self.events = EventHub()
         """The dashboard's live stream (``GET /events``), fed by the ``feed`` subscription and the acks."""
+        self.agent_senders = AgentSenders.of(ctx.settings.rabbitmq_url.get_secret_value(), self.kind)
+        """Which broker user may send the heartbeats of which agent kind."""
 
     @property
     def timeout(self) -> timedelta:
@@ -272,8 +278,11 @@ class OrchestratorAgent(Agent):
         """Update the registry; announce an agent that appeared or came back.
 
         The heartbeat counts as seen when it is received: senders' clocks are not comparable with
-        ours (an agent of a replay runs on market time), so ``ts_init`` is not used.
+        ours (an agent of a replay runs on market time), so ``ts_init`` is not used. A heartbeat the
+        broker did not see come from the claimed agent's user is refused first (see
+        :meth:`require_heartbeat_sender`).
         """
+        await self.require_heartbeat_sender(heartbeat)
         now = self.ctx.clock.now()
         transition = self.registry.observe(heartbeat, now, now, self.timeout)
         if transition is not None and transition.duplicate:
@@ -295,6 +304,23 @@ class OrchestratorAgent(Agent):
         if fresh:
             await self._resend_pending(heartbeat)
         await self.assign_partitions(heartbeat.agent_kind)
+
+    async def require_heartbeat_sender(self, heartbeat: Heartbeat) -> None:
+        """Refuse a heartbeat whose broker-verified sender (AMQP ``user_id``) is not the broker user of
+        the agent kind it claims (:class:`~infrastructure.messaging.sender.AgentSenders`): it is
+        dead-lettered with the reason (:class:`MessageRejected`) before it touches the registry, and a
+        critical ``forged_heartbeat`` alert is raised. A forged heartbeat could otherwise keep a dead
+        agent "up", or report a halted one as trading. On the in-memory bus (one process) every
+        heartbeat passes: there is no sender to verify."""
+        what = f"heartbeat of {heartbeat.agent_kind} agent {heartbeat.agent_id!r}"
+        try:
+            require_agent_sender(self.agent_senders, heartbeat.agent_kind, what)
+        except MessageRejected as exc:
+            self.log.error("heartbeat refused", reason=exc.reason, agent_id=heartbeat.agent_id)
+            await self._publish_quietly(
+                RiskAlert(severity=Severity.CRITICAL, code=FORGED_HEARTBEAT_CODE, message=exc.reason[:2000])
+            )
+            raise
 
     # ------------------------------------------------------------------------------ reconciliation
 

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import MessageRejected
+from infrastructure.messaging.definitions import user_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +112,55 @@ def trusted_order_senders(rabbitmq_url: str) -> frozenset[str]:
     own = urlsplit(rabbitmq_url).username
     configured = set(OrderSenderSettings().trusted_order_senders)
     return frozenset(configured | ({unquote(own)} if own else set()))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSenders:
+    """Which broker users may speak for an agent kind (its heartbeats), seen from one process.
+
+    The broker user of agent kind ``K`` is the definitions' :func:`~infrastructure.messaging.definitions.user_name`
+    ``<prefix>K[_live][@<vhost>]``, on the vhost of this process and with the user prefix of this
+    process's own user (``tradeswarm stack up --broker-user-prefix``). This process's own user is
+    also accepted: on a development broker where every agent shares ``guest`` the broker cannot tell
+    agents apart (as for orders and commands). Build it with :meth:`of`.
+    """
+
+    own: str | None
+    """This process's broker user (None: the URL names none)."""
+    vhost: str
+    prefix: str
+
+    @classmethod
+    def of(cls, rabbitmq_url: str, own_kind: str) -> AgentSenders:
+        """From this process's broker URL and agent kind (whose user name gives away the prefix)."""
+        parts = urlsplit(rabbitmq_url)
+        own = unquote(parts.username) if parts.username else None
+        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        base = user_name(own_kind, vhost)
+        prefix = own[: -len(base)] if own is not None and own.endswith(base) else ""
+        return cls(own, vhost, prefix)
+
+    def users(self, kind: str) -> frozenset[str]:
+        """The broker users whose messages may claim to come from an agent of ``kind``."""
+        expected = {user_name(kind, self.vhost, self.prefix)}
+        if self.own is not None:
+            expected.add(self.own)
+        return frozenset(expected)
+
+
+def require_agent_sender(senders: AgentSenders, kind: str, what: str) -> None:
+    """Raise :class:`MessageRejected` unless the broker-verified sender is a user of agent ``kind``
+    (see :class:`AgentSenders`): ``what`` claims to come from such an agent.
+
+    On a bus without sender verification (in-memory: backtests, one process) it passes.
+    """
+    delivery = CURRENT_DELIVERY.get()
+    if delivery is None:
+        return
+    if delivery.user_id is None:
+        raise MessageRejected(f"{what} has no broker-verified sender (no user_id): refused")
+    trusted = senders.users(kind)
+    if delivery.user_id not in trusted:
+        raise MessageRejected(
+            f"{what} sent by broker user {delivery.user_id!r}, not by that agent's user ({', '.join(sorted(trusted))})"
+        )

@@ -49,6 +49,10 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "forged control commands (other user, forged sender)",
         "refused, dead-lettered with the reason, intended state enforced",
     ),
+    "tests/safety/test_heartbeat_sender.py::test_a_heartbeat_from_another_user_is_dead_lettered_on_rabbitmq": (
+        "forged heartbeats (another agent's user; an administrator)",
+        "dead-lettered with the reason before the registry sees them; critical alert",
+    ),
     "tests/safety/test_clock.py::test_the_rabbitmq_bus_dead_letters_a_message_from_the_future": (
         "clock jump (a message from the future)",
         "dead-lettered with the reason, the clock does not move",
