@@ -380,7 +380,8 @@ async def launch_stack(
     """``tradeswarm stack up`` on the shared RabbitMQ (vhost ``vhost``, fresh users with a random
     prefix), PostgreSQL (``dsn``) and InfluxDB (a fresh database), replaying real BTC/USDT 1h candles
     (tests/data); yields once every agent is ready; stops the stack and removes its users and
-    InfluxDB database afterwards. ``env`` adds settings for every agent (``--env`` style values go
+    InfluxDB database afterwards. The paper venue keeps its whole book (no retention: the invariants
+    compare every order with it). ``env`` adds settings for every agent (``--env`` style values go
     through the operator's environment, as an operator would set them). ``prefix`` (default: random)
     is the broker user prefix: two stacks given the same one share user NAMES but live on two vhosts.
     ``rabbit_base``/``influx_url`` point the stack at private instances (a :class:`PrivateBroker`: put
@@ -405,6 +406,9 @@ async def launch_stack(
         "TRADESWARM_API_TOKEN": token,
         "TRADESWARM_LOG_FORMAT": "json",
         "TRADESWARM_ORCHESTRATOR_API_HOST": "127.0.0.1",
+        # the invariants compare every order with the venue's book, and a replay runs execution on market
+        # time (hundreds of candle-hours, weeks): keep the whole book (its retention is proved elsewhere)
+        "TRADESWARM_EXECUTION_PAPER_ORDER_RETENTION_DAYS": "none",
         **(env or {}),
     }
     handle = StackHandle(
