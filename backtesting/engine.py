@@ -428,13 +428,13 @@ class Replay:
             recorder = self.swarm.recorder
             if recorder.in_market():
                 self._materialise_closes()
-                held = dict(self.closes_now)
-                equity = self.equity
+                # Recorder.equity with the one symbol held: cash + quantity * close, the same Decimals
+                cash = recorder.cash
+                qty = recorder.positions[symbol]
                 close_decimal = column.close_decimal
-                for i in range(first, stop):
-                    if i > start:
-                        held[symbol] = close_decimal(i - 1)
-                    equity.append(float(recorder.equity(held)))
+                values = [] if first > start else [float(cash + qty * self.closes_now[symbol])]
+                values += [float(cash + qty * close_decimal(i)) for i in range(max(first, start + 1) - 1, stop - 1)]
+                self.equity.extend(values)
                 self.in_market.extend(b"\x01" * m)
             else:
                 self.equity.extend([recorder.cash_float()] * m)

@@ -32,7 +32,7 @@ from core.messages import Candle, Fill, OrderRequest
 from core.routing import routing_key
 from core.trading.fillmodel import FillModel
 from core.trading.portfolio import Portfolio
-from core.trading.quiet import mark_quiet, rows_by_key
+from core.trading.quiet import mark_quiet, mark_run, rows_by_key
 from core.trusted import trusted_candle
 from infrastructure.venues import paper_twin
 from infrastructure.venues.paper import PaperVenue
@@ -42,10 +42,10 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
 
 @st.composite
-def series(draw: st.DrawFn, max_len: int = 40, step_min: int = 60) -> list[Candle]:
+def series(draw: st.DrawFn, max_len: int = 40, step_min: int = 60, one_symbol: bool = False) -> list[Candle]:
     """Candles of one or two symbols (one or two timeframes), merged by close time."""
     n = draw(st.integers(min_value=1, max_value=max_len))
-    symbols = draw(st.sampled_from([SYMBOLS[:1], SYMBOLS]))
+    symbols = SYMBOLS[:1] if one_symbol else draw(st.sampled_from([SYMBOLS[:1], SYMBOLS]))
     out: list[tuple[datetime, int, Candle]] = []
     for k, symbol in enumerate(symbols):
         price = Decimal(draw(st.sampled_from(["100", "100.5", "99.75", "2000.125"])))
@@ -105,6 +105,30 @@ def test_mark_quiet_equals_marking_every_candle(candles: list[Candle], fills: li
     assert repr(sorted(bulk.positions.items())) == repr(sorted(per_row.positions.items()))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    candles=series(max_len=80),
+    fills=positions(),
+    cash=st.sampled_from(["10000", "123.456789012345678901", "-5.5"]),
+    cut=st.integers(min_value=0, max_value=80),
+)
+def test_mark_run_equals_marking_every_candle(candles: list[Candle], fills: list[Fill], cash: str, cut: int) -> None:
+    """:func:`mark_run` (plain Python on short runs of one series, the arrays otherwise), in two runs."""
+    per_row = Portfolio(Decimal(cash))
+    for f in fills:
+        per_row.apply_fill(f.fill_id, f.venue, f.symbol, f.side, f.quantity, f.price, f.fee)
+    bulk = copy.deepcopy(per_row)
+    for c in candles:
+        per_row.mark(c.venue, c.symbol, c.close)
+    col = column(candles)
+    cut = min(cut, col.n)
+    sids = range(len(col.table))
+    mark_run(bulk, col, sids, 0, cut)
+    mark_run(bulk, col, sids, cut, col.n)
+    assert repr(bulk.peak_equity) == repr(per_row.peak_equity)
+    assert repr(sorted(bulk.positions.items())) == repr(sorted(per_row.positions.items()))
+
+
 def _request(symbol: str, side: Side, k: int, levels: dict[str, Decimal | float | None]) -> OrderRequest:
     intent = content_id("venue-test", symbol, k)
     return OrderRequest(client_order_id=client_order_id(intent), intent_id=intent, venue="binance", symbol=symbol,
@@ -113,10 +137,12 @@ def _request(symbol: str, side: Side, k: int, levels: dict[str, Decimal | float 
 
 
 @st.composite
-def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[OrderRequest]]:
-    """Candles that open positions (entries with protections), then the candles to compare on."""
-    warm = draw(series(max_len=3))
-    later = draw(series(max_len=40))
+def venue_setup(draw: st.DrawFn, short_runs: bool = False) -> tuple[list[Candle], list[Candle], list[OrderRequest]]:
+    """Candles that open positions (entries with protections), then the candles to compare on.
+    ``short_runs``: one symbol, no trailing stop and levels near the price (the twin's plain-Python
+    path, :data:`paper_twin.SHORT_RUN`)."""
+    warm = draw(series(max_len=3, one_symbol=short_runs))
+    later = draw(series(max_len=40, one_symbol=short_runs))
     shift = warm[-1].close_time - later[0].open_time + timedelta(minutes=draw(st.sampled_from([0, 60])))
     later = [c.model_copy(update={"open_time": c.open_time + shift, "close_time": c.close_time + shift}) for c in later]
     orders = []
@@ -124,9 +150,10 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
         if draw(st.booleans()):
             side = draw(st.sampled_from([Side.BUY, Side.SELL]))
             sign = Decimal(1) if side is Side.BUY else Decimal(-1)
-            stop = draw(st.sampled_from([None, Decimal(2), Decimal(5)]))
-            take = draw(st.sampled_from([None, Decimal(3), Decimal(8)]))
-            trail = draw(st.sampled_from([None, 1.5, 4.0]))
+            near = [Decimal("0.5"), Decimal(1), Decimal(3)]
+            stop = draw(st.sampled_from([None, *near] if short_runs else [None, Decimal(2), Decimal(5)]))
+            take = draw(st.sampled_from([None, *near] if short_runs else [None, Decimal(3), Decimal(8)]))
+            trail = None if short_runs else draw(st.sampled_from([None, 1.5, 4.0]))
             if stop is None and take is None and trail is None:
                 stop = Decimal(4)
             levels: dict[str, Decimal | float | None] = {
@@ -135,6 +162,9 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
                 "trailing_stop_pct": trail,
             }
             orders.append(_request(symbol, side, k, levels))
+            if short_runs and draw(st.booleans()):  # closed again: the protections are left to drop (OCO)
+                other = Side.SELL if side is Side.BUY else Side.BUY
+                orders.append(_request(symbol, other, k + 10, {"stop_loss": None, "take_profit": None}))
     return warm, later, orders
 
 
@@ -142,6 +172,20 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
 @given(setup=venue_setup(), halted=st.booleans())
 def test_paper_venue_twin_equals_on_candle(setup: tuple[list[Candle], list[Candle], list[OrderRequest]],
                                            halted: bool) -> None:  # fmt: skip
+    _check_venue_twin(setup, halted)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=venue_setup(short_runs=True))
+def test_paper_venue_twin_on_short_runs_equals_on_candle(
+    setup: tuple[list[Candle], list[Candle], list[OrderRequest]],
+) -> None:
+    _check_venue_twin(setup, False)
+
+
+def _check_venue_twin(setup: tuple[list[Candle], list[Candle], list[OrderRequest]], halted: bool) -> None:
+    """The twin's wake row is the first row on which the venue fills or fires, and skipping the rows
+    before it leaves the venue as handling each of them does."""
     warm, later, orders = setup
 
     async def scenario() -> None:
