@@ -17,7 +17,9 @@ import asyncio
 import copy
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -250,7 +252,46 @@ def risk_setup(draw: st.DrawFn) -> tuple[RiskSettings, list[Fill], list[Candle],
 def test_risk_simulate_stops_at_the_first_alert_and_apply_equals_on_candle(
     setup: tuple[RiskSettings, list[Fill], list[Candle], list[Candle]],
 ) -> None:
-    settings_, fills, warm, later = setup
+    _check_risk_twin(*setup)
+
+
+def _closes(closes: list[str], start: datetime = T0) -> list[Candle]:
+    """Hourly BTC candles with these closes (each opens at the previous close)."""
+    out = []
+    previous = Decimal(closes[0])
+    for i, text in enumerate(closes):
+        close = Decimal(text)
+        open_time = start + timedelta(hours=i)
+        out.append(trusted_candle("binance", "BTC/USDT", "1h", open_time, open_time + timedelta(hours=1), previous,
+                                  max(previous, close), min(previous, close), close, Decimal(1), i + 1))  # fmt: skip
+        previous = close
+    return out
+
+
+@pytest.mark.parametrize(
+    ("limits", "closes"),
+    [
+        # 10 BTC bought at 100.50 with a 0.1 fee from 1005.1 (the peak): cash 0, equity = 10 * close
+        ({"daily_loss_limit_pct": Decimal("0.1")}, ["100", "95", "90", "89"]),  # the day's floor (900) met
+        ({"max_drawdown_pct": Decimal("0.2")}, ["100", "90", "80.408", "79"]),  # drawdown 0.2 exactly
+        ({"max_drawdown_pct": Decimal("0.2")}, ["100", "80.409", "80.4081", "100.5", "80.409"]),  # just above
+        ({}, ["100", "99", "100.51", "100.5100", "100.5100001", "100.5100001", "100.52"]),  # equal, new peaks
+    ],
+)
+def test_risk_replay_decides_exact_ties_like_the_per_candle_path(limits: dict[str, Decimal], closes: list[str]) -> None:
+    """The float path decides only far from a threshold: an equity exactly at the daily floor, at the
+    breaker's drawdown or at the peak is decided in Decimal, as the per-candle path does."""
+    params: dict[str, Any] = {"daily_loss_limit_pct": Decimal(1), "max_drawdown_pct": Decimal(1),
+                              "initial_cash": Decimal("1005.1"), "var_every": 1000, **limits}  # fmt: skip
+    settings_ = RiskSettings(**params)
+    day = datetime(2024, 3, 2, tzinfo=UTC)  # the replayed candles start a new trading day
+    warm = _closes(["100.01"], day - timedelta(hours=3))
+    _check_risk_twin(settings_, [fill("BTC/USDT", Side.BUY, "10", "100.50", 1)], warm, _closes(closes, day))
+
+
+def _check_risk_twin(settings_: RiskSettings, fills: list[Fill], warm: list[Candle], later: list[Candle]) -> None:
+    """Replaying ``later`` with :func:`risk_quiet.simulate` stops exactly at each alert and
+    :func:`risk_quiet.apply` leaves the engine as :meth:`RiskEngine.on_candle` on every candle does."""
     engine = RiskEngine(settings_)
     for c in warm[: len(warm) // 2]:
         engine.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
