@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+from numpy.typing import NDArray
 
 from agents.base import Agent, AgentContext
 from agents.compliance.agent import ComplianceAgent
@@ -416,25 +417,26 @@ class Replay:
         if first < stop:
             m = stop - first
             if first > start:
-                self.times.extend(close_ms[first - 1 : stop - 1].tolist())
+                _extend(self.times, close_ms[first - 1 : stop - 1])
             else:
                 assert self._current_ms is not None
-                self.times.extend([self._current_ms, *close_ms[start : stop - 1].tolist()])
+                self.times.append(self._current_ms)
+                _extend(self.times, close_ms[start : stop - 1])
             if first > start:
                 closes = close[first - 1 : stop - 1]
             else:
                 closes = np.concatenate(([self._last_float[symbol]], close[start : stop - 1]))
-            self.closes[symbol].extend(closes.tolist())
+            _extend(self.closes[symbol], closes)
             recorder = self.swarm.recorder
             if recorder.in_market():
                 self._materialise_closes()
-                held = dict(self.closes_now)
-                equity = self.equity
+                # Recorder.equity with the one symbol held: cash + quantity * close, the same Decimals
+                cash = recorder.cash
+                qty = recorder.positions[symbol]
                 close_decimal = column.close_decimal
-                for i in range(first, stop):
-                    if i > start:
-                        held[symbol] = close_decimal(i - 1)
-                    equity.append(float(recorder.equity(held)))
+                values = [] if first > start else [float(cash + qty * self.closes_now[symbol])]
+                values += [float(cash + qty * close_decimal(i)) for i in range(max(first, start + 1) - 1, stop - 1)]
+                self.equity.extend(values)
                 self.in_market.extend(b"\x01" * m)
             else:
                 self.equity.extend([recorder.cash_float()] * m)
@@ -490,9 +492,9 @@ class Replay:
                 )
                 for k, symbol in enumerate(self.symbols)
             ]
-        self.times.extend(prev[sel].tolist())
+        _extend(self.times, prev[sel])
         for k, symbol in enumerate(self.symbols):
-            self.closes[symbol].extend(closes_f[k].tolist())
+            _extend(self.closes[symbol], closes_f[k])
         m = int(sel.shape[0])
         recorder = self.swarm.recorder
         if recorder.in_market():
@@ -582,6 +584,12 @@ class Replay:
             min_cash=recorder.min_cash,
             desk_decisions=self.swarm.desk_decisions(),
         )
+
+
+def _extend(out: array[Any], values: NDArray[Any]) -> None:
+    """Append a numpy array to an ``array`` of the same machine type (int64 ``q``, float64 ``d``):
+    one copy of the bytes instead of a Python object per value."""
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64 if out.typecode == "q" else np.float64).tobytes())
 
 
 class _TimedObserver:

@@ -2,8 +2,12 @@
 
 Every trial is a full backtest through the agents (:class:`backtesting.engine.BacktestEngine`).
 Trials run in a process pool (``n_jobs`` processes, default 2: both cores) with optuna's ask/tell
-interface: the parent asks a batch of ``n_jobs`` trials, the workers run them, the parent tells the
-results in ask order, so a seeded study is reproducible whatever the scheduling.
+interface, pipelined with a fixed lag: ``2 * n_jobs`` trials are asked at the start, results are
+told in ask order, and trial ``k`` is asked right after trial ``k - 2 * n_jobs`` is told. A worker
+that finishes early takes the next queued trial instead of waiting for the slowest of a batch, and a
+seeded study is still reproducible whatever the scheduling: each trial is asked knowing exactly the
+same earlier trials. Where workers are forked, the parent imports the engine and parses the data
+once before starting them (they inherit both).
 
 Search space syntax (``--space``): ``STRATEGY.PARAM=LOW:HIGH[:STEP]`` (integers when all three are
 integers, floats otherwise) or ``STRATEGY.PARAM=A,B,C`` (categorical). Grid search needs a step or
@@ -19,11 +23,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -190,6 +195,23 @@ def objective_values(metrics: dict[str, Any], objectives: Sequence[str]) -> list
     return out
 
 
+def _preload_for_workers(paths: Sequence[str], start_ms: int | None, end_ms: int | None) -> None:
+    """Where worker processes are forked, import the engine and parse the data once in the parent:
+    the workers inherit both (and share the parsed arrays' memory) instead of each paying for them on
+    its first trial. Elsewhere (spawn) each worker reads the data on its first trial."""
+    if multiprocessing.get_start_method(allow_none=False) != "fork":
+        return
+    import backtesting.engine  # noqa: F401 - imported for the forked workers
+
+    start = utc_ms(start_ms) if start_ms is not None else None
+    end = utc_ms(end_ms) if end_ms is not None else None
+    for path in paths:
+        source = file_source(path, start, end, cache=True)
+        if source.blocks is not None:
+            for _ in source.blocks():  # parsed into the process's cache (backtesting.csv_blocks)
+                pass
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Run one backtest (in a worker process); returns its metrics."""
     import asyncio
@@ -289,7 +311,7 @@ def optimise(
     start_ms: int | None = None,
     end_ms: int | None = None,
     on_trial: Callable[[TrialResult], None] | None = None,
-    executor: ProcessPoolExecutor | None = None,
+    executor: Executor | None = None,
 ) -> StudyResult:
     """Search ``dims`` for the best ``objectives`` (see the module docstring)."""
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -312,37 +334,47 @@ def optimise(
     result = StudyResult(sampler=sampler, objectives=list(objectives), n_jobs=max(1, n_jobs))
     started = time.perf_counter()
     own = executor is None
+    if own and n_jobs > 1:
+        _preload_for_workers(paths, start_ms, end_ms)
     pool = executor or ProcessPoolExecutor(max_workers=max(1, n_jobs))
+    lag = 2 * max(1, n_jobs)
+    pending: dict[int, tuple[optuna.trial.Trial, Future[dict[str, Any]]]] = {}
+    asked = 0
+
+    def ask() -> None:
+        nonlocal asked
+        trial = study.ask()
+        params = {**base.params}
+        for strategy, chosen in suggest(trial, dims).items():
+            params[strategy] = {**params.get(strategy, {}), **chosen}
+        trial.set_user_attr("params", params)
+        config = base.model_copy(update={"params": params}).model_dump(mode="json")
+        pending[asked] = (trial, pool.submit(run_job, Job(tuple(paths), start_ms, end_ms, config)))
+        asked += 1
+
+    failed = True
     try:
-        done = 0
-        while done < trials:
-            batch = [study.ask() for _ in range(min(max(1, n_jobs), trials - done))]
-            jobs = []
-            for trial in batch:
-                params = {**base.params}
-                for strategy, chosen in suggest(trial, dims).items():
-                    params[strategy] = {**params.get(strategy, {}), **chosen}
-                trial.set_user_attr("params", params)
-                config = base.model_copy(update={"params": params}).model_dump(mode="json")
-                jobs.append(Job(tuple(paths), start_ms, end_ms, config))
-            futures = [pool.submit(run_job, job) for job in jobs]
-            for trial, future in zip(batch, futures, strict=True):
-                try:
-                    metrics = future.result()
-                except ConfigurationError:
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    done += 1
-                    continue
+        while asked < min(lag, trials):
+            ask()
+        for told in range(trials):
+            trial, future = pending.pop(told)
+            try:
+                metrics = future.result()
+            except ConfigurationError:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
                 values = objective_values(metrics, objectives)
                 study.tell(trial, values if len(values) > 1 else values[0])
                 tr = TrialResult(trial.number, trial.user_attrs["params"], values, metrics)
                 result.trials.append(tr)
                 if on_trial is not None:
                     on_trial(tr)
-                done += 1
+            if asked < trials:
+                ask()  # trial ``told + lag``: it sees exactly the trials up to ``told``, whatever the timing
+        failed = False
     finally:
         if own:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=failed)
     result.elapsed_s = time.perf_counter() - started
     by_number = {t.number: t for t in result.trials}
     best = study.best_trials if len(objectives) > 1 else ([study.best_trial] if result.trials else [])

@@ -45,7 +45,7 @@ from core.messages.market import BookTop, Candle
 from core.messages.orders import Fill, OrderRequest, OrderUpdate, PortfolioSnapshot, can_transition
 from core.trading.market_rules import BELOW_MIN_NOTIONAL, BELOW_MIN_QUANTITY, conform
 from core.trading.portfolio import Portfolio
-from core.trading.quiet import mark_quiet, mark_row, rows_by_key
+from core.trading.quiet import mark_row, mark_run
 from core.trading.retention import ExpiryQueue
 from core.trading.stores import ExecutionStore, FillOutbox, ForgetfulExecutionStore, OrderRecord, TradingControl
 from core.trading.venue import (
@@ -387,7 +387,7 @@ class ExecutionEngine:
             if int(column.series[start]) in sids:
                 mark_row(self.portfolio, column, start)
         else:
-            mark_quiet(self.portfolio, column, rows_by_key(column, sids, start, stop))
+            mark_run(self.portfolio, column, sids, start, stop)
         self.venue.skip_quiet(column, sids, start, stop)  # type: ignore[attr-defined]
 
     async def on_book(self, book: BookTop) -> None:

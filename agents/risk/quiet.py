@@ -13,6 +13,7 @@ With volatility sizing (an ATR per candle) there is no twin: the agent is woken 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,7 +26,8 @@ from numpy.typing import NDArray
 
 from agents.risk.var import ReturnWindow, SeriesKey, VarFigures, portfolio_figures
 from core.columns import CandleColumn, Column
-from core.trading.portfolio import ZERO
+from core.trading.portfolio import ZERO, Position
+from core.trading.quiet import TOLERANCE
 
 if TYPE_CHECKING:
     from agents.risk.engine import RiskEngine
@@ -110,6 +112,28 @@ def _series_returns(
         appended = [close / last - 1.0] if last is not None and last > 0 else []
         out[skey] = (appended, close, rows)
         return out
+    if rows.shape[0] <= _SMALL_RUN:  # a short run: plain Python over the column's lists
+        lists = column.lists()
+        series_of, close_of = lists.series, lists.close
+        found: dict[int, list[float]] = {}
+        lasts: dict[int, float | None] = {}
+        for r in rows.tolist():
+            s = series_of[r]
+            kept = found.get(s)
+            if kept is None:
+                window = engine.returns.get(keys[s])
+                lasts[s] = window._last if window is not None else None
+                kept = found[s] = []
+            close = close_of[r]
+            last = lasts[s]
+            if last is not None and last > 0:
+                kept.append(close / last - 1.0)
+            lasts[s] = close
+        for s, appended in found.items():
+            last_close = lasts[s]
+            assert last_close is not None
+            out[keys[s]] = (appended, last_close, rows)  # (the rows: unused by the callers)
+        return out
     if column.single_series:  # one series: no grouping
         groups = [(int(column.series[int(rows[0])]), rows)]
     else:
@@ -158,12 +182,21 @@ def _simulate(
     run.var = var = engine.var
     run.var_alerted = var_alerted = engine._var_alerted
     run.breaker = breaker = (engine._breaker_peak, engine._breaker_floor)
-    rows = _rows(column, sids, start, stop)
-    if not rows.shape[0]:
-        return run, None
     table = column.table
     skeys: list[SeriesKey] = [(info.venue, info.symbol, info.timeframe) for info in table]
     keys: list[Key] = [(info.venue, info.symbol) for info in table]
+    tripped = engine.breaker_tripped
+    open_any = any(q != ZERO for q in quantities)
+    if open_any and not tripped:
+        rows_in: Sequence[int] = (
+            range(start, stop) if column.single_series else _rows(column, sids, start, stop).tolist()
+        )
+        guarded = _simulate_open(engine, column, rows_in, run, positions, quantities, skeys, keys)
+        if guarded is not None:
+            return run, guarded if guarded >= 0 else None
+    rows = _rows(column, sids, start, stop)
+    if not rows.shape[0]:
+        return run, None
     per_series = _series_returns(engine, column, rows, skeys)
     cash = portfolio.cash
     equity = portfolio.equity
@@ -171,11 +204,9 @@ def _simulate(
     max_dd = engine._max_drawdown
     resume = engine._resume_level
     recovery = settings.drawdown_recovery
-    tripped = engine.breaker_tripped
     max_pct = settings.max_drawdown_pct
     var_every = engine._var_every
     var_limit = settings.var_limit_pct
-    open_any = any(q != ZERO for q in quantities)
     if not open_any and not tripped:
         flat = _simulate_flat(engine, column, rows, run, keys, equity)
         if flat is not None:
@@ -250,6 +281,155 @@ def _simulate(
     run.breaker = (breaker_peak, breaker_floor)
     run.returns = {k: (r, last) for k, (r, last, _) in per_series.items()}
     return run, None
+
+
+def _simulate_open(
+    engine: RiskEngine,
+    column: CandleColumn,
+    rows: Sequence[int],
+    run: Run,
+    positions: list[tuple[Key, Position]],
+    quantities: list[Decimal],
+    skeys: list[SeriesKey],
+    keys: list[Key],
+) -> int | None:
+    """:func:`_simulate` with a position open and the breaker not tripped, decided in floats with an
+    exact guard. Returns the alert row, -1 for none, or None to let the exact row-by-row path decide
+    (values beyond floats' range).
+
+    The equity moves on every candle of an open position's symbol, and the per-candle path computes
+    it in Decimal each time. Here each row's equity is a float (``float()`` of the Decimal closes is
+    correctly rounded, so the float equity is within ~1e-15 of the exact one relative to the
+    account's gross value); a rule is decided in Decimal, with the per-candle path's very operations,
+    only on the rows where the float lands within :data:`TOLERANCE` of that rule's threshold: a
+    possible new peak, the daily floor, the drawdown breaker. The rows where the per-candle path
+    computes state from the equity (a new trading day: the day's start and floor; a VaR point: the
+    weights) are computed in Decimal. Every other row moves only floats (the returns, the marks' rows).
+    """
+    lists = column.lists()
+    series_of, close_of, day_of = lists.series, lists.close, lists.day
+    close_decimal = column.close_decimal
+    portfolio = engine.portfolio
+    settings = engine.settings
+    cash = portfolio.cash
+    cash_f = float(cash)
+    marks = run.marks
+    index = {key: k for k, (key, _) in enumerate(positions)}
+    moving = [q != ZERO for q in quantities]
+    open_ks = [k for k, m in enumerate(moving) if m]
+    q_f = [float(q) for q in quantities]
+    marks_f = [float(m) for m in marks]
+    mark_rows = [-1] * len(marks)  # the row of each position's newest mark not yet read as a Decimal
+
+    def exact_equity() -> Decimal:
+        for k, row in enumerate(mark_rows):
+            if row >= 0:
+                marks[k] = close_decimal(row)
+                mark_rows[k] = -1
+        return _equity(cash, quantities, marks)
+
+    def float_equity() -> tuple[float, float]:
+        total = cash_f
+        scale = abs(cash_f)
+        for k in open_ks:
+            value = q_f[k] * marks_f[k]
+            total += value
+            scale += abs(value)
+        return total, max(TOLERANCE * scale, 1e-300)
+
+    equity_f, tol = float_equity()
+    if not math.isfinite(equity_f) or not math.isfinite(tol):
+        return None
+    peak = run.peak
+    peak_f = float(peak)
+    day, day_start, floor, hit = run.day, run.day_start_equity, run.daily_floor, run.daily_loss_hit
+    floor_f = float(floor)
+    limit = engine._daily_limit
+    max_dd = engine._max_drawdown
+    var_every = engine._var_every
+    var_limit = settings.var_limit_pct
+    marks_count, var, var_alerted = run.marks_count, run.var, run.var_alerted
+    last_rows = run.last_rows
+    returns = engine.returns
+    last_close: list[float | None] = [w._last if (w := returns.get(skey)) is not None else None for skey in skeys]
+    appended: list[list[float]] = [[] for _ in skeys]
+    seen = [False] * len(skeys)
+    for r in rows:
+        s = series_of[r]
+        close = close_of[r]
+        previous = last_close[s]
+        if previous is not None and previous > 0:  # ReturnWindow.add_price
+            appended[s].append(close / previous - 1.0)
+        last_close[s] = close
+        seen[s] = True
+        key = keys[s]
+        last_rows[key] = r
+        k = index.get(key)
+        if k is not None:
+            mark_rows[k] = r
+            marks_f[k] = close
+            if moving[k]:
+                equity_f, tol = float_equity()
+                if equity_f >= peak_f - tol:  # possibly a new peak: Portfolio._update_peak, exactly
+                    peak = max(peak, exact_equity())
+                    peak_f = float(peak)
+        d = day_of[r]
+        if d != day:
+            day = d
+            day_start = exact_equity()
+            floor = day_start * (1 - limit)
+            floor_f = float(floor)
+            hit = False
+        if not hit and equity_f <= floor_f + tol and exact_equity() <= floor:
+            return r
+        if equity_f < peak_f + tol and (peak_f <= tol or 1.0 - equity_f / peak_f >= max_dd - 4 * tol / peak_f - 1e-12):
+            equity = exact_equity()
+            if equity < peak and _drawdown(equity, peak) >= max_dd:
+                return r
+        marks_count += 1
+        if marks_count % var_every == 0:
+            equity = exact_equity()
+            if equity > ZERO:
+                windows = _windows_now(engine, skeys, appended, seen)
+                weights = {
+                    pkey: float(q * marks[pk] / equity)
+                    for pk, ((pkey, _), q) in enumerate(zip(positions, quantities, strict=True))
+                    if q != ZERO
+                }
+                figures = portfolio_figures(weights, windows, engine_min_returns())  # type: ignore[arg-type]
+                if figures is not None:
+                    var = figures
+                    over = figures.var99 > var_limit
+                    if over and not var_alerted:
+                        return r
+                    var_alerted = over
+    exact_equity()  # the marks as Decimals
+    run.peak = peak
+    run.day = day
+    run.day_start_equity = day_start
+    run.daily_floor = floor
+    run.daily_loss_hit = hit
+    run.marks_count = marks_count
+    run.var = var
+    run.var_alerted = var_alerted
+    run.returns = {skeys[s]: (appended[s], last) for s, last in enumerate(last_close) if seen[s] and last is not None}
+    return -1
+
+
+def _windows_now(
+    engine: RiskEngine, skeys: list[SeriesKey], appended: list[list[float]], seen: list[bool]
+) -> dict[SeriesKey, ReturnWindow | _Window]:
+    """Every series' return window with the returns a run appended so far (:func:`_windows_at`)."""
+    windows: dict[SeriesKey, ReturnWindow | _Window] = dict(engine.returns)
+    size = engine.settings.var_window
+    for s, new in enumerate(appended):
+        if not seen[s]:
+            continue
+        skey = skeys[s]
+        old = engine.returns.get(skey)
+        base = list(islice(old.returns, max(0, len(old.returns) - (size - len(new))), None)) if old else []
+        windows[skey] = _Window((base + new)[-size:] if size else [])
+    return windows
 
 
 def engine_min_returns() -> int:
@@ -347,11 +527,11 @@ def _day_changes(
     last row's day)``; both positions are ``len(rows)`` when it never changes."""
     n = len(row_list)
     if n <= _SMALL_RUN:
-        close_ms = column.close_ms
+        days_of = column.lists().day
         first = last = n
         prev = day if day is not None else -1
         for j, r in enumerate(row_list):
-            d = int(close_ms[r]) // DAY_MS
+            d = days_of[r]
             if d != prev:
                 if first == n:
                     first = j

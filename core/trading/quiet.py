@@ -45,6 +45,61 @@ def mark_row(portfolio: Portfolio, column: CandleColumn, i: int) -> None:
         portfolio.mark(info.venue, info.symbol, column.close_decimal(i))
 
 
+SHORT_RUN = 64
+"""Up to this many rows of a one-series column, :func:`mark_run` loops in plain Python."""
+
+
+def mark_run(portfolio: Portfolio, column: CandleColumn, sids: Sequence[int], start: int, stop: int) -> None:
+    """:func:`mark_quiet` over the rows of ``sids`` in ``[start, stop)``: a short run of a one-series
+    column is decided in plain Python over the column's lists (the same candidates, the same Decimals),
+    anything else with the arrays."""
+    if not (column.single_series and stop - start <= SHORT_RUN):
+        mark_quiet(portfolio, column, rows_by_key(column, sids, start, stop))
+        return
+    if 0 not in sids or start >= stop:
+        return
+    info = column.table[0]
+    key = (info.venue, info.symbol)
+    position = portfolio.positions.get(key)
+    if position is None:
+        return
+    if position.quantity != ZERO:
+        _raise_peak_short(portfolio, column, key, start, stop)
+    portfolio.positions[key] = position.with_mark(column.close_decimal(stop - 1))
+
+
+def _raise_peak_short(portfolio: Portfolio, column: CandleColumn, key: Key, start: int, stop: int) -> None:
+    """:func:`_raise_peak` for the rows ``[start, stop)`` of the one series of ``column`` (symbol ``key``)."""
+    positions = portfolio.positions
+    cash_f = float(portfolio.cash)
+    base = cash_f
+    scale = abs(cash_f)
+    for other, position in positions.items():
+        if other != key and position.quantity != ZERO:
+            value = float(position.quantity) * float(_mark_of(position))
+            base += value
+            scale += abs(value)
+    q_f = float(positions[key].quantity)
+    closes = column.lists().close[start:stop]
+    equity_f = [base + q_f * c for c in closes]
+    scale += max(abs(q_f * c) for c in closes)
+    top = max(equity_f)
+    peak = portfolio.peak_equity
+    tol = TOLERANCE * max(scale, 1e-300)
+    if top < float(peak) - tol:
+        return
+    cash = portfolio.cash
+    for j, value in enumerate(equity_f):
+        if value < top - tol:
+            continue
+        total = ZERO
+        for other, position in positions.items():
+            mark = column.close_decimal(start + j) if other == key else _mark_of(position)
+            total += position.quantity * mark
+        peak = max(peak, cash + total)
+    portfolio.peak_equity = peak
+
+
 def mark_quiet(portfolio: Portfolio, column: CandleColumn, by_key: dict[Key, Rows]) -> None:
     """:meth:`Portfolio.mark` at the close of every row of ``by_key`` (in row order), exactly: the
     positions end marked at their symbol's last close and the peak equity is the one the per-candle

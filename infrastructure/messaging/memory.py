@@ -315,6 +315,7 @@ class InMemoryBus:
         use_ahead = self.AHEAD
         last = participants[-1] if participants else None
         answers: list[int] = [0] * len(participants)
+        task = asyncio.current_task()
         while p < n:
             w = n
             asked = 0
@@ -360,7 +361,7 @@ class InMemoryBus:
             for queue in routes[s]:
                 pending.append((queue, row, key, None, None))
             self._current = (column, w)
-            await self._drain()
+            await self._drain(task)
             self._current = None
             for participant in ahead:
                 participant.queue.ahead = None
@@ -545,9 +546,11 @@ class InMemoryBus:
             assert isinstance(item, Envelope)
             await self._deliver(queue, item, key, None)
 
-    async def _drain(self) -> None:
+    async def _drain(self, task: asyncio.Task[object] | None = None) -> None:
+        """Deliver every pending message; ``task`` is the calling task when the caller knows it (a
+        column's feed asks once, not per row)."""
         self._draining = True
-        self._drainer = asyncio.current_task()
+        self._drainer = task if task is not None else asyncio.current_task()
         self._idle.clear()
         pending = self._pending
         popleft = pending.popleft

@@ -111,6 +111,8 @@ def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int
         return start  # a venue that saves its book (journal, PostgreSQL): every candle goes through it
     if stop - start == 1:
         return start if _row_wakes(venue, column, sids, start) else stop
+    if _short_run(venue, column, start, stop):
+        return _next_wake_short(venue, column, sids, start, stop)
     by_key = rows_by_key(column, sids, start, stop)
     by_symbol: dict[str, Rows] = {}
     for (_, symbol), rows in by_key.items():
@@ -142,6 +144,82 @@ def next_wake(venue: PaperVenue, column: Column, sids: Sequence[int], start: int
         if hits.shape[0]:
             stop = min(stop, int(checked[hits[0]]))
     return stop
+
+
+SHORT_RUN = 64
+"""Up to this many rows of one series, :func:`next_wake` and :func:`skip` loop in plain Python over
+the column's lists (numpy's per-call cost dominates short runs); the same decisions as the arrays."""
+
+
+def _short_run(venue: PaperVenue, column: CandleColumn, start: int, stop: int) -> bool:
+    """A short run of a one-series column with no trailing stop (whose water mark needs the arrays)."""
+    return (
+        column.single_series
+        and stop - start <= SHORT_RUN
+        and all(p.levels.trailing_pct is None for p in venue._protections)
+    )
+
+
+def _first_effective(venue: PaperVenue, close_ms: list[int], symbol: str, start: int, stop: int) -> int:
+    """:func:`_effective` for one series (close times increase): the first row after the replays."""
+    last = venue._last_close.get(symbol)
+    if last is None:
+        return start
+    floor = ms_from_utc(last)
+    i = start
+    while i < stop and close_ms[i] <= floor:
+        i += 1
+    return i
+
+
+def _next_wake_short(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], start: int, stop: int) -> int:
+    """:func:`next_wake` over a short run of a one-series column (see :func:`_short_run`)."""
+    if 0 not in sids:
+        return stop
+    symbol = column.table[0].symbol
+    if venue._open.get(symbol):
+        return start
+    if venue.halted or not venue._protections:
+        return stop
+    lists = column.lists()
+    first = _first_effective(venue, lists.close_ms, symbol, start, stop)
+    open_ms, low, high = lists.open_ms, lists.low, lists.high
+    for prot in venue._protections:
+        if prot.symbol != symbol or first >= stop or _held(venue, prot) <= ZERO:
+            continue
+        levels = prot.levels
+        active_us = _us(prot.active_from)
+        stop_f = float(levels.stop_loss) if levels.stop_loss is not None else None
+        tp_f = float(levels.take_profit) if levels.take_profit is not None else None
+        long = levels.long
+        for i in range(first, stop):
+            if open_ms[i] * 1000 < active_us:
+                continue
+            if long:
+                if (stop_f is not None and low[i] <= stop_f) or (tp_f is not None and high[i] >= tp_f):
+                    stop = i
+                    break
+            elif (stop_f is not None and high[i] >= stop_f) or (tp_f is not None and low[i] <= tp_f):
+                stop = i
+                break
+    return stop
+
+
+def _skip_short(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], start: int, stop: int) -> None:
+    """:func:`skip` over a short run of a one-series column (see :func:`_short_run`)."""
+    if 0 not in sids:
+        return
+    symbol = column.table[0].symbol
+    close_ms = column.lists().close_ms
+    first = _first_effective(venue, close_ms, symbol, start, stop)
+    if not venue.halted and venue._protections:
+        venue._protections = [
+            prot
+            for prot in venue._protections
+            if prot.symbol != symbol or first >= stop or _held(venue, prot) > ZERO  # else dropped (OCO)
+        ]
+    if first < stop:
+        venue._last_close[symbol] = utc_from_ms(close_ms[stop - 1])
 
 
 def _row_wakes(venue: PaperVenue, column: CandleColumn, sids: Sequence[int], i: int) -> bool:
@@ -185,6 +263,9 @@ def skip(venue: PaperVenue, column: Column, sids: Sequence[int], start: int, sto
     assert isinstance(column, CandleColumn)
     if stop - start == 1:
         _skip_row(venue, column, sids, start)
+        return
+    if _short_run(venue, column, start, stop):
+        _skip_short(venue, column, sids, start, stop)
         return
     by_key = rows_by_key(column, sids, start, stop)
     by_symbol: dict[str, Rows] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,20 @@ def test_samplers_run_in_two_processes_and_are_reproducible(sampler: str) -> Non
     assert a.best
     assert len({t.metrics["worker_pid"] for t in a.trials}) == 2  # both worker processes ran trials
     assert all(3 <= t.params["sma_cross"]["fast"] <= 15 for t in a.trials)
+
+
+def test_pipelined_trials_are_reproducible_whatever_the_scheduling() -> None:
+    """Trial ``k`` is asked knowing exactly the trials up to ``k - 2 * n_jobs``: three threads that
+    finish in another order than two processes still give the same study."""
+    dims = parse_space(["sma_cross.fast=3:15", "sma_cross.slow=20:60"])
+    kwargs = {"sampler": "tpe", "trials": 9, "n_jobs": 2, "seed": 5, "end_ms": END_MS}
+    processes = optimise([BTC_1H], BacktestConfig(), dims, **kwargs)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=3) as threads:
+        threaded = optimise([BTC_1H], BacktestConfig(), dims, executor=threads, **kwargs)  # type: ignore[arg-type]
+    assert [t.number for t in processes.trials] == list(range(9))
+    assert [t.params for t in processes.trials] == [t.params for t in threaded.trials]
+    assert [t.values for t in processes.trials] == [t.values for t in threaded.trials]
+    assert len({t.metrics["worker_pid"] for t in processes.trials}) == 2
 
 
 def test_multi_objective_nsga2_returns_the_pareto_front() -> None:

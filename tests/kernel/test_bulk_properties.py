@@ -17,7 +17,9 @@ import asyncio
 import copy
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +34,7 @@ from core.messages import Candle, Fill, OrderRequest
 from core.routing import routing_key
 from core.trading.fillmodel import FillModel
 from core.trading.portfolio import Portfolio
-from core.trading.quiet import mark_quiet, rows_by_key
+from core.trading.quiet import mark_quiet, mark_run, rows_by_key
 from core.trusted import trusted_candle
 from infrastructure.venues import paper_twin
 from infrastructure.venues.paper import PaperVenue
@@ -42,10 +44,10 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
 
 @st.composite
-def series(draw: st.DrawFn, max_len: int = 40, step_min: int = 60) -> list[Candle]:
+def series(draw: st.DrawFn, max_len: int = 40, step_min: int = 60, one_symbol: bool = False) -> list[Candle]:
     """Candles of one or two symbols (one or two timeframes), merged by close time."""
     n = draw(st.integers(min_value=1, max_value=max_len))
-    symbols = draw(st.sampled_from([SYMBOLS[:1], SYMBOLS]))
+    symbols = SYMBOLS[:1] if one_symbol else draw(st.sampled_from([SYMBOLS[:1], SYMBOLS]))
     out: list[tuple[datetime, int, Candle]] = []
     for k, symbol in enumerate(symbols):
         price = Decimal(draw(st.sampled_from(["100", "100.5", "99.75", "2000.125"])))
@@ -105,6 +107,30 @@ def test_mark_quiet_equals_marking_every_candle(candles: list[Candle], fills: li
     assert repr(sorted(bulk.positions.items())) == repr(sorted(per_row.positions.items()))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    candles=series(max_len=80),
+    fills=positions(),
+    cash=st.sampled_from(["10000", "123.456789012345678901", "-5.5"]),
+    cut=st.integers(min_value=0, max_value=80),
+)
+def test_mark_run_equals_marking_every_candle(candles: list[Candle], fills: list[Fill], cash: str, cut: int) -> None:
+    """:func:`mark_run` (plain Python on short runs of one series, the arrays otherwise), in two runs."""
+    per_row = Portfolio(Decimal(cash))
+    for f in fills:
+        per_row.apply_fill(f.fill_id, f.venue, f.symbol, f.side, f.quantity, f.price, f.fee)
+    bulk = copy.deepcopy(per_row)
+    for c in candles:
+        per_row.mark(c.venue, c.symbol, c.close)
+    col = column(candles)
+    cut = min(cut, col.n)
+    sids = range(len(col.table))
+    mark_run(bulk, col, sids, 0, cut)
+    mark_run(bulk, col, sids, cut, col.n)
+    assert repr(bulk.peak_equity) == repr(per_row.peak_equity)
+    assert repr(sorted(bulk.positions.items())) == repr(sorted(per_row.positions.items()))
+
+
 def _request(symbol: str, side: Side, k: int, levels: dict[str, Decimal | float | None]) -> OrderRequest:
     intent = content_id("venue-test", symbol, k)
     return OrderRequest(client_order_id=client_order_id(intent), intent_id=intent, venue="binance", symbol=symbol,
@@ -113,10 +139,12 @@ def _request(symbol: str, side: Side, k: int, levels: dict[str, Decimal | float 
 
 
 @st.composite
-def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[OrderRequest]]:
-    """Candles that open positions (entries with protections), then the candles to compare on."""
-    warm = draw(series(max_len=3))
-    later = draw(series(max_len=40))
+def venue_setup(draw: st.DrawFn, short_runs: bool = False) -> tuple[list[Candle], list[Candle], list[OrderRequest]]:
+    """Candles that open positions (entries with protections), then the candles to compare on.
+    ``short_runs``: one symbol, no trailing stop and levels near the price (the twin's plain-Python
+    path, :data:`paper_twin.SHORT_RUN`)."""
+    warm = draw(series(max_len=3, one_symbol=short_runs))
+    later = draw(series(max_len=40, one_symbol=short_runs))
     shift = warm[-1].close_time - later[0].open_time + timedelta(minutes=draw(st.sampled_from([0, 60])))
     later = [c.model_copy(update={"open_time": c.open_time + shift, "close_time": c.close_time + shift}) for c in later]
     orders = []
@@ -124,9 +152,10 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
         if draw(st.booleans()):
             side = draw(st.sampled_from([Side.BUY, Side.SELL]))
             sign = Decimal(1) if side is Side.BUY else Decimal(-1)
-            stop = draw(st.sampled_from([None, Decimal(2), Decimal(5)]))
-            take = draw(st.sampled_from([None, Decimal(3), Decimal(8)]))
-            trail = draw(st.sampled_from([None, 1.5, 4.0]))
+            near = [Decimal("0.5"), Decimal(1), Decimal(3)]
+            stop = draw(st.sampled_from([None, *near] if short_runs else [None, Decimal(2), Decimal(5)]))
+            take = draw(st.sampled_from([None, *near] if short_runs else [None, Decimal(3), Decimal(8)]))
+            trail = None if short_runs else draw(st.sampled_from([None, 1.5, 4.0]))
             if stop is None and take is None and trail is None:
                 stop = Decimal(4)
             levels: dict[str, Decimal | float | None] = {
@@ -135,6 +164,9 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
                 "trailing_stop_pct": trail,
             }
             orders.append(_request(symbol, side, k, levels))
+            if short_runs and draw(st.booleans()):  # closed again: the protections are left to drop (OCO)
+                other = Side.SELL if side is Side.BUY else Side.BUY
+                orders.append(_request(symbol, other, k + 10, {"stop_loss": None, "take_profit": None}))
     return warm, later, orders
 
 
@@ -142,6 +174,20 @@ def venue_setup(draw: st.DrawFn) -> tuple[list[Candle], list[Candle], list[Order
 @given(setup=venue_setup(), halted=st.booleans())
 def test_paper_venue_twin_equals_on_candle(setup: tuple[list[Candle], list[Candle], list[OrderRequest]],
                                            halted: bool) -> None:  # fmt: skip
+    _check_venue_twin(setup, halted)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=venue_setup(short_runs=True))
+def test_paper_venue_twin_on_short_runs_equals_on_candle(
+    setup: tuple[list[Candle], list[Candle], list[OrderRequest]],
+) -> None:
+    _check_venue_twin(setup, False)
+
+
+def _check_venue_twin(setup: tuple[list[Candle], list[Candle], list[OrderRequest]], halted: bool) -> None:
+    """The twin's wake row is the first row on which the venue fills or fires, and skipping the rows
+    before it leaves the venue as handling each of them does."""
     warm, later, orders = setup
 
     async def scenario() -> None:
@@ -206,7 +252,46 @@ def risk_setup(draw: st.DrawFn) -> tuple[RiskSettings, list[Fill], list[Candle],
 def test_risk_simulate_stops_at_the_first_alert_and_apply_equals_on_candle(
     setup: tuple[RiskSettings, list[Fill], list[Candle], list[Candle]],
 ) -> None:
-    settings_, fills, warm, later = setup
+    _check_risk_twin(*setup)
+
+
+def _closes(closes: list[str], start: datetime = T0) -> list[Candle]:
+    """Hourly BTC candles with these closes (each opens at the previous close)."""
+    out = []
+    previous = Decimal(closes[0])
+    for i, text in enumerate(closes):
+        close = Decimal(text)
+        open_time = start + timedelta(hours=i)
+        out.append(trusted_candle("binance", "BTC/USDT", "1h", open_time, open_time + timedelta(hours=1), previous,
+                                  max(previous, close), min(previous, close), close, Decimal(1), i + 1))  # fmt: skip
+        previous = close
+    return out
+
+
+@pytest.mark.parametrize(
+    ("limits", "closes"),
+    [
+        # 10 BTC bought at 100.50 with a 0.1 fee from 1005.1 (the peak): cash 0, equity = 10 * close
+        ({"daily_loss_limit_pct": Decimal("0.1")}, ["100", "95", "90", "89"]),  # the day's floor (900) met
+        ({"max_drawdown_pct": Decimal("0.2")}, ["100", "90", "80.408", "79"]),  # drawdown 0.2 exactly
+        ({"max_drawdown_pct": Decimal("0.2")}, ["100", "80.409", "80.4081", "100.5", "80.409"]),  # just above
+        ({}, ["100", "99", "100.51", "100.5100", "100.5100001", "100.5100001", "100.52"]),  # equal, new peaks
+    ],
+)
+def test_risk_replay_decides_exact_ties_like_the_per_candle_path(limits: dict[str, Decimal], closes: list[str]) -> None:
+    """The float path decides only far from a threshold: an equity exactly at the daily floor, at the
+    breaker's drawdown or at the peak is decided in Decimal, as the per-candle path does."""
+    params: dict[str, Any] = {"daily_loss_limit_pct": Decimal(1), "max_drawdown_pct": Decimal(1),
+                              "initial_cash": Decimal("1005.1"), "var_every": 1000, **limits}  # fmt: skip
+    settings_ = RiskSettings(**params)
+    day = datetime(2024, 3, 2, tzinfo=UTC)  # the replayed candles start a new trading day
+    warm = _closes(["100.01"], day - timedelta(hours=3))
+    _check_risk_twin(settings_, [fill("BTC/USDT", Side.BUY, "10", "100.50", 1)], warm, _closes(closes, day))
+
+
+def _check_risk_twin(settings_: RiskSettings, fills: list[Fill], warm: list[Candle], later: list[Candle]) -> None:
+    """Replaying ``later`` with :func:`risk_quiet.simulate` stops exactly at each alert and
+    :func:`risk_quiet.apply` leaves the engine as :meth:`RiskEngine.on_candle` on every candle does."""
     engine = RiskEngine(settings_)
     for c in warm[: len(warm) // 2]:
         engine.on_candle(c.venue, c.symbol, c.timeframe, c.close_time, c.high, c.low, c.close)
