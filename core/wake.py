@@ -60,6 +60,10 @@ class WakeOn(WakePolicy):
     next_wake: NextWake
     skip: Skip
     cost: int = 1
+    take_wake_rows: bool = False
+    """When a row is delivered to other consumers anyway, deliver it to this one too instead of
+    asking about that row alone: for a consumer whose handler costs less than its replay of one row
+    (the risk engine's). Either way its state ends the same (the parity tests)."""
 
 
 @dataclass(frozen=True, slots=True)

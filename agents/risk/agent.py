@@ -112,7 +112,7 @@ class RiskAgent(Agent):
                 "market",
                 (CANDLES.all(),),
                 {Candle: self.on_candle},
-                wake=WakeOn(self._next_candle, self._skip_candles, cost=10),
+                wake=WakeOn(self._next_candle, self._skip_candles, cost=10, take_wake_rows=True),
             ),
             Subscription(
                 "portfolio",

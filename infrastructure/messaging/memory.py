@@ -321,8 +321,9 @@ class InMemoryBus:
             asked = 0
             for participant in participants:
                 if participant is last and participant.ahead and w < n and use_ahead:
-                    # the last one asked may decide the wake row with the run (see the docstring)
-                    r = participant.next_wake(p, w + 1)
+                    # the last one asked may decide the wake row with the run (see the docstring); one
+                    # that takes wake rows gets the wake row delivered when it is the only row asked
+                    r = p if w == p and participant.take else participant.next_wake(p, w + 1)
                     answers[asked] = r
                     w = min(w, r)
                 else:
@@ -584,7 +585,7 @@ class InMemoryBus:
                                 if ahead is not None and ahead[0] is column and ahead[1] == i:
                                     if not ahead[2]:
                                         continue  # applied with the run before it (counted there)
-                                else:  # ask about this row alone
+                                elif not policy.take_wake_rows:  # type: ignore[attr-defined]  # ask about this row alone
                                     sid = (int(column.series[i]),)
                                     started = timer.clock() if timer is not None else 0.0
                                     quiet = policy.next_wake(column, sid, i, i + 1) > i  # type: ignore[attr-defined]
@@ -701,6 +702,8 @@ class _Participant:
     cost = 0
     sids: list[int] = []  # noqa: RUF012 - overridden per instance
     ahead = False
+    take = False
+    """Takes the delivery of a row delivered to others anyway (:attr:`core.wake.WakeOn.take_wake_rows`)."""
     """May decide the wake row together with the run before it (see :meth:`InMemoryBus.publish_column`)."""
 
     def next_wake(self, start: int, stop: int) -> int:
@@ -757,6 +760,7 @@ class _Policy(_Participant):
         self.column = column
         self.sids = sids
         self.cost = policy.cost
+        self.take = policy.take_wake_rows
         self._next = policy.next_wake
         self._skip = policy.skip
         if timer is not None:

@@ -182,4 +182,7 @@ def test_rows_decided_ahead_change_nothing(monkeypatch: pytest.MonkeyPatch) -> N
     assert plain.records == woken.records == awake.records
     assert plain.state == woken.state
     assert plain.equity_hash() == woken.equity_hash()
-    assert (plain.delivered, plain.skipped) == (woken.delivered, woken.skipped)
+    # every row reaches every consumer once, delivered or skipped; which one may differ: without the
+    # shortcut, risk (which takes wake rows) gets the wake row delivered instead of applying it
+    assert plain.delivered + plain.skipped == woken.delivered + woken.skipped
+    assert plain.delivered >= woken.delivered
