@@ -433,9 +433,9 @@ class Replay:
                 # Recorder.equity with the one symbol held: cash + quantity * close, the same Decimals
                 cash = recorder.cash
                 qty = recorder.positions[symbol]
-                close_decimal = column.close_decimal
+                exact_close = column.close_uncached
                 values = [] if first > start else [float(cash + qty * self.closes_now[symbol])]
-                values += [float(cash + qty * close_decimal(i)) for i in range(max(first, start + 1) - 1, stop - 1)]
+                values += [float(cash + qty * exact_close(i)) for i in range(max(first, start + 1) - 1, stop - 1)]
                 self.equity.extend(values)
                 self.in_market.extend(b"\x01" * m)
             else:

@@ -334,6 +334,17 @@ class CandleColumn(Column):
             self._closes[i] = close
         return close
 
+    def close_uncached(self, i: int) -> Decimal:
+        """Row ``i``'s exact close, not kept (for a reader that visits each row once: the replay's
+        equity samples); :meth:`close_decimal` keeps what the agents ask for."""
+        close = self._closes.get(i)
+        if close is not None:
+            return close
+        payload = self._payloads.get(i)
+        if isinstance(payload, Candle):
+            return payload.close
+        return self._exact_close(i) if self._exact_close is not None else self.exact(i)[3]
+
     def wrap(self, i: int, payload: Payload) -> Envelope:
         """The feed's envelope of row ``i`` (source = the feed, market time = the close time)."""
         clock = self.clock
