@@ -171,12 +171,32 @@ DAY_MS = 86_400_000
 class CandleLists:
     """A :class:`CandleColumn`'s arrays as Python lists, each built on first use (see
     :meth:`CandleColumn.lists`): code that decides over a few rows at a time in plain Python reads
-    one list item far cheaper than a numpy scalar or call."""
+    one list item far cheaper than a numpy scalar or call. It holds the arrays, not the column (no
+    reference cycle: a block's memory goes as soon as the block does)."""
 
-    __slots__ = ("_close", "_close_ms", "_column", "_day", "_high", "_low", "_open_ms", "_series")
+    __slots__ = (
+        "_close",
+        "_close_array",
+        "_close_ms",
+        "_close_ms_array",
+        "_day",
+        "_high",
+        "_high_array",
+        "_low",
+        "_low_array",
+        "_open_ms",
+        "_open_ms_array",
+        "_series",
+        "_series_array",
+    )
 
     def __init__(self, column: CandleColumn) -> None:
-        self._column = column
+        self._series_array = column.series
+        self._close_array = column.close
+        self._open_ms_array = column.open_ms
+        self._close_ms_array = column.close_ms
+        self._high_array = column.high
+        self._low_array = column.low
         self._series: list[int] | None = None
         self._close: list[float] | None = None
         self._day: list[int] | None = None
@@ -189,49 +209,49 @@ class CandleLists:
     def series(self) -> list[int]:
         """Each row's series index."""
         if self._series is None:
-            self._series = self._column.series.tolist()
+            self._series = self._series_array.tolist()
         return self._series
 
     @property
     def close(self) -> list[float]:
         """Each row's close (float)."""
         if self._close is None:
-            self._close = self._column.close.tolist()
+            self._close = self._close_array.tolist()
         return self._close
 
     @property
     def day(self) -> list[int]:
         """The UTC day number (days since the epoch) of each row's close time."""
         if self._day is None:
-            self._day = (self._column.close_ms // DAY_MS).tolist()
+            self._day = (self._close_ms_array // DAY_MS).tolist()
         return self._day
 
     @property
     def open_ms(self) -> list[int]:
         """Each row's open time in epoch milliseconds."""
         if self._open_ms is None:
-            self._open_ms = self._column.open_ms.tolist()
+            self._open_ms = self._open_ms_array.tolist()
         return self._open_ms
 
     @property
     def close_ms(self) -> list[int]:
         """Each row's close time in epoch milliseconds."""
         if self._close_ms is None:
-            self._close_ms = self._column.close_ms.tolist()
+            self._close_ms = self._close_ms_array.tolist()
         return self._close_ms
 
     @property
     def high(self) -> list[float]:
         """Each row's high (float)."""
         if self._high is None:
-            self._high = self._column.high.tolist()
+            self._high = self._high_array.tolist()
         return self._high
 
     @property
     def low(self) -> list[float]:
         """Each row's low (float)."""
         if self._low is None:
-            self._low = self._column.low.tolist()
+            self._low = self._low_array.tolist()
         return self._low
 
 
