@@ -340,6 +340,9 @@ def _simulate_open(
     equity_f, tol = float_equity()
     if not math.isfinite(equity_f) or not math.isfinite(tol):
         return None
+    solo = open_ks[0] if len(open_ks) == 1 else -1
+    solo_q = q_f[solo] if solo >= 0 else 0.0
+    abs_cash = abs(cash_f)
     peak = run.peak
     peak_f = float(peak)
     day, day_start, floor, hit = run.day, run.day_start_equity, run.daily_floor, run.daily_loss_hit
@@ -369,7 +372,12 @@ def _simulate_open(
             mark_rows[k] = r
             marks_f[k] = close
             if moving[k]:
-                equity_f, tol = float_equity()
+                if k == solo:  # float_equity() of the one open position, inlined
+                    value = solo_q * close
+                    equity_f = cash_f + value
+                    tol = max(TOLERANCE * (abs_cash + abs(value)), 1e-300)
+                else:
+                    equity_f, tol = float_equity()
                 if equity_f >= peak_f - tol:  # possibly a new peak: Portfolio._update_peak, exactly
                     peak = max(peak, exact_equity())
                     peak_f = float(peak)
