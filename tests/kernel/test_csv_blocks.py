@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtesting.columns import column_blocks
 from backtesting.csv_blocks import _CACHE
@@ -71,3 +73,68 @@ def test_cached_blocks_are_parsed_once_per_file_version(tmp_path: Path) -> None:
     assert len(_CACHE) == 1
     path.write_text(HEADER + "".join(GOOD[:2]))  # a new version of the file is read again
     assert len(built(file_source(path, cache=True))) == 2
+
+
+_ODD_VALUES = [
+    *("100", "100.50", ".5", "1e2", "1E+2", "100.", "0100.5", " 100", "100 ", "+100", "-100", "1_00"),
+    *("inf", "NaN", "", "1e", "1.2.3", "\u0661\u0660\u0660", '"100"', "1e400", "0", "99999999999999999999.1234567"),
+]
+
+
+@st.composite
+def odd_files(draw: st.DrawFn) -> list[str]:
+    """Valid hourly candles with, now and then, a value written oddly (signs, spaces, underscores,
+    quotes, exponents, other digits, non-numbers), an extra column, a blank line or a short row."""
+    rows = []
+    t = 1_735_689_600_000
+    for _ in range(draw(st.integers(1, 12))):
+        low = draw(st.integers(50, 99))
+        values = [str(low + 2), str(low + 4), str(low), str(low + 3), str(draw(st.integers(0, 9)))]
+        if draw(st.integers(0, 3)) == 0:
+            values[draw(st.integers(0, 4))] = draw(st.sampled_from(_ODD_VALUES))
+        stamp = str(t) if draw(st.integers(0, 9)) else draw(st.sampled_from([f" {t}", f"+{t}", f"{t}.0", "", "x"]))
+        row = ",".join([stamp, *values])
+        shape = draw(st.integers(0, 19))
+        if shape == 0:
+            row += ",extra"
+        elif shape == 1:
+            row = ",".join(row.split(",")[:4])
+        elif shape == 2:
+            rows.append("")
+        rows.append(row + "\n")
+        t += 3_600_000
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=odd_files())
+def test_blocks_take_what_the_row_reader_takes_and_nothing_else(tmp_path_factory: pytest.TempPathFactory,
+                                                                rows: list[str]) -> None:  # fmt: skip
+    """Whatever the file holds, the blocks are the row reader's candles, or its error word for word."""
+    path = write(tmp_path_factory.mktemp("odd"), rows)
+    problem: str | None = None
+    try:
+        expected = list(file_source(path).candles())
+    except DataError as exc:
+        problem = str(exc)
+    if problem is not None:
+        with pytest.raises(DataError) as blocks_error:
+            built(file_source(path))
+        assert str(blocks_error.value) == problem
+        return
+    got = built(file_source(path))
+    assert got == expected
+    assert [str(c.close) for c in got] == [str(c.close) for c in expected]  # type: ignore[attr-defined]
+
+
+def test_a_large_file_is_read_by_the_fast_path_in_blocks(tmp_path: Path) -> None:
+    """More rows than a block, all plain numbers: read by Arrow in blocks of the block size, exactly."""
+    rows = [
+        f"{1_735_689_600_000 + k * 60_000},{100 + k % 7}.25,{103 + k % 7},{99 + k % 7}.5,{101 + k % 7},{k % 5}.1\n"
+        for k in range(70_000)
+    ]
+    path = write(tmp_path, rows)
+    blocks = list(column_blocks([file_source(path)], source_id="f", clock=None))
+    assert [b.n for b in blocks] == [65_536, 70_000 - 65_536]
+    assert all(b._candles is None for b in blocks)  # built from the arrays, not by the row reader
+    assert blocks[1].build(3) == list(file_source(path).candles())[65_536 + 3]
