@@ -60,6 +60,27 @@ class Run:
     var_alerted: bool = False
     breaker: tuple[Decimal | None, Decimal] = (None, ZERO)
 
+    def reached(
+        self,
+        peak: Decimal,
+        day: int | None,
+        day_start: Decimal,
+        floor: Decimal,
+        hit: bool,
+        marks_count: int,
+        var: VarFigures | None,
+        var_alerted: bool,
+    ) -> None:
+        """Record the state the run reached (see :func:`apply`)."""
+        self.peak = peak
+        self.day = day
+        self.day_start_equity = day_start
+        self.daily_floor = floor
+        self.daily_loss_hit = hit
+        self.marks_count = marks_count
+        self.var = var
+        self.var_alerted = var_alerted
+
 
 class _Window:
     """A series' return window as it stands inside a run (the engine's deque plus the appended)."""
@@ -258,26 +279,14 @@ def _simulate(
         marks_count += 1
         if marks_count % var_every == 0 and equity > ZERO:
             windows = _windows_at(engine, per_series, done, first_counted)
-            weights = {
-                pkey: float(q * marks[pk] / equity)
-                for pk, ((pkey, _), q) in enumerate(zip(positions, quantities, strict=True))
-                if q != ZERO
-            }
-            figures = portfolio_figures(weights, windows, engine_min_returns())  # type: ignore[arg-type]
+            figures = _var_figures(positions, quantities, marks, equity, windows)
             if figures is not None:
                 var = figures
                 over = figures.var99 > var_limit
                 if over and not var_alerted:
                     return run, r
                 var_alerted = over
-    run.peak = peak
-    run.day = day
-    run.day_start_equity = day_start
-    run.daily_floor = floor
-    run.daily_loss_hit = hit
-    run.marks_count = marks_count
-    run.var = var
-    run.var_alerted = var_alerted
+    run.reached(peak, day, day_start, floor, hit, marks_count, var, var_alerted)
     run.breaker = (breaker_peak, breaker_floor)
     run.returns = {k: (r, last) for k, (r, last, _) in per_series.items()}
     return run, None
@@ -398,13 +407,9 @@ def _simulate_open(
         if marks_count % var_every == 0:
             equity = exact_equity()
             if equity > ZERO:
-                windows = _windows_now(engine, skeys, appended, seen)
-                weights = {
-                    pkey: float(q * marks[pk] / equity)
-                    for pk, ((pkey, _), q) in enumerate(zip(positions, quantities, strict=True))
-                    if q != ZERO
-                }
-                figures = portfolio_figures(weights, windows, engine_min_returns())  # type: ignore[arg-type]
+                figures = _var_figures(
+                    positions, quantities, marks, equity, _windows_now(engine, skeys, appended, seen)
+                )
                 if figures is not None:
                     var = figures
                     over = figures.var99 > var_limit
@@ -412,14 +417,7 @@ def _simulate_open(
                         return r
                     var_alerted = over
     exact_equity()  # the marks as Decimals
-    run.peak = peak
-    run.day = day
-    run.day_start_equity = day_start
-    run.daily_floor = floor
-    run.daily_loss_hit = hit
-    run.marks_count = marks_count
-    run.var = var
-    run.var_alerted = var_alerted
+    run.reached(peak, day, day_start, floor, hit, marks_count, var, var_alerted)
     run.returns = {skeys[s]: (appended[s], last) for s, last in enumerate(last_close) if seen[s] and last is not None}
     return -1
 
@@ -438,6 +436,22 @@ def _windows_now(
         base = list(islice(old.returns, max(0, len(old.returns) - (size - len(new))), None)) if old else []
         windows[skey] = _Window((base + new)[-size:] if size else [])
     return windows
+
+
+def _var_figures(
+    positions: list[tuple[Key, Position]],
+    quantities: list[Decimal],
+    marks: list[Decimal],
+    equity: Decimal,
+    windows: dict[SeriesKey, ReturnWindow | _Window],
+) -> VarFigures | None:
+    """``RiskEngine._portfolio_var`` at a VaR point of a run (positive ``equity``): the same weights."""
+    weights = {
+        pkey: float(q * marks[pk] / equity)
+        for pk, ((pkey, _), q) in enumerate(zip(positions, quantities, strict=True))
+        if q != ZERO
+    }
+    return portfolio_figures(weights, windows, engine_min_returns())  # type: ignore[arg-type]
 
 
 def engine_min_returns() -> int:

@@ -95,16 +95,22 @@ def positions(draw: st.DrawFn) -> list[Fill]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(candles=series(), fills=positions(), cash=st.sampled_from(["10000", "123.456789012345678901", "-5.5"]))
 def test_mark_quiet_equals_marking_every_candle(candles: list[Candle], fills: list[Fill], cash: str) -> None:
-    per_row = Portfolio(Decimal(cash))
-    for f in fills:
-        per_row.apply_fill(f.fill_id, f.venue, f.symbol, f.side, f.quantity, f.price, f.fee)
-    bulk = copy.deepcopy(per_row)
-    for c in candles:
-        per_row.mark(c.venue, c.symbol, c.close)
+    bulk, per_row = _marked_every_candle(cash, fills, candles)
     col = column(candles)
     mark_quiet(bulk, col, rows_by_key(col, range(len(col.table)), 0, col.n))
     assert repr(bulk.peak_equity) == repr(per_row.peak_equity)
     assert repr(sorted(bulk.positions.items())) == repr(sorted(per_row.positions.items()))
+
+
+def _marked_every_candle(cash: str, fills: list[Fill], candles: list[Candle]) -> tuple[Portfolio, Portfolio]:
+    """A portfolio with ``fills`` applied, and a copy of it marked at every candle's close."""
+    start = Portfolio(Decimal(cash))
+    for f in fills:
+        start.apply_fill(f.fill_id, f.venue, f.symbol, f.side, f.quantity, f.price, f.fee)
+    per_row = copy.deepcopy(start)
+    for c in candles:
+        per_row.mark(c.venue, c.symbol, c.close)
+    return start, per_row
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -116,12 +122,7 @@ def test_mark_quiet_equals_marking_every_candle(candles: list[Candle], fills: li
 )
 def test_mark_run_equals_marking_every_candle(candles: list[Candle], fills: list[Fill], cash: str, cut: int) -> None:
     """:func:`mark_run` (plain Python on short runs of one series, the arrays otherwise), in two runs."""
-    per_row = Portfolio(Decimal(cash))
-    for f in fills:
-        per_row.apply_fill(f.fill_id, f.venue, f.symbol, f.side, f.quantity, f.price, f.fee)
-    bulk = copy.deepcopy(per_row)
-    for c in candles:
-        per_row.mark(c.venue, c.symbol, c.close)
+    bulk, per_row = _marked_every_candle(cash, fills, candles)
     col = column(candles)
     cut = min(cut, col.n)
     sids = range(len(col.table))
