@@ -76,6 +76,7 @@ AGENT_RECOVERED_CODE = "agent_recovered"
 AGENT_RESTARTED_CODE = "agent_restarted"
 DUPLICATE_AGENT_CODE = "duplicate_agent_id"
 FORGED_HEARTBEAT_CODE = "forged_heartbeat"
+FORGED_ACK_CODE = "forged_ack"
 """Code of the critical alert raised for a heartbeat whose broker-verified sender is not the user of
 the agent it claims to come from (the heartbeat is dead-lettered, the registry untouched)."""
 STATE_MISMATCH_CODE = "trading_state_mismatch"
@@ -313,16 +314,29 @@ class OrchestratorAgent(Agent):
         agent "up", or report a halted one as trading. On the in-memory bus (one process) every
         heartbeat passes: there is no sender to verify."""
         what = f"heartbeat of {heartbeat.agent_kind} agent {heartbeat.agent_id!r}"
+        await self._require_agent_sender(heartbeat.agent_kind, heartbeat.agent_id, what, FORGED_HEARTBEAT_CODE)
+
+    async def require_ack_sender(self, ack: CommandAck) -> None:
+        """Refuse an acknowledgement the broker did not see come from the claimed agent kind's user, as
+        :meth:`require_heartbeat_sender` does (alert ``forged_ack``): a forged ``ok`` for a HALT would
+        otherwise count an agent as halted while it still trades."""
+        what = f"{ack.kind.value} acknowledgement of {ack.agent_kind} agent {ack.agent_id!r}"
+        await self._require_agent_sender(ack.agent_kind, ack.agent_id, what, FORGED_ACK_CODE)
+
+    async def _require_agent_sender(self, kind: str, agent_id: str, what: str, code: str) -> None:
         try:
-            require_agent_sender(self.agent_senders, heartbeat.agent_kind, what)
+            require_agent_sender(self.agent_senders, kind, what)
         except MessageRejected as exc:
-            self.log.error("heartbeat refused", reason=exc.reason, agent_id=heartbeat.agent_id)
-            await self._publish_quietly(
-                RiskAlert(severity=Severity.CRITICAL, code=FORGED_HEARTBEAT_CODE, message=exc.reason[:2000])
-            )
+            self.log.error("agent message refused: not from the agent's broker user", reason=exc.reason,
+                           agent_id=agent_id, code=code)  # fmt: skip
+            await self._publish_quietly(RiskAlert(severity=Severity.CRITICAL, code=code, message=exc.reason[:2000]))
             raise
 
     # ------------------------------------------------------------------------------ reconciliation
+
+    def reported_by_acks(self) -> dict[str, tuple[bool, bool]]:
+        """Per agent id: ``(halted, paused)`` as its last successful acknowledgement reported them."""
+        return {agent_id: (r.halted, r.paused) for agent_id, r in self._reported.items()}
 
     def reported(self, record: AgentRecord) -> tuple[bool, bool]:
         """``(halted, paused)`` of an agent as it last reported: its acknowledgement while recent
@@ -417,7 +431,10 @@ class OrchestratorAgent(Agent):
 
     async def on_ack(self, ack: CommandAck, envelope: Envelope) -> None:
         """Record an acknowledgement (and what it says the agent now does); an agent that obeyed a
-        command this orchestrator did not issue and that contradicts the intent is commanded again."""
+        command this orchestrator did not issue and that contradicts the intent is commanded again. An
+        acknowledgement not sent by the claimed agent's broker user is refused first
+        (:meth:`require_ack_sender`)."""
+        await self.require_ack_sender(ack)
         now = self.ctx.clock.now()
         self._note_reported(ack, now)
         self.events.publish_message(ack, envelope)

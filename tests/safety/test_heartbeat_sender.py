@@ -1,8 +1,9 @@
-"""Heartbeats are sender-checked: the orchestrator takes a heartbeat only when the broker-verified sender
-(AMQP ``user_id``) is the broker user of the agent kind it claims (or its own user, shared on a
-development broker). Any other is dead-lettered with the reason before it touches the registry, and
-raises a critical ``forged_heartbeat`` alert — on the in-memory bus (the delivery's sender set as the
-RabbitMQ bus sets it) and on the real RabbitMQ with one broker user per agent.
+"""Heartbeats and command acknowledgements are sender-checked: the orchestrator takes one only when the
+broker-verified sender (AMQP ``user_id``) is the broker user of the agent kind it claims (or its own
+user, shared on a development broker). Any other is dead-lettered with the reason before it touches
+the registry or the command book, and raises a critical ``forged_heartbeat`` / ``forged_ack`` alert —
+on the in-memory bus (the delivery's sender set as the RabbitMQ bus sets it) and on the real RabbitMQ
+with one broker user per agent.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from urllib.parse import quote
 import pytest
 from pydantic import SecretStr
 
-from agents.orchestrator.agent import FORGED_HEARTBEAT_CODE, OrchestratorAgent
+from agents.orchestrator.agent import FORGED_ACK_CODE, FORGED_HEARTBEAT_CODE, OrchestratorAgent
 from agents.orchestrator.settings import OrchestratorSettings
 from core import routing
 from core.clock import SimulatedClock
-from core.domain import Severity
-from core.messages import Envelope, RiskAlert
+from core.domain import CommandKind, Severity
+from core.messages import CommandAck, Envelope, RiskAlert
 from core.ports import Bus, QueueSpec
 from core.routing import ALERTS
 from core.settings import Settings
@@ -33,6 +34,7 @@ from tests.factories import T0, eventually, eventually_async
 from tradeswarm.broker import apply, delete_users, swarm_topology
 
 HEARTBEATS_QUEUE = "orchestrator.heartbeats"
+ACKS_QUEUE = "orchestrator.acks"
 
 
 def _settings(rabbitmq_url: str) -> Settings:
@@ -51,6 +53,11 @@ async def _orchestrator(bus: Bus, clock: SimulatedClock, rabbitmq_url: str) -> O
 def _heartbeat(bus: Bus, clock: SimulatedClock, kind: str, agent_id: str) -> Envelope:
     agent = Obedient(context(bus, clock, agent_id), kind)
     return Envelope.wrap(agent.heartbeat(clock, T0), source=agent_id, clock=clock)
+
+
+def _halt_ack(clock: SimulatedClock, kind: str, agent_id: str, source: str) -> Envelope:
+    ack = CommandAck(command_id=uuid.uuid4(), kind=CommandKind.HALT, agent_id=agent_id, agent_kind=kind)
+    return Envelope.wrap(ack, source=source, clock=clock)
 
 
 async def _alerts(bus: Bus) -> list[RiskAlert]:
@@ -110,6 +117,40 @@ async def test_a_heartbeat_from_another_user_is_dead_lettered_on_the_in_memory_b
         await bus.publish(_heartbeat(bus, clock, "risk", "risk-1"))  # no verifying bus: nothing to check
         assert [r.agent_id for r in orch.registry.records()] == ["execution-1", "risk-1"]
         assert len(await bus.dead_letters(HEARTBEATS_QUEUE)) == 3
+        await orch.stop()
+    finally:
+        await bus.close()
+
+
+async def test_an_acknowledgement_from_another_user_is_dead_lettered_on_the_in_memory_bus() -> None:
+    """A forged "halted" must not count an agent as halted: refused before the command book sees it."""
+    bus = InMemoryBus()
+    await bus.start()
+    clock = SimulatedClock(T0)
+    try:
+        alerts = await _alerts(bus)
+        orch = await _orchestrator(bus, clock, "amqp://orchestrator:pw@127.0.0.1:5672/paper")
+        forged = _halt_ack(clock, "execution", "execution-1", "execution-1")
+        for sender in ("risk", "guest", None):
+            token = CURRENT_DELIVERY.set(Delivery(user_id=sender))
+            try:
+                await bus.publish(forged)
+            finally:
+                CURRENT_DELIVERY.reset(token)
+        claim = "halt acknowledgement of execution agent 'execution-1'"
+        assert [d.reason for d in await bus.dead_letters(ACKS_QUEUE)] == [
+            f"{claim} sent by broker user 'risk', not by that agent's user (execution, orchestrator)",
+            f"{claim} sent by broker user 'guest', not by that agent's user (execution, orchestrator)",
+            f"{claim} has no broker-verified sender (no user_id): refused",
+        ]
+        assert orch.reported_by_acks() == {}  # not counted as halted
+        assert [(a.severity, a.code) for a in alerts] == [(Severity.CRITICAL, FORGED_ACK_CODE)] * 3
+        token = CURRENT_DELIVERY.set(Delivery(user_id="execution"))  # the agent's own user
+        try:
+            await bus.publish(forged)
+        finally:
+            CURRENT_DELIVERY.reset(token)
+        assert orch.reported_by_acks() == {"execution-1": (True, False)}
         await orch.stop()
     finally:
         await bus.close()
@@ -185,3 +226,36 @@ def _vhost(urls: dict[str, str]) -> str:
 
 def _prefix(urls: dict[str, str]) -> str:
     return AgentSenders.of(urls["orchestrator"], "orchestrator").prefix
+
+
+@pytest.mark.integration
+async def test_an_acknowledgement_from_another_user_is_dead_lettered_on_rabbitmq(
+    agent_users: dict[str, str], buses: dict[str, RabbitMQBus]
+) -> None:
+    clock = SimulatedClock(T0)
+    orch = await _orchestrator(buses["orchestrator"], clock, agent_users["orchestrator"])
+    try:
+        # risk's user may publish acks only under control.ack.risk.*: a body claiming execution there
+        await buses["risk"].publish(
+            _halt_ack(clock, "execution", "execution-7", "risk-1"),
+            routing.COMMAND_ACKS.key(agent_kind="risk", agent_id="risk-1"),
+        )
+        await buses["guest"].publish(_halt_ack(clock, "execution", "execution-9", "intruder-1"))
+        await buses["execution"].publish(_halt_ack(clock, "execution", "execution-1", "execution-1"))
+
+        async def two_dead_letters() -> bool:
+            return len(await buses["orchestrator"].dead_letters(ACKS_QUEUE)) >= 2
+
+        await eventually(lambda: "execution-1" in orch.reported_by_acks(), timeout=30)
+        await eventually_async(two_dead_letters, timeout=30, interval=0.1)
+        dead = await buses["orchestrator"].dead_letters(ACKS_QUEUE)
+    finally:
+        await orch.stop()
+    risk_user = user_name("risk", _vhost(agent_users), _prefix(agent_users))
+    reasons = sorted(d.reason for d in dead)
+    assert len(reasons) == 2, reasons
+    assert reasons[0].startswith(
+        f"halt acknowledgement of execution agent 'execution-7' sent by broker user {risk_user!r}"
+    )
+    assert reasons[1].startswith("halt acknowledgement of execution agent 'execution-9' sent by broker user 'guest'")
+    assert list(orch.reported_by_acks()) == ["execution-1"]  # only the genuine one counts
