@@ -212,7 +212,7 @@ def create_app(
 
     @app.get("/portfolio/equity", tags=["trading"])
     async def equity_curve(
-        account: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 1000
+        account: Filter = None, limit: Annotated[int, Query(ge=1, le=5000)] = 1000
     ) -> list[EquityPoint]:
         """The equity of the stored portfolio snapshots (the latest ``limit``), oldest first."""
         return await need_db().equity_curve(account, limit)
