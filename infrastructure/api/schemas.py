@@ -30,9 +30,7 @@ def _plain(value: Decimal) -> str:
 Money = Annotated[Decimal, PlainSerializer(_plain, return_type=str, when_used="json")]
 """A Decimal amount written in JSON as a plain decimal string (``"10000"``, ``"0.00012"``)."""
 
-POSITIVE_DECIMAL = (
-    r"^([1-9][0-9]{0,14}(\.[0-9]{1,18})?|0\.[0-9]{0,17}[1-9][0-9]{0,17}|1000000000000000(\.0{1,18})?)$"
-)
+POSITIVE_DECIMAL = r"^([1-9][0-9]{0,14}(\.[0-9]{1,18})?|0\.[0-9]{0,17}[1-9][0-9]{0,17}|1000000000000000(\.0{1,18})?)$"
 """A positive decimal up to 10**15 written out plainly (no exponent, no sign, no leading zero): the
 same bound as the number form, so a string the schema allows is never refused (schemathesis found
 an 18-digit one that was)."""
