@@ -6,8 +6,9 @@
 Writes the bench's seeded GBM series (``backtesting.synthetic``) as a candle CSV once (kept under
 ``bench/.deps``), then runs the optimiser (TPE over sma_cross fast/slow, the bench's configuration
 with protective stops) exactly as the CLI does and prints its speed line: trials per minute overall
-and per worker process (one process per core). Each worker parses the file once and keeps it for its
-next trials, so the first trial of each worker also pays for reading the CSV.
+and per worker process (one process per core), and the median CPU per trial (trials per CPU-minute).
+Where workers are forked, the parent parses the file once before starting them (its ~1 s counts in
+the wall time, not in any trial); elsewhere each worker's first trial also pays for reading it.
 """
 
 from __future__ import annotations
