@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from agents.base.partitions import PartitionConsumer, group_by_partition
 from core.clock import Clock
-from core.domain import Severity
+from core.domain import CommandKind, Severity
 from core.errors import MessageRejected, UnroutableMessage
 from core.logging import CURRENT_MESSAGE
 from core.messages import Command, CommandAck, Envelope, PartitionAssignment, Payload, RiskAlert
@@ -139,6 +139,22 @@ class Agent:
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
         """Obey an orchestrator command; return a detail to acknowledge it, None to ignore it (or to
         acknowledge it later with :meth:`acknowledge`); raise :class:`CommandFailed` to refuse it."""
+        return None
+
+    def gate_command(self, command: Command, prefix: str = "") -> str | None:
+        """The PAUSE/HALT/RESUME gate of an agent that emits trades (strategy, desk): PAUSE sets
+        :attr:`paused` (no new entries), HALT sets :attr:`halted` (nothing at all), RESUME lifts both.
+        Returns the acknowledgement's detail (``prefix`` names what is gated), None for other kinds."""
+        if command.kind is CommandKind.PAUSE:
+            self.paused = True
+            return f"{prefix}entries paused"
+        if command.kind is CommandKind.HALT:
+            self.halted = True
+            return f"{prefix}intents halted"
+        if command.kind is CommandKind.RESUME:
+            self.paused = False
+            self.halted = False
+            return "resumed"
         return None
 
     # -- runtime -------------------------------------------------------------------------------

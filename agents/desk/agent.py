@@ -28,7 +28,7 @@ from agents.base.partitions import symbol_partitions
 from agents.desk.pipeline import Desk, DeskOutcome, MarketView, intent_of
 from agents.desk.settings import DeskSettings
 from core.desk.store import DeskStore, InMemoryDeskStore
-from core.domain import CommandKind, Severity
+from core.domain import Severity
 from core.errors import UnroutableMessage
 from core.messages import (
     Candle,
@@ -126,17 +126,7 @@ class DeskAgent(Agent):
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
         """PAUSE: no new entries; HALT: no intents; RESUME: both off."""
-        if command.kind is CommandKind.PAUSE:
-            self.paused = True
-            return "desk entries paused"
-        if command.kind is CommandKind.HALT:
-            self.halted = True
-            return "desk intents halted"
-        if command.kind is CommandKind.RESUME:
-            self.paused = False
-            self.halted = False
-            return "resumed"
-        return None
+        return self.gate_command(command, "desk ")
 
     def on_portfolio(self, snapshot: PortfolioSnapshot, envelope: Envelope) -> None:
         """Keep equity, gross exposure and the positions."""

@@ -43,7 +43,7 @@ from agents.strategy.intents import build_intent, intent_side
 from agents.strategy.settings import StrategySettings
 from core.clock import ms_from_utc
 from core.columns import Column, IndicatorColumn, utc_from_ms
-from core.domain import CommandKind, ConsensusOutcome, Direction, Side
+from core.domain import ConsensusOutcome, Direction, Side
 from core.errors import UnroutableMessage
 from core.messages import (
     Command,
@@ -278,17 +278,7 @@ class StrategyAgent(Agent):
 
     async def on_command(self, command: Command, envelope: Envelope) -> str | None:
         """PAUSE: no new entries (exits still allowed); HALT: no intents at all; RESUME: both off."""
-        if command.kind is CommandKind.PAUSE:
-            self.paused = True
-            return "entries paused"
-        if command.kind is CommandKind.HALT:
-            self.halted = True
-            return "intents halted"
-        if command.kind is CommandKind.RESUME:
-            self.paused = False
-            self.halted = False
-            return "resumed"
-        return None
+        return self.gate_command(command)
 
     # -- snapshots -----------------------------------------------------------------------------
 

@@ -11,6 +11,18 @@ from tests.chaos import invariants as inv
 from tests.chaos.scoreboard import BOARD
 from tests.stackkit import StackHandle, Tap
 
+INITIAL_CASH = Decimal(1_000_000)
+STACK_ENV = {
+    "TRADESWARM_EXECUTION_INITIAL_CASH": str(INITIAL_CASH),
+    "TRADESWARM_RISK_INITIAL_CASH": str(INITIAL_CASH),
+    "TRADESWARM_STRATEGY_INTENT_TTL_S": "10800",
+    # compliance's per-order and per-day caps out of the way: the runs are about faults, not limits
+    "TRADESWARM_COMPLIANCE_MAX_ORDER_NOTIONAL": "100000000",
+    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY": "1000000000",
+    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY_PER_SYMBOL": "1000000000",
+}
+"""The settings every chaos stack runs with."""
+
 
 async def halt_and_check(
     s: StackHandle, tap: Tap, initial_cash: Decimal, *, scenario: str, ctl: inv.Ctl = inv.shared_ctl

@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -51,7 +50,7 @@ from core.messages import Envelope, OrderRequest
 from core.messages.codec import JsonCodec
 from infrastructure.messaging.rabbitmq import RabbitMQBus
 from tests.chaos import invariants as inv
-from tests.chaos.run import count, halt_and_check, letters
+from tests.chaos.run import INITIAL_CASH, STACK_ENV, count, halt_and_check, letters
 from tests.chaos.scoreboard import BOARD
 from tests.control.data import CSV, approved_order
 from tests.private_services import PrivateInflux
@@ -62,15 +61,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 
 CANDLES = 700
 """Real hours replayed (enough for the strategies to trade a few times)."""
-INITIAL_CASH = Decimal(1_000_000)
 ENV = {
-    "TRADESWARM_EXECUTION_INITIAL_CASH": str(INITIAL_CASH),
-    "TRADESWARM_RISK_INITIAL_CASH": str(INITIAL_CASH),
-    "TRADESWARM_STRATEGY_INTENT_TTL_S": "10800",
-    # compliance's per-order and per-day caps out of the way: the run is about faults, not limits
-    "TRADESWARM_COMPLIANCE_MAX_ORDER_NOTIONAL": "100000000",
-    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY": "1000000000",
-    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY_PER_SYMBOL": "1000000000",
+    **STACK_ENV,
     # small tick-store batches: a publisher that waited on the store would stall early in the outage
     "TRADESWARM_DATA_STORE_BATCH_SIZE": "20",
 }

@@ -16,12 +16,11 @@ fills once, orders equal to the venue's, nothing unacked, positions and cash rec
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.chaos.run import count, halt_and_check
+from tests.chaos.run import INITIAL_CASH, STACK_ENV, count, halt_and_check
 from tests.chaos.scoreboard import BOARD
 from tests.control.data import CSV
 from tests.private_services import PrivatePostgres
@@ -31,15 +30,7 @@ from tradeswarm import stack
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 CANDLES = 900
-INITIAL_CASH = Decimal(1_000_000)
-ENV = {
-    "TRADESWARM_EXECUTION_INITIAL_CASH": str(INITIAL_CASH),
-    "TRADESWARM_RISK_INITIAL_CASH": str(INITIAL_CASH),
-    "TRADESWARM_STRATEGY_INTENT_TTL_S": "10800",
-    "TRADESWARM_COMPLIANCE_MAX_ORDER_NOTIONAL": "100000000",
-    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY": "1000000000",
-    "TRADESWARM_COMPLIANCE_MAX_VOLUME_PER_DAY_PER_SYMBOL": "1000000000",
-}
+ENV = STACK_ENV
 VHOST = "chaos-services"
 
 

@@ -60,6 +60,15 @@ def _halt_ack(clock: SimulatedClock, kind: str, agent_id: str, source: str) -> E
     return Envelope.wrap(ack, source=source, clock=clock)
 
 
+async def _publish_as(bus: InMemoryBus, envelope: Envelope, sender: str | None) -> None:
+    """Publish as if the broker had verified ``sender`` (the delivery's ``user_id``, as RabbitMQ sets it)."""
+    token = CURRENT_DELIVERY.set(Delivery(user_id=sender))
+    try:
+        await bus.publish(envelope)
+    finally:
+        CURRENT_DELIVERY.reset(token)
+
+
 async def _alerts(bus: Bus) -> list[RiskAlert]:
     seen: list[RiskAlert] = []
 
@@ -93,11 +102,7 @@ async def test_a_heartbeat_from_another_user_is_dead_lettered_on_the_in_memory_b
         forged = _heartbeat(bus, clock, "execution", "execution-1")
         # what the broker verified: another agent's user, an administrator, no user_id at all
         for sender in ("risk", "guest", None):
-            token = CURRENT_DELIVERY.set(Delivery(user_id=sender))
-            try:
-                await bus.publish(forged)
-            finally:
-                CURRENT_DELIVERY.reset(token)
+            await _publish_as(bus, forged, sender)
         dead = await bus.dead_letters(HEARTBEATS_QUEUE)
         claim = "heartbeat of execution agent 'execution-1'"
         assert [d.reason for d in dead] == [
@@ -108,11 +113,7 @@ async def test_a_heartbeat_from_another_user_is_dead_lettered_on_the_in_memory_b
         assert orch.registry.records() == []  # none touched the registry
         assert [(a.severity, a.code) for a in alerts] == [(Severity.CRITICAL, FORGED_HEARTBEAT_CODE)] * 3
 
-        token = CURRENT_DELIVERY.set(Delivery(user_id="execution"))  # the claimed agent's own user
-        try:
-            await bus.publish(forged)
-        finally:
-            CURRENT_DELIVERY.reset(token)
+        await _publish_as(bus, forged, "execution")  # the claimed agent's own user
         assert [r.agent_id for r in orch.registry.records()] == ["execution-1"]
         await bus.publish(_heartbeat(bus, clock, "risk", "risk-1"))  # no verifying bus: nothing to check
         assert [r.agent_id for r in orch.registry.records()] == ["execution-1", "risk-1"]
@@ -132,11 +133,7 @@ async def test_an_acknowledgement_from_another_user_is_dead_lettered_on_the_in_m
         orch = await _orchestrator(bus, clock, "amqp://orchestrator:pw@127.0.0.1:5672/paper")
         forged = _halt_ack(clock, "execution", "execution-1", "execution-1")
         for sender in ("risk", "guest", None):
-            token = CURRENT_DELIVERY.set(Delivery(user_id=sender))
-            try:
-                await bus.publish(forged)
-            finally:
-                CURRENT_DELIVERY.reset(token)
+            await _publish_as(bus, forged, sender)
         claim = "halt acknowledgement of execution agent 'execution-1'"
         assert [d.reason for d in await bus.dead_letters(ACKS_QUEUE)] == [
             f"{claim} sent by broker user 'risk', not by that agent's user (execution, orchestrator)",
@@ -145,11 +142,7 @@ async def test_an_acknowledgement_from_another_user_is_dead_lettered_on_the_in_m
         ]
         assert orch.reported_by_acks() == {}  # not counted as halted
         assert [(a.severity, a.code) for a in alerts] == [(Severity.CRITICAL, FORGED_ACK_CODE)] * 3
-        token = CURRENT_DELIVERY.set(Delivery(user_id="execution"))  # the agent's own user
-        try:
-            await bus.publish(forged)
-        finally:
-            CURRENT_DELIVERY.reset(token)
+        await _publish_as(bus, forged, "execution")  # the agent's own user
         assert orch.reported_by_acks() == {"execution-1": (True, False)}
         await orch.stop()
     finally:
