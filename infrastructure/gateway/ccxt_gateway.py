@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import ccxt
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from core.candles import CandleCloser, OhlcvValue, candle_from_ohlcv, timeframe_ms, to_decimal
@@ -56,6 +57,7 @@ class _Reconnected:
 
 
 RECONNECTED = _Reconnected()
+_log = structlog.get_logger(__name__)
 
 
 class CcxtGateway:
@@ -380,10 +382,18 @@ class CcxtGateway:
             polled: dict[str, Any] = await self.call("fetch_ticker", symbol)
             return polled
 
+        refusing = False
         async for ticker in self._pump(fetch):
             if ticker is None or isinstance(ticker, _Reconnected):
                 continue
-            top = self.book_top(symbol, ticker)
+            try:
+                top = self.book_top(symbol, ticker)
+            except ValueError as exc:  # a ticker the BookTop model refuses (a crossed book): skip the frame
+                if not refusing:  # once per run of refused frames, not per frame
+                    _log.warning("invalid top of book skipped", venue=self.venue, symbol=symbol, error=str(exc)[:300])
+                refusing = True
+                continue
+            refusing = False
             if top is not None:
                 yield top
 
